@@ -1,0 +1,55 @@
+"""The Python API: one object per config, over the same core as the CLI and the HTTP server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from indexer.components import Components
+from indexer.config import Config, load_config
+from indexer.ingestion.pipeline import BuildSummary, build_index
+from indexer.query.engine import Answer, AnswerStream, QueryEngine, Source
+
+
+class Indexer:
+    """Build and query the index a config describes.
+
+    >>> ix = Indexer.from_config("configs/sample.yaml", overrides={"query.top_k": 3})
+    >>> ix.build()
+    >>> ix.query("How often is the desiccant replaced?").answer
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.components = Components(config)
+        self._engine = QueryEngine(config, self.components)
+
+    @classmethod
+    def from_config(
+        cls, path: str | os.PathLike[str], overrides: Mapping[str, Any] | Iterable[str] | None = None
+    ) -> Indexer:
+        return cls(load_config(path, overrides))
+
+    def build(
+        self, *, rebuild: bool = False, dry_run: bool = False, show_progress: bool = False
+    ) -> BuildSummary:
+        summary = build_index(
+            self.config, self.components, rebuild=rebuild, dry_run=dry_run, show_progress=show_progress
+        )
+        self._engine = QueryEngine(self.config, self.components)  # re-read the new manifest
+        return summary
+
+    def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
+        return self._engine.retrieve(question, top_k)
+
+    def query(self, question: str, top_k: int | None = None) -> Answer:
+        return self._engine.query(question, top_k)
+
+    def stream(self, question: str, top_k: int | None = None) -> AnswerStream:
+        return self._engine.stream(question, top_k)
+
+    @property
+    def llm_notice(self) -> str | None:
+        """Why there is no LLM (retrieval only), once ``llm`` has been resolved."""
+        return self.components.llm_notice

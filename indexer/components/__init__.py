@@ -1,0 +1,108 @@
+"""The pipeline's components, built from one config and loaded on first use.
+
+Everything heavy (torch, chromadb, llama.cpp) is imported only when a component is first asked
+for, so ``indexer --help`` and config checks stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from indexer.config.models import Config
+
+if TYPE_CHECKING:
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    from indexer.components.embedding import EmbeddingIdentity
+    from indexer.components.llm import ChatLlamaCPP
+    from indexer.index.manifest import ManifestFile
+    from indexer.index.store import ChunkStore
+
+
+class Components:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._llm_resolved = False
+        self._llm: ChatLlamaCPP | None = None
+        self.llm_notice: str | None = None
+
+    @cached_property
+    def embed_model(self) -> HuggingFaceEmbedding:
+        from indexer.components.embedding import load_embedding
+
+        return load_embedding(self.config.embedding)
+
+    @cached_property
+    def embedding_identity(self) -> EmbeddingIdentity:
+        from indexer.components.embedding import embedding_identity
+
+        return embedding_identity(self.config.embedding, self.embed_model)
+
+    def embedding_identity_dict(self) -> dict[str, Any]:
+        return asdict(self.embedding_identity)
+
+    def tokenize(self, text: str) -> list[int]:
+        """The embedding model's tokenizer, which defines what ``chunk_size`` counts."""
+        return self._tokenize(text)
+
+    @cached_property
+    def _tokenize(self) -> Any:
+        tokenizer = self.embed_model._model.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # A copy of the Rust tokenizer without truncation: several times faster than
+            # ``tokenizer.tokenize``, with no "sequence longer than the model" warning, and it
+            # counts whole texts (the model's own copy truncates at its input length).
+            from tokenizers import Tokenizer
+
+            counter = Tokenizer.from_str(backend.to_str())
+            counter.no_truncation()
+            counter.no_padding()
+            return lambda text: counter.encode(text, add_special_tokens=False).ids
+        return tokenizer.tokenize
+
+    @cached_property
+    def embedding_max_tokens(self) -> int:
+        return int(self.embed_model._model.max_seq_length or 0)
+
+    @cached_property
+    def chroma_client(self) -> Any:
+        from indexer.components.vector_store import open_client
+
+        return open_client(self.config.vector_store)
+
+    def chunk_store(self, *, create: bool) -> ChunkStore | None:
+        from indexer.components.vector_store import get_collection
+        from indexer.index.store import ChunkStore
+
+        collection = get_collection(self.chroma_client, self.config.vector_store, create=create)
+        if collection is None:
+            return None
+        return ChunkStore(collection, self.chroma_client.get_max_batch_size())
+
+    def drop_collection(self) -> None:
+        from indexer.components.vector_store import get_collection
+
+        if get_collection(self.chroma_client, self.config.vector_store, create=False) is not None:
+            self.chroma_client.delete_collection(self.config.vector_store.collection)
+
+    @cached_property
+    def manifest_file(self) -> ManifestFile:
+        from indexer.index.manifest import ManifestFile, ManifestFileForServer
+
+        vs = self.config.vector_store
+        if vs.persist_dir is not None:
+            return ManifestFile(vs.persist_dir)
+        return ManifestFileForServer(self.chroma_client, vs.collection)
+
+    @property
+    def llm(self) -> ChatLlamaCPP | None:
+        """The LLM, or ``None`` (with ``llm_notice`` set) when none is configured or found."""
+        if not self._llm_resolved:
+            from indexer.components.llm import load_llm
+
+            self._llm, self.llm_notice = load_llm(self.config.llm)
+            self._llm_resolved = True
+        return self._llm

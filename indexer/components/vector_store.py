@@ -1,0 +1,57 @@
+"""The Chroma client and collection, embedded on disk or on a Chroma server."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from indexer.config.models import VectorStoreConfig
+from indexer.errors import StoreError
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+
+def describe(config: VectorStoreConfig) -> str:
+    if config.host is not None:
+        scheme = "https" if config.ssl else "http"
+        return f"Chroma server {scheme}://{config.host}:{config.port}"
+    return f"Chroma folder {config.persist_dir}"
+
+
+def open_client(config: VectorStoreConfig) -> ClientAPI:
+    import chromadb
+    from chromadb.config import Settings
+
+    # Telemetry off: no document, question or usage event may leave the machine.
+    settings = Settings(anonymized_telemetry=False)
+    try:
+        if config.host is None:
+            return chromadb.PersistentClient(path=str(config.persist_dir), settings=settings)
+        headers = {"Authorization": f"Bearer {config.auth_token}"} if config.auth_token else None
+        return chromadb.HttpClient(
+            host=config.host, port=config.port, ssl=config.ssl, headers=headers, settings=settings
+        )
+    except Exception as exc:  # connection refused, bad folder permissions, version mismatch
+        raise StoreError(f"cannot open {describe(config)}: {type(exc).__name__}: {exc}") from None
+
+
+def get_collection(client: ClientAPI, config: VectorStoreConfig, *, create: bool) -> Collection | None:
+    """The index's collection; ``None`` when it does not exist and ``create`` is false."""
+    try:
+        if create:
+            return client.get_or_create_collection(name=config.collection, metadata={"hnsw:space": "cosine"})
+        names = {_name(c) for c in client.list_collections()}
+        if config.collection not in names:
+            return None
+        return client.get_collection(config.collection)
+    except Exception as exc:
+        raise StoreError(
+            f"{describe(config)}: cannot open collection {config.collection!r} "
+            f"(vector_store.collection): {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _name(collection: Any) -> str:
+    # chromadb returns names (str) or Collection objects depending on the version.
+    return collection if isinstance(collection, str) else collection.name

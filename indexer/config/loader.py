@@ -1,0 +1,232 @@
+"""Read a YAML config: ``extends`` layering, ``${VAR:default}`` expansion, ``--set`` overrides,
+path resolution and validation, with errors that name the file and the field.
+
+Relative paths resolve against the folder of the file that wrote them (so a base config keeps
+working when extended from elsewhere); paths given with ``--set`` resolve against the current
+directory, as any other command-line path would.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from indexer.config.models import Config
+from indexer.errors import ConfigError
+
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def load_config(
+    path: str | os.PathLike[str], overrides: Mapping[str, Any] | Iterable[str] | None = None
+) -> Config:
+    """Load, layer, override and validate the config at ``path``.
+
+    ``overrides`` is either a mapping of dotted keys to values or ``KEY=VALUE`` strings as given
+    to ``--set`` (values parsed as YAML scalars).
+    """
+    config_path = Path(path).expanduser().resolve()
+    raw = _read_layered(config_path, chain=())
+    override_map = _normalise_overrides(overrides)
+    for key, value in override_map.items():
+        if key in _path_keys(Config) and isinstance(value, str):
+            value = str(Path(value).expanduser().resolve())
+        _set_dotted(raw, key, value, config_path)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, config_path, override_map)) from None
+
+
+def parse_set_options(options: Iterable[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "c=x"]`` into ``{"a.b": 1, "c": "x"}``, values parsed as YAML scalars."""
+    parsed: dict[str, Any] = {}
+    for option in options:
+        key, sep, text = option.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {option!r}: expected KEY=VALUE, e.g. --set query.top_k=8")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            value = text
+        parsed[key.strip()] = value
+    return parsed
+
+
+def config_to_yaml(config: Config) -> str:
+    """The resolved config as YAML, as ``indexer config`` prints it."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _normalise_overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    return parse_set_options(overrides)
+
+
+def _read_layered(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    if path in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path))
+        raise ConfigError(f"{path}: 'extends' forms a cycle: {cycle}")
+    data = _read_yaml(path)
+    base_ref = data.pop("extends", None)
+    _expand_env(data, path)
+    _resolve_paths(data, path.parent)
+    if base_ref is None:
+        return data
+    if not isinstance(base_ref, str):
+        raise ConfigError(f"{path}: 'extends' must be the path of another config file")
+    base_path = (path.parent / os.path.expanduser(base_ref)).resolve()
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: 'extends' names {base_ref!r}, but {base_path} does not exist")
+    return _deep_merge(_read_layered(base_path, (*chain, path)), data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML at {where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _expand_env(node: Any, path: Path) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:default}`` in every string, in place."""
+
+    def expand(text: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is None:
+                raise ConfigError(
+                    f"{path}: environment variable {name} is not set and ${{{name}}} has no "
+                    f"default (write ${{{name}:default}})"
+                )
+            return default
+
+        return _ENV_RE.sub(one, text)
+
+    if isinstance(node, dict):
+        for key, value in node.items():
+            node[key] = _expand_env(value, path)
+    elif isinstance(node, list):
+        node[:] = [_expand_env(v, path) for v in node]
+    elif isinstance(node, str):
+        expanded = expand(node)
+        if expanded != node and _ENV_RE.fullmatch(node):
+            # A value that is only a variable takes the variable's YAML type (e.g. a port number).
+            try:
+                return yaml.safe_load(expanded) if expanded.strip() else expanded
+            except yaml.YAMLError:
+                return expanded
+        return expanded
+    return node
+
+
+def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
+    for dotted in _path_keys(Config):
+        section, _, key = dotted.partition(".")
+        block = data.get(section)
+        if isinstance(block, dict) and isinstance(block.get(key), str):
+            block[key] = str((base_dir / os.path.expanduser(block[key])).resolve())
+
+
+def _path_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Dotted names of every Path-typed field (e.g. ``data.input_dir``)."""
+    keys: set[str] = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        args = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
+        if annotation is Path or Path in args:
+            keys.add(prefix + name)
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys |= _path_keys(annotation, f"{prefix}{name}.")
+    return keys
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any, path: Path) -> None:
+    parts = dotted.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(parts[: i + 1])
+            raise ConfigError(f"--set {dotted}: {where} in {path} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _explain(exc: ValidationError, path: Path, overrides: Mapping[str, Any]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = ".".join(str(part) for part in error["loc"])
+        source = _source_of(loc, path, overrides)
+        if error["type"] == "extra_forbidden":
+            message = _unknown_key_message(error["loc"])
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] not in ("value_error", "assertion_error"):
+                message += f" (got {error['input']!r})"
+        lines.append(f"{source}: {loc or 'top level'}: {message}")
+    count = len(lines)
+    header = f"invalid config ({count} problem{'s' if count > 1 else ''}):\n  "
+    return header + "\n  ".join(lines)
+
+
+def _source_of(loc: str, path: Path, overrides: Mapping[str, Any]) -> str:
+    """Where the offending value came from: an override, or the file (with overrides inside)."""
+    if any(loc == key or loc.startswith(key + ".") for key in overrides):
+        return f"--set {loc}"
+    inside = [key for key in overrides if key.startswith(loc + ".")]
+    return f"{path} with --set {', '.join(inside)}" if inside else str(path)
+
+
+def _unknown_key_message(loc: tuple[int | str, ...]) -> str:
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    allowed = list(model.model_fields)
+    unknown = str(loc[-1])
+    close = difflib.get_close_matches(unknown, allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {unknown!r}{hint}; allowed: {', '.join(allowed)}"

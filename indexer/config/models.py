@@ -1,0 +1,153 @@
+"""Typed, strict config models: one per section of the YAML file.
+
+Paths arrive here already absolute (the loader resolves them against the file that wrote them), so
+nothing below depends on the current directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_EXTS = [".txt", ".md", ".json", ".pdf", ".html", ".docx", ".csv"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a careful assistant that answers questions about the user's own documents. "
+    "Answer only from the numbered context passages. Cite the passages you use as [1], [2], ... "
+    "If the context does not contain the answer, say that the documents do not say."
+)
+
+DEFAULT_QA_PROMPT = "Context:\n{context}\n\nQuestion: {question}\nAnswer:"
+
+# Chroma's own rule for collection names (chromadb/api/validation): checked here so the user hears
+# it while the config is validated, not halfway through a build.
+_COLLECTION_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
+_IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(StrictModel):
+    input_dir: Path = Field(description="Folder of documents to index.")
+    recursive: bool = Field(True, description="Descend into sub-folders.")
+    required_exts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXTS),
+        description="File extensions to load; other files are ignored.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Glob patterns (relative to input_dir) to skip."
+    )
+
+    @field_validator("required_exts")
+    @classmethod
+    def _dotted_lowercase(cls, exts: list[str]) -> list[str]:
+        if not exts:
+            raise ValueError("must list at least one extension, e.g. [.txt, .md]")
+        return [e.lower() if e.startswith(".") else f".{e.lower()}" for e in exts]
+
+
+class ChunkingConfig(StrictModel):
+    chunk_size: int = Field(256, gt=0, description="Tokens per chunk (SentenceSplitter).")
+    chunk_overlap: int = Field(32, ge=0, description="Tokens shared by neighbouring chunks.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingConfig:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+class EmbeddingConfig(StrictModel):
+    model: str = Field(
+        "default",
+        description="'default' (the bundled all-MiniLM-L6-v2), a Hugging Face id or a local folder.",
+    )
+    device: str = Field("cpu", description="torch device: cpu, cuda, mps.")
+    batch_size: int = Field(64, gt=0, description="Texts per embedding batch.")
+    normalize: bool = Field(True, description="L2-normalise vectors (cosine similarity).")
+    query_prefix: str = Field("", description="Prepended to queries (e.g. for bge/e5 models).")
+    passage_prefix: str = Field("", description="Prepended to passages before embedding.")
+
+
+class VectorStoreConfig(StrictModel):
+    provider: Literal["chroma"] = "chroma"
+    persist_dir: Path | None = Field(None, description="Folder for an embedded Chroma database.")
+    host: str | None = Field(None, description="Chroma server host (instead of persist_dir).")
+    port: int = Field(8000, gt=0, lt=65536)
+    ssl: bool = False
+    auth_token: str | None = Field(None, description="Bearer token for a Chroma server.")
+    collection: str = Field("indexer", description="Chroma collection name.")
+
+    @field_validator("collection")
+    @classmethod
+    def _chroma_collection_rule(cls, name: str) -> str:
+        if not _COLLECTION_RE.match(name) or ".." in name or _IPV4_RE.match(name):
+            raise ValueError(
+                f"{name!r} is not a valid Chroma collection name: use 3-512 characters from "
+                "[a-zA-Z0-9._-], starting and ending with a letter or digit, with no '..' "
+                "and not an IPv4 address"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _one_location(self) -> VectorStoreConfig:
+        if (self.persist_dir is None) == (self.host is None):
+            raise ValueError("set exactly one of persist_dir (embedded) or host (Chroma server)")
+        return self
+
+
+class LLMConfig(StrictModel):
+    provider: Literal["llama_cpp", "none"] = Field(
+        "llama_cpp", description="'llama_cpp' for a local GGUF, 'none' for retrieval only."
+    )
+    model_path: Path | None = Field(None, description="Path of a GGUF file.")
+    repo_id: str | None = Field(
+        None, description="Hugging Face repo to download the GGUF from when model_path is absent."
+    )
+    filename: str | None = Field(None, description="GGUF file name (or glob) inside repo_id.")
+    required: bool = Field(
+        False, description="Fail instead of falling back to retrieval-only when no model is found."
+    )
+    n_ctx: int = Field(4096, gt=0, description="Context window in tokens.")
+    max_new_tokens: int = Field(256, gt=0)
+    temperature: float = Field(0.1, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    seed: int = Field(0, description="Sampling seed, for repeatable answers.")
+    n_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores.")
+    n_gpu_layers: int = Field(0, description="Layers to offload to a GPU build; -1 for all.")
+
+    @model_validator(mode="after")
+    def _filename_with_repo(self) -> LLMConfig:
+        if (self.repo_id is None) != (self.filename is None):
+            raise ValueError("repo_id and filename go together: set both or neither")
+        return self
+
+
+class QueryConfig(StrictModel):
+    top_k: int = Field(4, gt=0, le=1000, description="Passages retrieved per question.")
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    qa_prompt: str = Field(DEFAULT_QA_PROMPT, description="User turn; must contain {context} and {question}.")
+
+    @field_validator("qa_prompt")
+    @classmethod
+    def _has_placeholders(cls, prompt: str) -> str:
+        missing = [p for p in ("{context}", "{question}") if p not in prompt]
+        if missing:
+            raise ValueError(f"must contain {' and '.join(missing)}")
+        return prompt
+
+
+class Config(StrictModel):
+    data: DataConfig
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    vector_store: VectorStoreConfig
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    query: QueryConfig = Field(default_factory=QueryConfig)

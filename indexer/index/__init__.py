@@ -1,0 +1,1 @@
+"""The index on disk: chunk storage and the manifest that describes it."""

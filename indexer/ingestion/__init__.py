@@ -1,0 +1,1 @@
+"""Ingestion: find, read, chunk, embed and write documents."""

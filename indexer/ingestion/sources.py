@@ -1,0 +1,69 @@
+"""Find the documents of a folder and fingerprint them.
+
+A document's id is its path relative to ``data.input_dir`` (stable across machines and runs); its
+hash covers its bytes and the settings that shape its chunks, never file times.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from indexer.config.models import DataConfig
+from indexer.errors import DataError
+
+# Bump when reading or splitting changes what chunks a file produces, so builds redo them.
+PIPELINE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    doc_id: str
+    size: int
+
+
+def discover(config: DataConfig) -> list[SourceFile]:
+    """Every file to index, sorted by id; a clear error if there is nothing to index."""
+    root = config.input_dir
+    if not root.exists():
+        raise DataError(f"data.input_dir {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"data.input_dir {root} is not a folder")
+    pattern = "**/*" if config.recursive else "*"
+    exts = set(config.required_exts)
+    found = []
+    for path in root.glob(pattern):
+        if not path.is_file() or path.suffix.lower() not in exts:
+            continue
+        rel = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in Path(rel).parts):
+            continue  # hidden files and folders (.git, .DS_Store) are never documents
+        if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(path.name, pat) for pat in config.exclude):
+            continue
+        found.append(SourceFile(path=path, doc_id=rel, size=path.stat().st_size))
+    if not found:
+        where = "or its sub-folders " if config.recursive else ""
+        raise DataError(
+            f"no documents to index: data.input_dir {root} {where}has no files with extensions "
+            f"{', '.join(sorted(exts))}" + (f" (after exclude {config.exclude})" if config.exclude else "")
+        )
+    return sorted(found, key=lambda f: f.doc_id)
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """A short stable hash of the settings that shape every chunk (chunking, prefixes, ...)."""
+    blob = json.dumps({"pipeline": PIPELINE_VERSION, **settings}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def file_hash(path: Path, settings_key: str) -> str:
+    digest = hashlib.sha256(settings_key.encode())
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]

@@ -1,0 +1,1 @@
+"""Query: retrieval, answers, streaming and cited sources."""

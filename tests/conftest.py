@@ -1,0 +1,99 @@
+"""Shared fixtures. Every test runs the real components (bundled MiniLM, embedded Chroma, llama.cpp
+on a tiny GGUF written here) and writes only under pytest's temporary folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.tiny_gguf import write_tiny_llama_gguf
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "data" / "sample"
+SAMPLE_QUESTIONS = ROOT / "data" / "sample_questions.jsonl"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# The tiny model's byte-level vocabulary spends a token per character or so: a roomy window keeps
+# a few 256-token chunks in the prompt.
+TEST_N_CTX = 8192
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def sample_questions() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in SAMPLE_QUESTIONS.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf", n_ctx_train=TEST_N_CTX)
+
+
+def write_config(folder: Path, data_dir: Path, *, model_path: Path | None = None, **sections: Any) -> Path:
+    """A config in ``folder`` indexing ``data_dir`` into ``folder/storage``; ``sections`` are
+    merged over the defaults, section by section."""
+    config: dict[str, Any] = {
+        "data": {"input_dir": str(data_dir)},
+        "vector_store": {"persist_dir": "storage", "collection": "test"},
+        "llm": {
+            "model_path": str(model_path) if model_path else "no-model.gguf",
+            "n_ctx": TEST_N_CTX,
+            "max_new_tokens": 16,
+        },
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def sample_copy(tmp_path: Path) -> Path:
+    """A private copy of the sample corpus that a test may change."""
+    target = tmp_path / "docs"
+    shutil.copytree(SAMPLE_DIR, target)
+    return target
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Path]:
+    def make(data_dir: Path | None = None, **kwargs: Any) -> Path:
+        return write_config(tmp_path, data_dir or SAMPLE_DIR, **kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def built_sample(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Path:
+    """The sample corpus, indexed once per session; tests only read it."""
+    from indexer import Indexer
+
+    folder = tmp_path_factory.mktemp("built")
+    config = write_config(folder, SAMPLE_DIR, model_path=tiny_gguf)
+    Indexer.from_config(config).build()
+    return config
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m indexer ARGS`` in a fresh process, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "indexer", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )

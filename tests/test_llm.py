@@ -1,0 +1,99 @@
+"""The llama.cpp LLM on a tiny random-weight GGUF: template, BOS, streaming, stopping, threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+from indexer.components.llm import ChatLlamaCPP, cpu_count, load_llm
+from indexer.config.models import LLMConfig
+from indexer.errors import ModelError
+from tests.support.tiny_gguf import BOS_TOKEN, TEMPLATE_MARKERS
+
+MESSAGES = [
+    ChatMessage(role=MessageRole.SYSTEM, content="Answer from the context."),
+    ChatMessage(role=MessageRole.USER, content="What is the mast made of?"),
+]
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_gguf: Path) -> ChatLlamaCPP:
+    model, notice = load_llm(LLMConfig(model_path=tiny_gguf, n_ctx=512, max_new_tokens=12))
+    assert model is not None and notice is None
+    return model
+
+
+def test_prompt_goes_through_the_ggufs_chat_template_with_one_bos(llm: ChatLlamaCPP) -> None:
+    rendered = llm.render(MESSAGES)
+    for marker in TEMPLATE_MARKERS:
+        assert marker in rendered.text
+    assert rendered.text.startswith(BOS_TOKEN)
+    assert rendered.text.endswith(f"{TEMPLATE_MARKERS[0]}assistant\n")
+    bos = llm.llama.token_bos()
+    assert rendered.tokens[0] == bos and rendered.tokens.count(bos) == 1
+    assert "system: " not in rendered.text.lower()  # not LlamaIndex's generic role: content prompt
+
+
+def test_the_prompt_llama_cpp_receives_is_the_templated_one(llm: ChatLlamaCPP) -> None:
+    llm.chat(MESSAGES)
+    assert llm.last_prompt is not None
+    assert llm.last_prompt.tokens == llm.render(MESSAGES).tokens
+    assert all(marker in llm.last_prompt.text for marker in TEMPLATE_MARKERS)
+
+
+def test_streaming_yields_tokens_and_stops_at_max_new_tokens(llm: ChatLlamaCPP) -> None:
+    pieces = list(llm.stream_tokens(MESSAGES))
+    assert 1 <= len(pieces) <= 12
+    assert all(isinstance(p, str) for p in pieces)
+    generated = llm.llama.tokenize("".join(pieces).encode(), add_bos=False, special=True)
+    assert len(generated) <= 12 + 2  # re-tokenizing text may merge or split a little
+
+
+def test_generation_stops_at_the_end_of_turn_token(llm: ChatLlamaCPP) -> None:
+    eos = llm.llama.token_eos()
+    # Make end-of-turn the only likely token: the real stop path must end generation at once.
+    response = llm.chat(MESSAGES, logit_bias={eos: 1000.0})
+    assert response.message.content == ""
+    assert response.raw["choices"][0]["finish_reason"] == "stop"
+
+
+def test_llamaindex_interface_works(llm: ChatLlamaCPP) -> None:
+    assert isinstance(llm.complete("Say hi").text, str)
+    deltas = [r.delta for r in llm.stream_complete("Say hi")]
+    assert deltas and all(isinstance(d, str) for d in deltas)
+    assert llm.metadata.context_window == 512
+
+
+def test_threads_default_to_all_cores(llm: ChatLlamaCPP) -> None:
+    assert llm.llama.n_threads == cpu_count()
+    assert llm.llama.n_threads_batch == cpu_count()
+
+
+def test_prompt_longer_than_the_window_is_a_clear_error(llm: ChatLlamaCPP) -> None:
+    long = [ChatMessage(role=MessageRole.USER, content="word " * 600)]
+    with pytest.raises(ModelError, match=r"exceed llm\.n_ctx \(512\)"):
+        llm.chat(long)
+
+
+def test_missing_model_notice_or_error(tmp_path: Path) -> None:
+    model, notice = load_llm(LLMConfig(model_path=tmp_path / "absent.gguf"))
+    assert model is None and notice and "llm.model_path" in notice and "llm.repo_id" in notice
+    with pytest.raises(ModelError, match=r"absent\.gguf"):
+        load_llm(LLMConfig(model_path=tmp_path / "absent.gguf", required=True))
+    assert load_llm(LLMConfig(provider="none")) == (None, None)
+
+
+def test_a_file_that_is_not_a_gguf_is_a_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a model" * 100)
+    with pytest.raises(ModelError, match=r"cannot load the GGUF at .*bogus\.gguf"):
+        load_llm(LLMConfig(model_path=bogus))
+
+
+def test_hub_download_failure_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = LLMConfig(model_path=tmp_path / "m.gguf", repo_id="someone/some-model-GGUF", filename="m.gguf")
+    with pytest.raises(ModelError, match=r"cannot download 'm\.gguf' from Hugging Face repo"):
+        load_llm(config)
