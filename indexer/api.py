@@ -9,6 +9,7 @@ from typing import Any
 from indexer.components import Components
 from indexer.config import Config, load_config
 from indexer.ingestion.pipeline import BuildSummary, build_index
+from indexer.ingestion.status import IndexStatus
 from indexer.query.engine import Answer, AnswerStream, QueryEngine, Source
 
 
@@ -32,13 +33,29 @@ class Indexer:
         return cls(load_config(path, overrides))
 
     def build(
-        self, *, rebuild: bool = False, dry_run: bool = False, show_progress: bool = False
+        self,
+        *,
+        rebuild: bool = False,
+        dry_run: bool = False,
+        show_progress: bool = False,
+        strict: bool = False,
     ) -> BuildSummary:
         summary = build_index(
-            self.config, self.components, rebuild=rebuild, dry_run=dry_run, show_progress=show_progress
+            self.config,
+            self.components,
+            rebuild=rebuild,
+            dry_run=dry_run,
+            strict=strict,
+            show_progress=show_progress,
         )
         self._engine = QueryEngine(self.config, self.components)  # re-read the new manifest
         return summary
+
+    def status(self) -> IndexStatus:
+        """The manifest, counts, and which files are new, changed or deleted since the last build."""
+        from indexer.ingestion.status import index_status
+
+        return index_status(self.config, self.components)
 
     def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
         return self._engine.retrieve(question, top_k)

@@ -49,7 +49,7 @@ def _user_errors() -> Iterator[None]:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
-    for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3"):
+    for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -77,13 +77,18 @@ def build(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would change; touch nothing.")
     ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on any file that cannot be read, instead of skipping it.")
+    ] = False,
 ) -> None:
     """Load, chunk, embed and persist the documents of CONFIG (only what changed)."""
     from indexer.progress import should_show
 
     def work() -> None:
         ix = _open(config, set_)
-        summary = ix.build(rebuild=rebuild, dry_run=dry_run, show_progress=should_show(quiet=json_out))
+        summary = ix.build(
+            rebuild=rebuild, dry_run=dry_run, strict=strict, show_progress=should_show(quiet=json_out)
+        )
         if json_out:
             typer.echo(json.dumps(summary.to_dict()))
             return
@@ -130,6 +135,57 @@ def query(
         _print_sources(stream.sources)
 
     _run(work)
+
+
+@app.command()
+def status(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) -> None:
+    """Show the index of CONFIG: its manifest, counts, and the files new, changed or deleted since
+    the last build. Loads no model and changes nothing."""
+
+    def work() -> None:
+        report = _open(config, set_).status()
+        if json_out:
+            typer.echo(json.dumps(report.to_dict()))
+            return
+        _print_status(report)
+
+    _run(work)
+
+
+def _print_status(report: Any) -> None:
+    if not report.built:
+        typer.echo(f"No index yet at {report.index}: run `indexer build CONFIG`.")
+        typer.echo(f"{len(report.new)} file(s) to index.")
+        return
+    m = report.manifest
+    emb = m.get("embedding", {})
+    typer.echo(f"Index {report.index} (collection {report.collection})")
+    typer.echo(f"  documents {report.documents}, chunks {report.chunks}")
+    typer.echo(
+        f"  embedding {emb.get('name')} (dimension {emb.get('dimension')}, fingerprint "
+        f"{emb.get('fingerprint')}, normalize {emb.get('normalize')})"
+    )
+    typer.echo(f"  chunking {m.get('chunking')}")
+    typer.echo(f"  built {m.get('created_at')}, updated {m.get('updated_at')} ({m.get('build_seconds')} s)")
+    if report.interrupted:
+        typer.echo(
+            f"  a build was interrupted ({report.chunks_in_store} chunks stored, {report.chunks} committed): "
+            "queries see the committed index; the next build finishes the clean-up"
+        )
+    for problem in report.problems:
+        typer.echo(f"  MISMATCH {problem} (rebuild with --rebuild)")
+    if report.up_to_date:
+        typer.echo(f"Up to date: {report.unchanged} file(s) unchanged.")
+    else:
+        typer.echo(
+            f"Since the last build: {len(report.new)} new, {len(report.changed)} changed, "
+            f"{len(report.deleted)} deleted, {report.unchanged} unchanged."
+        )
+        for label, names in (("new", report.new), ("changed", report.changed), ("deleted", report.deleted)):
+            for name in names:
+                typer.echo(f"  {label:8} {name}")
+    for name, reason in report.skipped.items():
+        typer.echo(f"  skipped  {name}: {reason}")
 
 
 @app.command("config")

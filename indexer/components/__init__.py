@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from indexer.components.embedding import EmbeddingIdentity
     from indexer.components.llm import ChatLlamaCPP
-    from indexer.index.manifest import ManifestFile
+    from indexer.index.manifest import CommittedView, ManifestFile
     from indexer.index.store import ChunkStore
 
 
@@ -73,20 +73,34 @@ class Components:
 
         return open_client(self.config.vector_store)
 
-    def chunk_store(self, *, create: bool) -> ChunkStore | None:
+    def chunk_store(self, *, create: bool, collection: str | None = None) -> ChunkStore | None:
+        """The index's chunks: by default the collection the manifest names (``--rebuild`` writes a
+        new one and switches to it), whose searches show only the chunks the manifest commits."""
         from indexer.components.vector_store import get_collection
         from indexer.index.store import ChunkStore
 
-        collection = get_collection(self.chroma_client, self.config.vector_store, create=create)
-        if collection is None:
+        name = collection or self.collection_name()
+        found = get_collection(self.chroma_client, self.config.vector_store, create=create, name=name)
+        if found is None:
             return None
-        return ChunkStore(collection, self.chroma_client.get_max_batch_size())
+        return ChunkStore(found, self.chroma_client.get_max_batch_size(), self.committed_view.committed)
 
-    def drop_collection(self) -> None:
+    def collection_name(self) -> str:
+        manifest = self.committed_view.current()
+        return (manifest.collection if manifest else None) or self.config.vector_store.collection
+
+    def drop_collection(self, name: str | None = None) -> None:
         from indexer.components.vector_store import get_collection
 
-        if get_collection(self.chroma_client, self.config.vector_store, create=False) is not None:
-            self.chroma_client.delete_collection(self.config.vector_store.collection)
+        name = name or self.config.vector_store.collection
+        if get_collection(self.chroma_client, self.config.vector_store, create=False, name=name) is not None:
+            self.chroma_client.delete_collection(name)
+
+    @cached_property
+    def committed_view(self) -> CommittedView:
+        from indexer.index.manifest import CommittedView
+
+        return CommittedView(self.manifest_file)
 
     @cached_property
     def manifest_file(self) -> ManifestFile:

@@ -7,7 +7,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import EmbeddingConfig
 from indexer.errors import ModelError
@@ -32,6 +32,7 @@ class EmbeddingIdentity:
     normalize: bool
     query_prefix: str
     passage_prefix: str
+    backend: str = "torch"
 
 
 def resolve_model_location(model: str) -> str:
@@ -72,6 +73,12 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per model load is noise in a CLI
+    extra: dict[str, Any] = {}
+    if config.backend != "torch":
+        _check_backend(config.backend)
+        extra["backend"] = config.backend
+        if config.backend_file:
+            extra["model_kwargs"] = {"file_name": config.backend_file}
     try:
         return HuggingFaceEmbedding(
             model_name=location,
@@ -80,6 +87,7 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
             normalize=config.normalize,
             query_instruction=config.query_prefix or None,
             text_instruction=config.passage_prefix or None,
+            **extra,
         )
     except Exception as exc:  # sentence-transformers raises OSError/ValueError/HTTP errors alike
         raise ModelError(
@@ -87,6 +95,55 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
             f"{type(exc).__name__}: {exc}. Use 'default' for the bundled model, a local folder, "
             "or a Hugging Face id that this machine can download."
         ) from None
+
+
+def _check_backend(backend: str) -> None:
+    """sentence-transformers runs ONNX and OpenVINO through optimum; say so before it fails deep."""
+    import importlib.util
+
+    needed = {"onnx": ("optimum.onnxruntime", "optimum[onnxruntime]"), "openvino": ("optimum.intel", "optimum-intel[openvino]")}
+    module, package = needed[backend]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        raise ModelError(
+            f"embedding.backend {backend!r} needs {package}, which is not installed. Note that current "
+            "optimum releases require transformers<4.58 and huggingface-hub<1, which breaks "
+            "sentence-transformers>=6: install it only in an environment pinned to match, or use "
+            "embedding.backend: torch."
+        )
+
+
+def encode_passages(model: HuggingFaceEmbedding, texts: list[str]) -> Any:
+    """Passage vectors as one numpy array, exactly as ``get_text_embedding_batch`` computes them.
+
+    We call the SentenceTransformer directly: LlamaIndex hands it ``embed_batch_size`` texts per
+    call, so its length sorting (which keeps padding low) works on 64 texts instead of all of
+    them, and each vector becomes a Python list on the way out.
+    """
+    return model._model.encode(
+        texts,
+        batch_size=model.embed_batch_size,
+        prompt_name="text",
+        normalize_embeddings=model.normalize,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+
+
+def config_identity(config: EmbeddingConfig) -> dict[str, Any]:
+    """The model's identity as far as it is known without loading it (no dimension): enough to
+    refuse a mismatched config before torch is even imported."""
+    location = resolve_model_location(config.model)
+    return {
+        "name": display_name(config.model),
+        "fingerprint": _fingerprint(location, display_name(config.model)),
+        "normalize": config.normalize,
+        "query_prefix": config.query_prefix,
+        "passage_prefix": config.passage_prefix,
+    }
 
 
 def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> EmbeddingIdentity:
@@ -99,6 +156,7 @@ def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> 
         normalize=config.normalize,
         query_prefix=config.query_prefix,
         passage_prefix=config.passage_prefix,
+        backend=config.backend,
     )
 
 

@@ -36,20 +36,27 @@ def open_client(config: VectorStoreConfig) -> ClientAPI:
         raise StoreError(f"cannot open {describe(config)}: {type(exc).__name__}: {exc}") from None
 
 
-def get_collection(client: ClientAPI, config: VectorStoreConfig, *, create: bool) -> Collection | None:
-    """The index's collection; ``None`` when it does not exist and ``create`` is false."""
+def get_collection(
+    client: ClientAPI, config: VectorStoreConfig, *, create: bool, name: str | None = None
+) -> Collection | None:
+    """The index's collection (or ``name``); ``None`` when it does not exist and ``create`` is false."""
+    name = name or config.collection
     try:
         if create:
-            return client.get_or_create_collection(name=config.collection, metadata={"hnsw:space": "cosine"})
+            return client.get_or_create_collection(name=name, metadata={"hnsw:space": "cosine"})
         names = {_name(c) for c in client.list_collections()}
-        if config.collection not in names:
+        if name not in names:
             return None
-        return client.get_collection(config.collection)
+        return client.get_collection(name)
     except Exception as exc:
         raise StoreError(
-            f"{describe(config)}: cannot open collection {config.collection!r} "
+            f"{describe(config)}: cannot open collection {name!r} "
             f"(vector_store.collection): {type(exc).__name__}: {exc}"
         ) from None
+
+
+def collection_names(client: ClientAPI) -> set[str]:
+    return {_name(c) for c in client.list_collections()}
 
 
 def _name(collection: Any) -> str:

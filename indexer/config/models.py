@@ -35,9 +35,10 @@ class StrictModel(BaseModel):
 class DataConfig(StrictModel):
     input_dir: Path = Field(description="Folder of documents to index.")
     recursive: bool = Field(True, description="Descend into sub-folders.")
-    required_exts: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_EXTS),
-        description="File extensions to load; other files are ignored.",
+    required_exts: list[str] | None = Field(
+        None,
+        description="File extensions to load; other files are ignored. Default: every file, where "
+        "files of a type indexer cannot read are skipped and listed in the build summary.",
     )
     exclude: list[str] = Field(
         default_factory=list, description="Glob patterns (relative to input_dir) to skip."
@@ -45,7 +46,9 @@ class DataConfig(StrictModel):
 
     @field_validator("required_exts")
     @classmethod
-    def _dotted_lowercase(cls, exts: list[str]) -> list[str]:
+    def _dotted_lowercase(cls, exts: list[str] | None) -> list[str] | None:
+        if exts is None:
+            return None
         if not exts:
             raise ValueError("must list at least one extension, e.g. [.txt, .md]")
         return [e.lower() if e.startswith(".") else f".{e.lower()}" for e in exts]
@@ -74,6 +77,13 @@ class EmbeddingConfig(StrictModel):
     normalize: bool = Field(True, description="L2-normalise vectors (cosine similarity).")
     query_prefix: str = Field("", description="Prepended to queries (e.g. for bge/e5 models).")
     passage_prefix: str = Field("", description="Prepended to passages before embedding.")
+    backend: Literal["torch", "onnx", "openvino"] = Field(
+        "torch",
+        description="sentence-transformers inference backend; onnx/openvino need optimum installed.",
+    )
+    backend_file: str | None = Field(
+        None, description="Backend model file inside the model folder, e.g. onnx/model_qint8_avx512.onnx."
+    )
 
 
 class VectorStoreConfig(StrictModel):

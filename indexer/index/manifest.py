@@ -1,8 +1,15 @@
 """The manifest: what an index was built with and from, stored beside the vectors.
 
-It makes an index self-describing (a query can check it speaks the same vector space) and is the
-record incremental builds diff against. It is written atomically (temp file + rename), so a build
-killed mid-write leaves the previous manifest whole.
+It makes an index self-describing (a query can check it speaks the same vector space), it is the
+record incremental builds diff against, and it is the commit point of every build: a chunk counts
+as part of the index only once the manifest names its document at its hash (``ChunkStore.search``
+hides the rest). It is written atomically (temp file + fsync + rename), so a build killed mid-write
+leaves the previous manifest whole.
+
+``pending`` is the build's intent log: documents whose chunks in the collection may not match
+``files`` yet (a version being written, an old version or a deleted file still to remove). It is
+saved before the collection is touched, so the next build can finish the clean-up whatever moment
+a build was killed at.
 """
 
 from __future__ import annotations
@@ -14,12 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from indexer.errors import IndexMismatchError
+from indexer.errors import IndexMismatchError, StoreError
+from indexer.index.store import Committed
 
 MANIFEST_FILE = "indexer-manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The settings an index's vectors depend on; a config must agree on all of them to query or append.
+EMBEDDING_KEYS = ("name", "dimension", "fingerprint", "normalize", "query_prefix", "passage_prefix")
 
 
 class FileRecord(BaseModel):
@@ -35,11 +45,22 @@ class Manifest(BaseModel):
     loader: dict[str, Any]
     config_hash: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
+    collection: str | None = Field(
+        None, description="The Chroma collection holding the vectors (None: the configured name)."
+    )
+    generation: int = Field(0, description="Bumped by every --rebuild, which writes a new collection.")
     created_at: str = ""
     updated_at: str = ""
     build_seconds: float = 0.0
+    last_build: dict[str, Any] = Field(default_factory=dict)
+    documents: int = 0
+    chunks: int = 0
     files: dict[str, FileRecord] = Field(default_factory=dict)
     skipped: dict[str, str] = Field(default_factory=dict)
+    pending: list[str] = Field(default_factory=list)
+    retired: list[str] = Field(
+        default_factory=list, description="Collections of earlier generations, to drop (leftovers of --rebuild)."
+    )
 
     @property
     def chunk_count(self) -> int:
@@ -48,10 +69,41 @@ class Manifest(BaseModel):
     def counts(self) -> dict[str, int]:
         return {"documents": len(self.files), "chunks": self.chunk_count}
 
+    def committed(self) -> Committed:
+        """Each document's hash and the chunk total: what queries may show."""
+        return Committed({doc_id: r.hash for doc_id, r in self.files.items()}, self.chunk_count)
+
     def touch(self) -> None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
         self.created_at = self.created_at or now
         self.updated_at = now
+
+    def describe(self) -> dict[str, Any]:
+        """Everything but the per-file records: what ``indexer status`` shows."""
+        data = self.model_dump(mode="json", exclude={"files", "skipped", "pending", "retired"})
+        data.update(self.counts())
+        return data
+
+    def serialise(self) -> str:
+        self.documents, self.chunks = len(self.files), self.chunk_count
+        return json.dumps(self.model_dump(mode="json"), indent=1)
+
+
+def parse_manifest(text: str, where: str) -> Manifest:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"the index manifest {where} is not valid JSON ({exc}); rebuild with --rebuild") from None
+    version = data.get("format_version", 1) if isinstance(data, dict) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise StoreError(
+            f"the index manifest {where} has format {version}, newer than this indexer understands "
+            f"({FORMAT_VERSION}): upgrade indexer, or rebuild with --rebuild"
+        )
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise StoreError(f"the index manifest {where} is damaged ({exc.errors()[0]['msg']}); rebuild with --rebuild") from None
 
 
 class ManifestFile:
@@ -61,34 +113,61 @@ class ManifestFile:
         self.path = folder / MANIFEST_FILE
 
     def load(self) -> Manifest | None:
-        if not self.path.is_file():
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return None
-        return Manifest.model_validate_json(self.path.read_text(encoding="utf-8"))
+        return parse_manifest(text, str(self.path))
+
+    def version_token(self) -> Any:
+        """Changes whenever the manifest is replaced; ``None`` when it cannot tell (always reload)."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return ("missing",)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def save(self, manifest: Manifest) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".manifest-", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(manifest.model_dump(mode="json"), fh, indent=2, sort_keys=False)
+                fh.write(manifest.serialise())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_dir(self.path.parent)
 
     def delete(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
-def check_compatible(manifest: Manifest, embedding: dict[str, Any], chunking: dict[str, Any] | None) -> None:
-    """Refuse to mix vector spaces: fail before any work if the config disagrees with the index.
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (power loss), where the platform allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
-    ``chunking`` is checked only when appending (a query does not chunk).
-    """
+
+def compatibility_problems(
+    manifest: Manifest, embedding: dict[str, Any], chunking: dict[str, Any] | None
+) -> list[str]:
+    """What differs between the index and the config; keys absent from ``embedding`` are not checked
+    (``indexer status`` checks what it knows without loading the model)."""
     problems = []
-    for key in ("name", "dimension", "fingerprint", "normalize", "query_prefix", "passage_prefix"):
+    for key in EMBEDDING_KEYS:
+        if key not in embedding:
+            continue
         built, now = manifest.embedding.get(key), embedding.get(key)
         if built != now:
             problems.append(f"embedding {key}: index has {built!r}, config gives {now!r}")
@@ -97,6 +176,15 @@ def check_compatible(manifest: Manifest, embedding: dict[str, Any], chunking: di
             built = manifest.chunking.get(key)
             if built != now:
                 problems.append(f"chunking.{key}: index has {built!r}, config gives {now!r}")
+    return problems
+
+
+def check_compatible(manifest: Manifest, embedding: dict[str, Any], chunking: dict[str, Any] | None) -> None:
+    """Refuse to mix vector spaces: fail before any work if the config disagrees with the index.
+
+    ``chunking`` is checked only when appending (a query does not chunk).
+    """
+    problems = compatibility_problems(manifest, embedding, chunking)
     if problems:
         raise IndexMismatchError(
             "the index was built with different settings than this config:\n  "
@@ -108,7 +196,8 @@ def check_compatible(manifest: Manifest, embedding: dict[str, Any], chunking: di
 
 class ManifestFileForServer(ManifestFile):
     """The manifest of an index on a Chroma server, kept on that server so every machine sharing
-    the index sees it: one record in a side collection (Chroma requires a vector; it is a dummy)."""
+    the index sees it: one record in a side collection (Chroma requires a vector; it is a dummy).
+    A single-record upsert is atomic, so it is a commit point like the file's rename."""
 
     _RECORD_ID = "manifest"
 
@@ -122,16 +211,38 @@ class ManifestFileForServer(ManifestFile):
         got = side.get(ids=[self._RECORD_ID], include=["documents"])
         if not got["ids"]:
             return None
-        return Manifest.model_validate_json(got["documents"][0])
+        return parse_manifest(got["documents"][0], str(self.path))
+
+    def version_token(self) -> Any:
+        return None
 
     def save(self, manifest: Manifest) -> None:
         side = self._client.get_or_create_collection(self._name)
-        side.upsert(
-            ids=[self._RECORD_ID],
-            documents=[manifest.model_dump_json()],
-            embeddings=[[0.0]],
-        )
+        side.upsert(ids=[self._RECORD_ID], documents=[manifest.serialise()], embeddings=[[0.0]])
 
     def delete(self) -> None:
         if self._name in {getattr(c, "name", c) for c in self._client.list_collections()}:
             self._client.delete_collection(self._name)
+
+
+class CommittedView:
+    """The committed manifest as queries should see it, re-read only when the file changed, so a
+    long-running server follows builds made by other processes."""
+
+    def __init__(self, manifest_file: ManifestFile) -> None:
+        self._file = manifest_file
+        self._token: Any = object()
+        self._manifest: Manifest | None = None
+        self._committed: Committed | None = None
+
+    def current(self) -> Manifest | None:
+        token = self._file.version_token()
+        if token is None or token != self._token:
+            self._manifest = self._file.load()
+            self._committed = self._manifest.committed() if self._manifest is not None else None
+            self._token = token
+        return self._manifest
+
+    def committed(self) -> Committed | None:
+        self.current()
+        return self._committed

@@ -1,5 +1,9 @@
 """Chunk storage on a Chroma collection: batched writes, per-document replacement, search.
 
+Search shows only committed chunks: those whose (document, file hash) the manifest names. While a
+build runs, the collection also holds chunks of versions not committed yet and old versions not
+yet removed; hiding them gives a query during a build the last committed index, consistently.
+
 We talk to the collection directly rather than through LlamaIndex's ``ChromaVectorStore``: that
 class batches writes by a fixed constant instead of the server's ``get_max_batch_size()``, stores a
 JSON copy of every node in the metadata, and reports ``exp(-distance)`` as the score, which is not
@@ -8,7 +12,7 @@ the cosine similarity users expect to read or to cut off at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +35,17 @@ class Chunk:
     embedding: list[float] | None = None
 
 
+@dataclass(frozen=True)
+class Committed:
+    """What the manifest says the index holds: the hash of each document, and the chunk total."""
+
+    hashes: dict[str, str]
+    chunks: int
+
+    def holds(self, hit: Hit) -> bool:
+        return self.hashes.get(str(hit.metadata.get(DOC_ID))) == hit.metadata.get(FILE_HASH)
+
+
 @dataclass
 class Hit:
     id: str
@@ -40,9 +55,21 @@ class Hit:
 
 
 class ChunkStore:
-    def __init__(self, collection: Collection, max_batch_size: int) -> None:
+    def __init__(
+        self,
+        collection: Collection,
+        max_batch_size: int,
+        committed: Callable[[], Committed | None] | None = None,
+    ) -> None:
+        """``committed`` says what the manifest holds at the time of a search (``None``: show
+        every chunk)."""
         self._collection = collection
         self._max_batch = max(1, max_batch_size)
+        self._committed = committed
+
+    @property
+    def name(self) -> str:
+        return self._collection.name
 
     @property
     def max_batch_size(self) -> int:
@@ -51,14 +78,44 @@ class ChunkStore:
     def count(self) -> int:
         return self._collection.count()
 
-    def add(self, chunks: Sequence[Chunk]) -> None:
-        for batch in _batches(chunks, self._max_batch):
+    def add(self, chunks: Sequence[Chunk], embeddings: Any = None) -> None:
+        """Write chunks with their vectors: ``embeddings`` (one row per chunk, e.g. a numpy array,
+        which Chroma takes without a Python list per vector) or each chunk's ``embedding``."""
+        for start in range(0, len(chunks), self._max_batch):
+            batch = chunks[start : start + self._max_batch]
+            vectors = (
+                embeddings[start : start + self._max_batch]
+                if embeddings is not None
+                else [c.embedding for c in batch]
+            )
             self._collection.upsert(
                 ids=[c.id for c in batch],
                 documents=[c.text for c in batch],
-                metadatas=[_flat(c.metadata) for c in batch],
-                embeddings=[c.embedding for c in batch],  # type: ignore[misc]
+                metadatas=[_flat(c.metadata) for c in batch],  # type: ignore[misc]
+                embeddings=vectors,
             )
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> None:
+        """Remove every chunk of these documents, in a few calls rather than one per document."""
+        for start in range(0, len(doc_ids), 256):
+            self._collection.delete(where={DOC_ID: {"$in": list(doc_ids[start : start + 256])}})  # type: ignore[dict-item]
+
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), self._max_batch):
+            self._collection.delete(ids=list(ids[start : start + self._max_batch]))
+
+    def versions(self, page: int = 5000) -> Iterator[tuple[str, str, str]]:
+        """``(chunk id, doc_id, file_hash)`` of every chunk, paged so memory stays flat."""
+        offset = 0
+        while True:
+            got = self._collection.get(include=["metadatas"], limit=page, offset=offset)  # type: ignore[list-item]
+            ids = got["ids"]
+            for chunk_id, meta in zip(ids, got["metadatas"] or [], strict=True):
+                meta = meta or {}
+                yield chunk_id, str(meta.get(DOC_ID, "")), str(meta.get(FILE_HASH, ""))
+            if len(ids) < page:
+                return
+            offset += page
 
     def delete_document(self, doc_id: str, *, keep_hash: str | None = None) -> None:
         """Remove a document's chunks; with ``keep_hash``, only those of other versions."""
@@ -70,12 +127,32 @@ class ChunkStore:
     def search(
         self, embedding: Sequence[float], top_k: int, where: dict[str, Any] | None = None
     ) -> list[Hit]:
-        if top_k <= 0 or self.count() == 0:
+        """The ``top_k`` committed chunks nearest to ``embedding`` (cosine similarity as score).
+
+        Uncommitted chunks can only be as many as the collection holds beyond the manifest's
+        count, so asking Chroma for ``top_k`` plus that many always yields ``top_k`` committed ones;
+        outside a build the two counts agree and nothing extra is fetched. With a ``where`` filter
+        (or a manifest that changed meanwhile) the fetch widens until it has enough.
+        """
+        total = self.count()
+        if top_k <= 0 or total == 0:
             return []
+        committed = self._committed() if self._committed is not None else None
+        if committed is None:
+            return self._query(embedding, min(top_k, total), where)[:top_k]
+        wanted = min(total, top_k + max(0, total - committed.chunks))
+        while True:
+            hits = self._query(embedding, wanted, where)
+            visible = [h for h in hits if committed.holds(h)]
+            if len(visible) >= top_k or len(hits) < wanted or wanted >= total:
+                return visible[:top_k]
+            wanted = min(total, wanted * 2)
+
+    def _query(self, embedding: Sequence[float], n: int, where: dict[str, Any] | None) -> list[Hit]:
         try:
             result = self._collection.query(
                 query_embeddings=[list(embedding)],
-                n_results=top_k,
+                n_results=n,
                 where=where,  # type: ignore[arg-type]
                 include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
             )
@@ -101,7 +178,3 @@ def _flat(metadata: dict[str, Any]) -> dict[str, str | int | float | bool]:
         flat[key] = value if isinstance(value, str | int | float | bool) else str(value)
     return flat
 
-
-def _batches(items: Sequence[Chunk], size: int) -> Iterator[Sequence[Chunk]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

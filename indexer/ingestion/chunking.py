@@ -6,6 +6,7 @@ input exactly, where LlamaIndex's default (a GPT tokenizer) over- or under-fills
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from llama_index.core.schema import Document
 
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
+from indexer.ingestion.readers import HEADINGS
 
 
 def make_splitter(
@@ -36,8 +38,15 @@ def chunk_document(
     chunks: list[Chunk] = []
     file_name = doc_id.rsplit("/", 1)[-1]
     for doc in docs:
+        headings: list[tuple[int, str]] = doc.metadata.get(HEADINGS) or []
+        heading_starts = [offset for offset, _ in headings]
         for node in splitter.get_nodes_from_documents([Document(text=doc.text)]):
             index = len(chunks)
+            section = {}
+            if headings and node.start_char_idx is not None:
+                at = bisect.bisect_right(heading_starts, node.start_char_idx) - 1
+                if at >= 0:
+                    section = {"section": headings[at][1]}
             metadata: dict[str, Any] = {
                 DOC_ID: doc_id,
                 "file": doc_id,
@@ -47,6 +56,7 @@ def chunk_document(
                 "start_char": node.start_char_idx,
                 "end_char": node.end_char_idx,
                 **{k: v for k, v in doc.metadata.items() if k in ("title", "page", "section")},
+                **section,
             }
             chunks.append(Chunk(id=f"{doc_id}::{file_hash[:12]}::{index}", text=node.text, metadata=metadata))
     return chunks

@@ -1,8 +1,12 @@
 """Turn one file into LlamaIndex ``Document`` objects, or say why it cannot be read.
 
-Binary formats go to LlamaIndex's maintained readers (pypdf, docx2txt). Text formats are decoded
-here rather than by ``SimpleDirectoryReader``, whose text fallback decodes with ``errors="ignore"``:
-that silently drops non-UTF-8 characters and happily "reads" binary blobs as garbage.
+Binary formats go to maintained parsers (pypdf, docx2txt through LlamaIndex's DocxReader,
+python-pptx, EbookLib, odfpy, striprtf). Text formats are decoded here rather than by
+``SimpleDirectoryReader``, whose text fallback decodes with ``errors="ignore"``: that silently drops
+non-UTF-8 characters and happily "reads" binary blobs as garbage.
+
+A document may carry ``headings``: ``(char offset, heading)`` pairs in its text, from which each
+chunk gets the ``section`` it starts in (see ``chunking.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
-_MD_TITLE_RE = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_MD_HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
+FORMATS_EXTRA = "pip install 'indexer[formats]'"
+HEADINGS = "headings"
 
 
 class UnreadableFile(Exception):
@@ -49,13 +55,26 @@ def decode_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
+def _require(module: str, file_type: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UnreadableFile(f"reading {file_type} files needs the 'formats' extra: {FORMATS_EXTRA}") from None
+
+
 def _read_text(path: Path) -> list[Document]:
+    return [Document(text=decode_text(path.read_bytes()))]
+
+
+def _read_markdown(path: Path) -> list[Document]:
     text = decode_text(path.read_bytes())
-    metadata: dict[str, Any] = {}
-    if path.suffix.lower() in (".md", ".markdown"):
-        match = _MD_TITLE_RE.search(text)
-        if match:
-            metadata["title"] = match.group(1)
+    headings = [(m.start(), m.group(2)) for m in _MD_HEADING_RE.finditer(text)]
+    metadata: dict[str, Any] = {HEADINGS: headings}
+    top = next((m.group(2) for m in _MD_HEADING_RE.finditer(text) if len(m.group(1)) == 1), None)
+    if top:
+        metadata["title"] = top
     return [Document(text=text, metadata=metadata)]
 
 
@@ -68,15 +87,26 @@ def _read_json(path: Path) -> list[Document]:
     return [Document(text=text)]
 
 
-def _read_html(path: Path) -> list[Document]:
+def html_to_text(markup: str | bytes) -> tuple[str, str]:
+    """Visible text and title of an HTML page (bs4 detects the charset of bytes from <meta>)."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_text(path.read_bytes()), "html.parser")
-    for tag in soup(["script", "style", "noscript"]):
+    soup = BeautifulSoup(markup, "html.parser")
+    for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else ""
+    if soup.title:
+        soup.title.decompose()
     text = soup.get_text("\n")
-    text = re.sub(r"\n\s*\n+", "\n\n", text).strip()
+    text = re.sub(r"[ \t]*\n\s*\n+", "\n\n", text).strip()
+    return text, title
+
+
+def _read_html(path: Path) -> list[Document]:
+    raw = path.read_bytes()
+    # Decode ourselves (BOM, UTF-8, cp1252) unless the page declares its charset.
+    markup: str | bytes = raw if re.search(rb"<meta[^>]+charset", raw[:4096], re.I) else decode_text(raw)
+    text, title = html_to_text(markup)
     return [Document(text=text, metadata={"title": title} if title else {})]
 
 
@@ -85,17 +115,20 @@ def _read_pdf(path: Path) -> list[Document]:
 
     try:
         pdf = pypdf.PdfReader(path)
+        if pdf.is_encrypted and not pdf.decrypt(""):
+            # Copy-protected PDFs have an empty user password and read fine; this one needs one.
+            raise UnreadableFile("encrypted PDF (password protected)")
+        title = (pdf.metadata.title if pdf.metadata else None) or ""
+        docs = []
+        for number, page in enumerate(pdf.pages, start=1):
+            metadata: dict[str, Any] = {"page": number}
+            if title:
+                metadata["title"] = str(title)
+            docs.append(Document(text=page.extract_text() or "", metadata=metadata))
+    except pypdf.errors.DependencyError:
+        raise UnreadableFile(f"AES-encrypted PDF needs the 'formats' extra: {FORMATS_EXTRA}") from None
     except pypdf.errors.PdfReadError as exc:
         raise UnreadableFile(f"not a readable PDF ({exc})") from None
-    if pdf.is_encrypted:
-        raise UnreadableFile("encrypted PDF (no password support)")
-    title = (pdf.metadata.title if pdf.metadata else None) or ""
-    docs = []
-    for number, page in enumerate(pdf.pages, start=1):
-        metadata: dict[str, Any] = {"page": number}
-        if title:
-            metadata["title"] = title
-        docs.append(Document(text=page.extract_text() or "", metadata=metadata))
     return docs
 
 
@@ -108,10 +141,112 @@ def _read_docx(path: Path) -> list[Document]:
         raise UnreadableFile(f"not a readable DOCX ({type(exc).__name__}: {exc})") from None
 
 
+def _read_pptx(path: Path) -> list[Document]:
+    # python-pptx directly: LlamaIndex's PptxReader calls logging.basicConfig(level=INFO) when it is
+    # imported (turning on every library's info logs) and swallows errors into empty results.
+    pptx = _require("pptx", "PowerPoint (.pptx)")
+    try:
+        deck = pptx.Presentation(str(path))
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, lxml errors on a damaged file
+        raise UnreadableFile(f"not a readable PPTX ({type(exc).__name__}: {exc})") from None
+    docs = []
+    for number, slide in enumerate(deck.slides, start=1):
+        parts = []
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                parts.append(shape.text_frame.text)
+            elif getattr(shape, "has_table", False) and shape.has_table:
+                for row in shape.table.rows:
+                    parts.append(" | ".join(cell.text for cell in row.cells))
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            parts.append(slide.notes_slide.notes_text_frame.text)
+        metadata: dict[str, Any] = {"page": number}
+        title_shape = slide.shapes.title
+        if title_shape is not None and title_shape.text.strip():
+            metadata["section"] = title_shape.text.strip()
+        docs.append(Document(text="\n".join(p for p in parts if p.strip()), metadata=metadata))
+    return docs
+
+
+def _read_epub(path: Path) -> list[Document]:
+    # EbookLib for the container, one document per chapter so chunks can cite it; LlamaIndex's
+    # EpubReader merges all chapters into one text and decodes them as UTF-8 regardless.
+    _require("ebooklib", "EPUB")
+    import ebooklib
+    from ebooklib import epub
+
+    try:
+        book = epub.read_epub(str(path), options={"ignore_ncx": True})
+    except Exception as exc:  # EpubException, zipfile.BadZipFile, KeyError
+        raise UnreadableFile(f"not a readable EPUB ({type(exc).__name__}: {exc})") from None
+    titles = book.get_metadata("DC", "title")
+    book_title = titles[0][0] if titles else ""
+    docs = []
+    for item in book.get_items_of_type(ebooklib.ITEM_DOCUMENT):
+        text, chapter = html_to_text(item.get_content())
+        metadata: dict[str, Any] = {"title": book_title} if book_title else {}
+        if chapter and chapter != book_title:
+            metadata["section"] = chapter
+        docs.append(Document(text=text, metadata=metadata))
+    return docs
+
+
+def _read_rtf(path: Path) -> list[Document]:
+    # striprtf directly: LlamaIndex's RTFReader opens the file in the locale's encoding.
+    from striprtf.striprtf import rtf_to_text
+
+    raw = decode_text(path.read_bytes())
+    if not raw.lstrip().startswith("{\\rtf"):
+        raise UnreadableFile("not an RTF file (no {\\rtf header)")
+    return [Document(text=rtf_to_text(raw, errors="replace"))]
+
+
+def _read_odt(path: Path) -> list[Document]:
+    _require("odf", "OpenDocument (.odt)")
+    from odf import opendocument, teletype
+    from odf.namespaces import TEXTNS
+
+    try:
+        doc = opendocument.load(str(path))
+    except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors
+        raise UnreadableFile(f"not a readable ODT ({type(exc).__name__}: {exc})") from None
+    parts: list[str] = []
+    headings: list[tuple[int, str]] = []
+    offset = 0
+    for element in _odf_blocks(doc.text, {(TEXTNS, "h"), (TEXTNS, "p")}):
+        content = teletype.extractText(element).strip()
+        if not content:
+            continue
+        if element.qname == (TEXTNS, "h"):
+            headings.append((offset, content))
+        parts.append(content)
+        offset += len(content) + 2
+    title = ""
+    for node in doc.meta.childNodes:
+        if getattr(node, "qname", (None, None))[1] == "title":
+            title = teletype.extractText(node).strip()
+    metadata: dict[str, Any] = {HEADINGS: headings}
+    if title:
+        metadata["title"] = title
+    return [Document(text="\n\n".join(parts), metadata=metadata)]
+
+
+def _odf_blocks(node: Any, wanted: set[tuple[str, str]]) -> list[Any]:
+    """Headings and paragraphs in document order (tables and lists hold paragraphs too)."""
+    found = []
+    for child in node.childNodes:
+        if getattr(child, "qname", None) in wanted:
+            found.append(child)
+        elif getattr(child, "childNodes", None):
+            found.extend(_odf_blocks(child, wanted))
+    return found
+
+
 READERS: dict[str, Callable[[Path], list[Document]]] = {
     ".txt": _read_text,
-    ".md": _read_text,
-    ".markdown": _read_text,
+    ".text": _read_text,
+    ".md": _read_markdown,
+    ".markdown": _read_markdown,
     ".rst": _read_text,
     ".csv": _read_text,
     ".tsv": _read_text,
@@ -120,14 +255,22 @@ READERS: dict[str, Callable[[Path], list[Document]]] = {
     ".htm": _read_html,
     ".pdf": _read_pdf,
     ".docx": _read_docx,
+    ".pptx": _read_pptx,
+    ".epub": _read_epub,
+    ".rtf": _read_rtf,
+    ".odt": _read_odt,
 }
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in READERS
 
 
 def read_file(path: Path) -> list[Document]:
     """Read ``path`` into documents with no empty text; raise ``UnreadableFile`` otherwise."""
     reader = READERS.get(path.suffix.lower())
     if reader is None:
-        raise UnreadableFile(f"unsupported file type {path.suffix!r}")
+        raise UnreadableFile(f"unsupported file type {path.suffix or '(no extension)'!r}")
     try:
         docs = reader(path)
     except OSError as exc:

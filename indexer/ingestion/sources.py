@@ -15,6 +15,7 @@ from typing import Any
 
 from indexer.config.models import DataConfig
 from indexer.errors import DataError
+from indexer.ingestion.readers import is_supported
 
 # Bump when reading or splitting changes what chunks a file produces, so builds redo them.
 PIPELINE_VERSION = "1"
@@ -27,7 +28,15 @@ class SourceFile:
     size: int
 
 
-def discover(config: DataConfig) -> list[SourceFile]:
+@dataclass(frozen=True)
+class Discovery:
+    sources: list[SourceFile]
+    """Files of a type indexer reads, sorted by id."""
+    unsupported: list[SourceFile]
+    """Files that are selected but of a type no reader handles: skipped and listed."""
+
+
+def discover(config: DataConfig) -> Discovery:
     """Every file to index, sorted by id; a clear error if there is nothing to index."""
     root = config.input_dir
     if not root.exists():
@@ -35,24 +44,31 @@ def discover(config: DataConfig) -> list[SourceFile]:
     if not root.is_dir():
         raise DataError(f"data.input_dir {root} is not a folder")
     pattern = "**/*" if config.recursive else "*"
-    exts = set(config.required_exts)
-    found = []
+    exts = set(config.required_exts) if config.required_exts is not None else None
+    found: list[SourceFile] = []
+    unsupported: list[SourceFile] = []
     for path in root.glob(pattern):
-        if not path.is_file() or path.suffix.lower() not in exts:
+        if not path.is_file() or (exts is not None and path.suffix.lower() not in exts):
             continue
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") for part in Path(rel).parts):
             continue  # hidden files and folders (.git, .DS_Store) are never documents
         if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(path.name, pat) for pat in config.exclude):
             continue
-        found.append(SourceFile(path=path, doc_id=rel, size=path.stat().st_size))
+        source = SourceFile(path=path, doc_id=rel, size=path.stat().st_size)
+        (found if is_supported(path) else unsupported).append(source)
     if not found:
         where = "or its sub-folders " if config.recursive else ""
+        what = f"with extensions {', '.join(sorted(exts))}" if exts is not None else "of a supported type"
+        others = f"; unsupported: {', '.join(s.doc_id for s in unsupported[:5])}" if unsupported else ""
         raise DataError(
-            f"no documents to index: data.input_dir {root} {where}has no files with extensions "
-            f"{', '.join(sorted(exts))}" + (f" (after exclude {config.exclude})" if config.exclude else "")
+            f"no documents to index: data.input_dir {root} {where}has no files {what}"
+            + (f" (after exclude {config.exclude})" if config.exclude else "")
+            + others
         )
-    return sorted(found, key=lambda f: f.doc_id)
+    return Discovery(
+        sorted(found, key=lambda f: f.doc_id), sorted(unsupported, key=lambda f: f.doc_id)
+    )
 
 
 def settings_digest(settings: dict[str, Any]) -> str:

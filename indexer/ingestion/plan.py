@@ -1,0 +1,58 @@
+"""What a build has to do: the documents folder compared with the manifest of the index.
+
+Shared by ``build``, ``build --dry-run`` and ``status``; it reads file bytes (for hashes) but loads no
+model and touches no index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from indexer.config.models import Config
+from indexer.index.manifest import Manifest
+from indexer.ingestion.sources import Discovery, SourceFile, file_hash, settings_digest
+
+
+@dataclass
+class SyncPlan:
+    current: dict[str, tuple[SourceFile, str]]
+    """Every readable-looking document: id -> (file, hash)."""
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    """Skipped by the last build and still there: read again (an extra may have been installed)."""
+    unsupported: list[SourceFile] = field(default_factory=list)
+
+    @property
+    def todo(self) -> list[str]:
+        return self.added + self.updated + self.retried
+
+    def changes(self) -> dict[str, list[str]]:
+        return {"added": self.added, "updated": self.updated, "deleted": self.deleted}
+
+
+def chunk_settings_key(config: Config) -> str:
+    """What, beside its bytes, decides a file's chunks and vectors; part of every file's hash."""
+    return settings_digest(
+        {"chunking": config.chunking.model_dump(), "passage_prefix": config.embedding.passage_prefix}
+    )
+
+
+def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -> SyncPlan:
+    key = chunk_settings_key(config)
+    current = {s.doc_id: (s, file_hash(s.path, key)) for s in discovery.sources}
+    files = previous.files if previous else {}
+    skipped = previous.skipped if previous else {}
+    plan = SyncPlan(current=current, unsupported=discovery.unsupported)
+    for doc_id, (_, digest) in current.items():
+        record = files.get(doc_id)
+        if record is None:
+            (plan.retried if doc_id in skipped else plan.added).append(doc_id)
+        elif record.hash != digest:
+            plan.updated.append(doc_id)
+        else:
+            plan.unchanged.append(doc_id)
+    plan.deleted = [d for d in files if d not in current]
+    return plan

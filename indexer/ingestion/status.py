@@ -1,0 +1,74 @@
+"""``indexer status``: what the index holds, and what a build would change.
+
+Reads the manifest and hashes the files; loads no model (the config is checked against the
+manifest by name, fingerprint, normalisation, prefixes and chunking, which need no torch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from indexer.components import Components
+from indexer.config.models import Config
+from indexer.index.manifest import compatibility_problems
+from indexer.ingestion.plan import plan_sync
+from indexer.ingestion.sources import discover
+
+
+@dataclass
+class IndexStatus:
+    index: str
+    collection: str
+    built: bool
+    manifest: dict[str, Any] = field(default_factory=dict)
+    documents: int = 0
+    chunks: int = 0
+    chunks_in_store: int | None = None
+    interrupted: bool = False
+    """A build stopped midway; the next build finishes its clean-up (queries are unaffected)."""
+    compatible: bool = True
+    problems: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.built and not (self.new or self.changed or self.deleted or self.interrupted)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["up_to_date"] = self.up_to_date
+        return data
+
+
+def index_status(config: Config, components: Components) -> IndexStatus:
+    from indexer.components.embedding import config_identity
+
+    manifest = components.manifest_file.load()
+    status = IndexStatus(
+        index=str(components.manifest_file.path.parent),
+        collection=components.collection_name(),
+        built=manifest is not None,
+    )
+    discovery = discover(config.data)
+    plan = plan_sync(config, discovery, manifest)
+    status.new = plan.added + plan.retried
+    status.changed, status.deleted, status.unchanged = plan.updated, plan.deleted, len(plan.unchanged)
+    if manifest is None:
+        return status
+    status.manifest = manifest.describe()
+    status.documents, status.chunks = len(manifest.files), manifest.chunk_count
+    status.skipped = dict(manifest.skipped)
+    status.problems = compatibility_problems(
+        manifest, config_identity(config.embedding), config.chunking.model_dump()
+    )
+    status.compatible = not status.problems
+    store = components.chunk_store(create=False)
+    if store is not None:
+        status.chunks_in_store = store.count()
+    status.interrupted = bool(manifest.pending) or status.chunks_in_store != status.chunks
+    return status
