@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned, so no dependency can pull the CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,formats]'
 	touch $(STAMP)
 
 demo: setup
@@ -30,3 +30,7 @@ lint: setup
 
 clean:
 	rm -rf storage runs .pytest_cache
+
+.PHONY: bench-build
+bench-build: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.build

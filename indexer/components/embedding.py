@@ -101,7 +101,10 @@ def _check_backend(backend: str) -> None:
     """sentence-transformers runs ONNX and OpenVINO through optimum; say so before it fails deep."""
     import importlib.util
 
-    needed = {"onnx": ("optimum.onnxruntime", "optimum[onnxruntime]"), "openvino": ("optimum.intel", "optimum-intel[openvino]")}
+    needed = {
+        "onnx": ("optimum.onnxruntime", "optimum[onnxruntime]"),
+        "openvino": ("optimum.intel", "optimum-intel[openvino]"),
+    }
     module, package = needed[backend]
     try:
         found = importlib.util.find_spec(module) is not None

@@ -57,9 +57,13 @@ class Manifest(BaseModel):
     chunks: int = 0
     files: dict[str, FileRecord] = Field(default_factory=dict)
     skipped: dict[str, str] = Field(default_factory=dict)
+    skipped_hashes: dict[str, str] = Field(
+        default_factory=dict, description="Hash of each skipped file, so an unchanged one is not read again."
+    )
     pending: list[str] = Field(default_factory=list)
     retired: list[str] = Field(
-        default_factory=list, description="Collections of earlier generations, to drop (leftovers of --rebuild)."
+        default_factory=list,
+        description="Collections of earlier generations, to drop (leftovers of --rebuild).",
     )
 
     @property
@@ -80,7 +84,9 @@ class Manifest(BaseModel):
 
     def describe(self) -> dict[str, Any]:
         """Everything but the per-file records: what ``indexer status`` shows."""
-        data = self.model_dump(mode="json", exclude={"files", "skipped", "pending", "retired"})
+        data = self.model_dump(
+            mode="json", exclude={"files", "skipped", "skipped_hashes", "pending", "retired"}
+        )
         data.update(self.counts())
         return data
 
@@ -93,7 +99,9 @@ def parse_manifest(text: str, where: str) -> Manifest:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StoreError(f"the index manifest {where} is not valid JSON ({exc}); rebuild with --rebuild") from None
+        raise StoreError(
+            f"the index manifest {where} is not valid JSON ({exc}); rebuild with --rebuild"
+        ) from None
     version = data.get("format_version", 1) if isinstance(data, dict) else None
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise StoreError(
@@ -103,7 +111,9 @@ def parse_manifest(text: str, where: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
-        raise StoreError(f"the index manifest {where} is damaged ({exc.errors()[0]['msg']}); rebuild with --rebuild") from None
+        raise StoreError(
+            f"the index manifest {where} is damaged ({exc.errors()[0]['msg']}); rebuild with --rebuild"
+        ) from None
 
 
 class ManifestFile:
@@ -166,7 +176,9 @@ def compatibility_problems(
     (``indexer status`` checks what it knows without loading the model)."""
     problems = []
     for key in EMBEDDING_KEYS:
-        if key not in embedding:
+        # A key the index lacks is not known yet (the first build records the dimension when the
+        # model loads); a key the config lacks is not checked (status loads no model).
+        if key not in embedding or key not in manifest.embedding:
             continue
         built, now = manifest.embedding.get(key), embedding.get(key)
         if built != now:
@@ -238,11 +250,29 @@ class CommittedView:
     def current(self) -> Manifest | None:
         token = self._file.version_token()
         if token is None or token != self._token:
-            self._manifest = self._file.load()
-            self._committed = self._manifest.committed() if self._manifest is not None else None
+            manifest = self._file.load()
+            if manifest is not None and self._manifest is not None:
+                _same_vector_space(self._manifest, manifest, self._file)
+            self._manifest = manifest
+            self._committed = manifest.committed() if manifest is not None else None
             self._token = token
         return self._manifest
 
     def committed(self) -> Committed | None:
         self.current()
         return self._committed
+
+
+def _same_vector_space(before: Manifest, now: Manifest, where: ManifestFile) -> None:
+    """A process that checked its config against the index must not follow a ``--rebuild`` made
+    elsewhere with another model: its query vectors would land in a different space."""
+    changed = [
+        f"embedding {key}: was {before.embedding.get(key)!r}, now {now.embedding.get(key)!r}"
+        for key in EMBEDDING_KEYS
+        if key in before.embedding and key in now.embedding and before.embedding[key] != now.embedding[key]
+    ]
+    if changed:
+        raise IndexMismatchError(
+            f"the index at {where.path.parent} was rebuilt with other embedding settings while this "
+            "process was using it (" + "; ".join(changed) + "). Open it again with a matching config."
+        )

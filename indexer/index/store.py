@@ -177,4 +177,3 @@ def _flat(metadata: dict[str, Any]) -> dict[str, str | int | float | bool]:
             continue
         flat[key] = value if isinstance(value, str | int | float | bool) else str(value)
     return flat
-

@@ -45,9 +45,9 @@ from indexer.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-# Chunks embedded and written per batch: big enough to keep the embedder's batches full and to
-# amortise the two manifest saves, small enough that memory does not grow with the corpus.
-_FLUSH_CHUNKS = 2048
+# Embedder batches per write (2048 chunks at the default batch size): enough to keep its batches
+# full and to amortise the two manifest saves, few enough that memory does not grow with the corpus.
+_FLUSH_BATCHES = 32
 # Documents read ahead of the embedder; bounds memory whatever the corpus size.
 _READ_AHEAD = 64
 _VERSIONED_PACKAGES = (
@@ -147,7 +147,9 @@ def _check_before_work(config: Config, components: Components, previous: Manifes
     check_compatible(previous, config_identity(config.embedding), config.chunking.model_dump())
 
 
-def _dry_run_summary(plan: SyncPlan, previous: Manifest | None, rebuild: bool, started: float) -> BuildSummary:
+def _dry_run_summary(
+    plan: SyncPlan, previous: Manifest | None, rebuild: bool, started: float
+) -> BuildSummary:
     files = previous.files if previous else {}
     return BuildSummary(
         documents=len(plan.current),
@@ -347,9 +349,12 @@ class _Build:
             log.warning("skipped %s: %s", source.doc_id, reason)
             self.summary.skipped.append({"file": source.doc_id, "reason": reason})
             manifest.skipped[source.doc_id] = reason
+        for doc_id in plan.still_skipped:
+            self.summary.skipped.append({"file": doc_id, "reason": manifest.skipped[doc_id]})
         present = set(plan.current) | {s.doc_id for s in plan.unsupported}
         for doc_id in [d for d in manifest.skipped if d not in present]:
             del manifest.skipped[doc_id]
+            manifest.skipped_hashes.pop(doc_id, None)
 
     def _remove(self, store: ChunkStore, manifest: Manifest, doc_ids: list[str]) -> None:
         """Take documents out: the manifest first (queries stop seeing them), then the chunks."""
@@ -385,6 +390,7 @@ class _Build:
                     item.error = str(exc)
                 yield item
 
+        flush_chunks = _FLUSH_BATCHES * config.embedding.batch_size
         batch: list[_Read] = []
         with progress_bar("Indexing", total=len(todo), enabled=self.show_progress) as bar:
             for item in _read_ahead(read_all(), _READ_AHEAD):
@@ -393,8 +399,9 @@ class _Build:
                     bar.advance()
                     continue
                 manifest.skipped.pop(item.doc_id, None)
+                manifest.skipped_hashes.pop(item.doc_id, None)
                 batch.append(item)
-                if sum(len(b.chunks) for b in batch) >= _FLUSH_CHUNKS:
+                if sum(len(b.chunks) for b in batch) >= flush_chunks:
                     self._flush(store, manifest, batch, previously_indexed)
                     bar.advance(len(batch))
                     batch = []
@@ -408,6 +415,7 @@ class _Build:
         log.warning("skipped %s: %s", item.doc_id, reason)
         self.summary.skipped.append({"file": item.doc_id, "reason": reason})
         manifest.skipped[item.doc_id] = reason
+        manifest.skipped_hashes[item.doc_id] = item.hash
         if item.doc_id in manifest.files:  # its old text no longer describes the file
             self._remove(store, manifest, [item.doc_id])
 
@@ -502,4 +510,3 @@ def _warn_if_truncating(config: Config, components: Components) -> None:
             config.chunking.chunk_size,
             limit,
         )
-

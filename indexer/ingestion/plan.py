@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from indexer.config.models import Config
 from indexer.index.manifest import Manifest
+from indexer.ingestion.readers import FORMATS_EXTRA
 from indexer.ingestion.sources import Discovery, SourceFile, file_hash, settings_digest
 
 
@@ -22,7 +23,9 @@ class SyncPlan:
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     retried: list[str] = field(default_factory=list)
-    """Skipped by the last build and still there: read again (an extra may have been installed)."""
+    """Skipped before and changed since (or skipped for want of an extra): read again."""
+    still_skipped: list[str] = field(default_factory=list)
+    """Skipped before and unchanged: not read again, listed again."""
     unsupported: list[SourceFile] = field(default_factory=list)
 
     @property
@@ -49,10 +52,19 @@ def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -
     for doc_id, (_, digest) in current.items():
         record = files.get(doc_id)
         if record is None:
-            (plan.retried if doc_id in skipped else plan.added).append(doc_id)
+            if doc_id not in skipped:
+                plan.added.append(doc_id)
+            elif previous is not None and _worth_retrying(previous, doc_id, digest):
+                plan.retried.append(doc_id)
+            else:
+                plan.still_skipped.append(doc_id)
         elif record.hash != digest:
             plan.updated.append(doc_id)
         else:
             plan.unchanged.append(doc_id)
     plan.deleted = [d for d in files if d not in current]
     return plan
+
+
+def _worth_retrying(previous: Manifest, doc_id: str, digest: str) -> bool:
+    return previous.skipped_hashes.get(doc_id) != digest or FORMATS_EXTRA in previous.skipped[doc_id]

@@ -61,7 +61,9 @@ def _require(module: str, file_type: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UnreadableFile(f"reading {file_type} files needs the 'formats' extra: {FORMATS_EXTRA}") from None
+        raise UnreadableFile(
+            f"reading {file_type} files needs the 'formats' extra: {FORMATS_EXTRA}"
+        ) from None
 
 
 def _read_text(path: Path) -> list[Document]:

@@ -66,9 +66,7 @@ def discover(config: DataConfig) -> Discovery:
             + (f" (after exclude {config.exclude})" if config.exclude else "")
             + others
         )
-    return Discovery(
-        sorted(found, key=lambda f: f.doc_id), sorted(unsupported, key=lambda f: f.doc_id)
-    )
+    return Discovery(sorted(found, key=lambda f: f.doc_id), sorted(unsupported, key=lambda f: f.doc_id))
 
 
 def settings_digest(settings: dict[str, Any]) -> str:

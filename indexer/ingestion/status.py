@@ -56,7 +56,7 @@ def index_status(config: Config, components: Components) -> IndexStatus:
     )
     discovery = discover(config.data)
     plan = plan_sync(config, discovery, manifest)
-    status.new = plan.added + plan.retried
+    status.new = plan.added + plan.retried  # retried: changed since it was skipped
     status.changed, status.deleted, status.unchanged = plan.updated, plan.deleted, len(plan.unchanged)
     if manifest is None:
         return status

@@ -1,0 +1,150 @@
+"""Loaders on the 54 real public fixtures of ../shared/data/mixed_docs_unstructured (read in place)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from indexer import Indexer
+from indexer.errors import DataError
+from indexer.ingestion.readers import UnreadableFile, read_file
+from tests.conftest import SHARED_DATA
+
+FIXTURES = SHARED_DATA / "mixed_docs_unstructured"
+FILES = FIXTURES / "files"
+pytestmark = pytest.mark.skipif(not FILES.is_dir(), reason=f"shared test data not found at {FIXTURES}")
+
+# Files that must be skipped, and the words their reason must contain.
+SKIPPED = {
+    "empty.txt": "no text",
+    "password.pdf": "encrypted",
+    "single_table.pdf": "no text",  # a scan: no text layer
+    "fake-email.eml": "unsupported",
+    "lang_eng_spa_mult.eml": "unsupported",
+    "lang_eng_spa_mult.xml": "unsupported",
+    "stanley-cups.xlsx": "unsupported",
+}
+
+
+def _fixture_names() -> list[str]:
+    if not FILES.is_dir():
+        return []
+    with (FIXTURES / "MANIFEST.tsv").open() as fh:
+        return [Path(row["local_file"]).name for row in csv.DictReader(fh, delimiter="\t")]
+
+
+def test_the_fixture_set_is_complete() -> None:
+    assert len(_fixture_names()) == 54
+    assert all((FILES / name).is_file() for name in _fixture_names())
+
+
+@pytest.mark.parametrize("name", _fixture_names())
+def test_every_fixture_reads_or_is_skipped_with_a_reason(name: str) -> None:
+    path = FILES / name
+    if name in SKIPPED:
+        with pytest.raises(UnreadableFile, match=SKIPPED[name]):
+            read_file(path)
+        return
+    docs = read_file(path)
+    assert docs and all(d.text.strip() for d in docs)
+    assert "\x00" not in "".join(d.text for d in docs) and "\ufffd" not in docs[0].text[:2000]
+
+
+def _text(name: str) -> str:
+    return "\n".join(d.text for d in read_file(FILES / name))
+
+
+def test_encodings_decode_correctly() -> None:
+    assert _text("umlauts-non-utf8.md") == _text("umlauts-utf8.md")  # latin-1/cp1252 vs UTF-8
+    assert "können" in _text("umlauts-non-utf8.md") and "äöüß" in _text("umlauts-non-utf8.md")
+    assert "Der Preis betrug 15,50 €" in _text("fake-html-cp1252.html")
+    assert "El niño comió paella" in _text("fake-html-cp1252.html")
+    assert _text("fake-text-utf-16.txt").startswith("This is a test document to use for unit tests.")
+    assert _text("lang_eng_spa_mult.txt") == _text("lang_eng_spa_mult.md")
+
+
+def test_formats_keep_pages_sections_and_titles() -> None:
+    pdf = read_file(FILES / "list-item-example.pdf")
+    assert [d.metadata["page"] for d in pdf] == [1, 2] and pdf[0].metadata["title"] == "Unstructured-test-doc"
+    slides = read_file(FILES / "sample-presentation.pptx")
+    assert [d.metadata["page"] for d in slides] == [1, 2, 3, 4]
+    assert slides[1].metadata["section"] == "This is the first content slide"
+    table = _text("fake-power-point-table.pptx")
+    assert "Column 1 | Column 2 | Column 3" in table
+    book = read_file(FILES / "winter-sports.epub")
+    assert book[0].metadata["title"] == "Winter Sports in Switzerland" and len(book) > 3
+    assert "All human beings are born free" in _text("lang_eng_spa_mult.epub")
+    assert _text("fake-doc.rtf").startswith("My First Heading\nMy first paragraph.")
+    assert "All human beings are born free" in _text("lang_eng_spa_mult.rtf")
+    assert "Lorem ipsum dolor sit amet." in _text("fake.odt")
+    assert "All human beings are born free" in _text("lang_eng_spa_mult.odt")
+    assert "These are a few of my favorite things" in _text("simple.docx")
+    assert read_file(FILES / "ideas-page.html")[0].metadata["title"] == "How to Get New Ideas"
+    scripts = _text("example-with-scripts.html")
+    assert "function(" not in scripts and "Russian Offensive Campaign Assessment" in scripts
+    assert [d.metadata["page"] for d in read_file(FILES / "copy-protected.pdf")] == [1, 2]  # no user password
+
+
+# A quick subset of the fixtures for builds: every format and edge case, none of the long files.
+BUILD_SUBSET = [
+    "fake-memo.pdf",
+    "list-item-example.pdf",
+    "password.pdf",
+    "sample-presentation.pptx",
+    "lang_eng_spa_mult.epub",
+    "fake.odt",
+    "fake-doc.rtf",
+    "README.md",
+    "umlauts-non-utf8.md",
+    "fake-text-utf-16.txt",
+    "fake-html-cp1252.html",
+    "empty.txt",
+    "stanley-cups.xlsx",
+    "simple.docx",
+    "stanley-cups.csv",
+]
+
+
+def _subset_config(make_config) -> Path:
+    exclude = sorted(set(_fixture_names()) - set(BUILD_SUBSET))
+    return make_config(FILES, data={"input_dir": str(FILES), "exclude": exclude}, llm={"provider": "none"})
+
+
+def test_a_build_of_the_fixtures_lists_skips_and_cites_every_chunk(make_config) -> None:
+    ix = Indexer.from_config(_subset_config(make_config))
+    summary = ix.build()
+    skipped = {s["file"]: s["reason"] for s in summary.skipped}
+    assert skipped.keys() == {"password.pdf", "empty.txt", "stanley-cups.xlsx"}
+    assert summary.documents == len(BUILD_SUBSET) - 3
+    store = ix.components.chunk_store(create=False)
+    assert store is not None
+    got = store._collection.get(include=["metadatas"])  # every chunk, to check its citation
+    metas = got["metadatas"]
+    assert len(metas) == summary.chunks
+    for meta in metas:
+        assert meta["file"] == meta["doc_id"] and (FILES / meta["file"]).is_file()
+        assert 0 <= meta["start_char"] < meta["end_char"]
+    by_file: dict[str, list[dict]] = {}
+    for meta in metas:
+        by_file.setdefault(meta["file"], []).append(meta)
+    assert {m["page"] for m in by_file["list-item-example.pdf"]} == {1, 2}
+    assert {m["page"] for m in by_file["sample-presentation.pptx"]} == {1, 2, 3, 4}
+    assert any(
+        m.get("section") == "This is the first content slide" for m in by_file["sample-presentation.pptx"]
+    )
+    assert {m["section"] for m in by_file["README.md"]} <= {"Example Docs", "XBRL 10-K"}
+    assert by_file["fake-memo.pdf"][0]["title"] == "fake-memo"
+
+    again = ix.build()  # skipped files are listed again but not re-read or counted as added
+    assert again.added == 0 and again.chunks_embedded == 0
+    assert {s["file"] for s in again.skipped} == set(skipped)
+    assert ix.retrieve("price of the coffee in euros", top_k=1)[0].file == "fake-html-cp1252.html"
+
+
+def test_strict_makes_skips_fatal(make_config) -> None:
+    ix = Indexer.from_config(_subset_config(make_config))
+    with pytest.raises(DataError, match=r"--strict: 1 file\(s\) .* stanley-cups\.xlsx"):
+        ix.build(strict=True)
+    assert ix.components.manifest_file.load() is None  # refused before any work
