@@ -126,7 +126,9 @@ def _read_pdf(path: Path) -> list[Document]:
             metadata: dict[str, Any] = {"page": number}
             if title:
                 metadata["title"] = str(title)
-            docs.append(Document(text=page.extract_text() or "", metadata=metadata))
+            # pypdf yields NUL for glyphs it cannot map (ligatures such as "ffi"): drop them.
+            text = (page.extract_text() or "").replace("\x00", "")
+            docs.append(Document(text=text, metadata=metadata))
     except pypdf.errors.DependencyError:
         raise UnreadableFile(f"AES-encrypted PDF needs the 'formats' extra: {FORMATS_EXTRA}") from None
     except pypdf.errors.PdfReadError as exc:
