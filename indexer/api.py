@@ -9,6 +9,7 @@ from typing import Any
 from indexer.components import Components
 from indexer.config import Config, load_config
 from indexer.ingestion.pipeline import BuildSummary, build_index
+from indexer.query.chat import ChatSession
 from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
 from indexer.query.filters import FilterValue
 
@@ -70,6 +71,10 @@ class Indexer:
         history: History | None = None,
     ) -> AnswerStream:
         return self._engine.stream(question, top_k, filters=filters, history=history)
+
+    def chat(self, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None) -> ChatSession:
+        """A multi-turn session: ``session.ask(q)`` streams, ``session.remember(q, stream)``."""
+        return ChatSession(self._engine, top_k=top_k, filters=filters)
 
     @property
     def llm_notice(self) -> str | None:

@@ -181,9 +181,7 @@ class QueryConfig(StrictModel):
 
 
 class RerankConfig(StrictModel):
-    model: str = Field(
-        description="sentence-transformers CrossEncoder: a Hugging Face id or a local folder."
-    )
+    model: str = Field(description="sentence-transformers CrossEncoder: a Hugging Face id or a local folder.")
     candidates: int = Field(
         20, gt=0, le=1000, description="Passages retrieved and re-scored before keeping the top_k."
     )

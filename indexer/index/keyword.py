@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,64 +43,6 @@ _CHUNKS_FILE = "chunks.jsonl"
 # "AUR-7731-X" is found by "AUR-7731-X" (exactly, with a high IDF) and by "7731".
 _TOKEN_RE = re.compile(r"\w+(?:[-_./:+#]\w+)*")
 _SPLIT_RE = re.compile(r"[-_./:+#]")
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "but",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "their",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "to",
-        "was",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "does",
-        "do",
-        "did",
-        "can",
-        "should",
-        "would",
-        "could",
-        "you",
-        "your",
-        "we",
-        "our",
-    ]
-)
 
 
 @lru_cache(maxsize=1)
@@ -110,20 +52,45 @@ def _stem_word() -> Callable[[str], str]:
     return Stemmer.Stemmer("english").stemWord
 
 
+@lru_cache(maxsize=1)
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-cased terms for BM25: words stemmed (Snowball) without stop words; identifiers
-    (anything with a digit or a joiner) whole and unstemmed, plus their parts."""
-    stem = _stem_word()
+    (anything joined by - _ . / : + #) whole and unstemmed, plus their parts."""
     terms: list[str] = []
+    for whole, parts in _terms(text):
+        terms.append(whole)
+        terms.extend(parts)
+    return terms
+
+
+def query_terms(text: str, vocabulary: Mapping[str, Any]) -> list[str]:
+    """The terms to search for: an identifier the index knows whole is searched whole, so
+    "AUR-7731-X" ranks the passage naming it above ones that only share "AUR" and "7731"; one
+    it does not know ("AUR-7731", a partial code) falls back to its parts."""
+    terms: list[str] = []
+    for whole, parts in _terms(text):
+        if whole in vocabulary or not parts:
+            terms.append(whole)
+        else:
+            terms.extend(parts)
+    return [t for t in terms if t in vocabulary]
+
+
+def _terms(text: str) -> Iterator[tuple[str, list[str]]]:
+    stem, stopwords = _stem_word(), _stopwords()
     for match in _TOKEN_RE.finditer(text.lower()):
         token = match.group()
         parts = [p for p in _SPLIT_RE.split(token) if p]
         if len(parts) > 1:
-            terms.append(token)
-            terms.extend(parts)
-        elif token not in _STOPWORDS:
-            terms.append(token if any(c.isdigit() for c in token) else stem(token))
-    return terms
+            yield token, parts
+        elif token not in stopwords:
+            yield (token if any(c.isdigit() for c in token) else stem(token)), []
 
 
 def manifest_state(manifest: Manifest) -> str:
@@ -169,8 +136,7 @@ class KeywordIndex:
         chunk) restricts the search to the chunks a filter allows."""
         if self._bm25 is None or top_k <= 0:
             return []
-        vocab = self._bm25.vocab_dict
-        terms = [t for t in tokenize(query) if t in vocab]
+        terms = query_terms(query, self._bm25.vocab_dict)
         if not terms:
             return []
         k = min(top_k, len(self.ids))

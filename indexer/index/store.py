@@ -91,7 +91,6 @@ class ChunkStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
-
     def iter_chunks(self) -> Iterator[Hit]:
         """Every stored chunk (text and metadata, no vector), page by page."""
         offset = 0
