@@ -187,6 +187,9 @@ def chat(
             except IndexerError as exc:  # one bad turn does not end the session
                 typer.echo(f"error: {exc}", err=True)
                 continue
+            except KeyboardInterrupt:  # during retrieval: back to the prompt
+                typer.echo("[stopped]", err=True)
+                continue
             if stream.notice:
                 typer.echo(f"note: {stream.notice}", err=True)
             if stream.answer is None:

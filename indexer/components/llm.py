@@ -210,8 +210,9 @@ def _role(role: MessageRole | str) -> str:
     return role.value if isinstance(role, MessageRole) else str(role)
 
 
-def load_llm(config: LLMConfig) -> tuple[ChatLlamaCPP | None, str | None]:
-    """The configured LLM, or ``(None, notice)`` when answers are off or no model is available.
+def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
+    """The configured LLM (``ChatLlamaCPP``, or ``OpenAILikeLLM`` for a server), or
+    ``(None, notice)`` when answers are off or no model is available.
 
     A missing model is an error only when ``llm.required`` is true.
     """
@@ -220,7 +221,7 @@ def load_llm(config: LLMConfig) -> tuple[ChatLlamaCPP | None, str | None]:
     if config.provider == "openai_like":
         from indexer.components.openai_like import OpenAILikeLLM
 
-        return OpenAILikeLLM(config), None  # type: ignore[return-value]
+        return OpenAILikeLLM(config), None
     path = resolve_model_path(config)
     if path is None:
         where = f"no GGUF model at {config.model_path}" if config.model_path else "llm.model_path is not set"

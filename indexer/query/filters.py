@@ -109,8 +109,8 @@ class Filters:
         return True
 
     def chroma_where(self, indexed_files: Iterable[str]) -> dict[str, Any] | None:
-        """The filter as a Chroma ``where``; ``{"doc_id": {"$in": []}}`` style emptiness is
-        reported by returning files=[] through ``allowed_files``, not here."""
+        """The filter as a Chroma ``where`` (``None``: no filter). Callers check ``allowed_files``
+        first: an empty ``$in`` would be an error in Chroma rather than an empty result."""
         clauses: list[dict[str, Any]] = []
         if self.path or self.types:
             clauses.append({DOC_ID: {"$in": sorted(self.allowed_files(indexed_files))}})
