@@ -70,12 +70,16 @@ class Retriever:
         self.components = components
         self._keyword: KeywordIndex | None = None
         self._keyword_notice: str | None = None
+        self._keyword_manifest: Manifest | None = None
         self._masks: dict[Filters, np.ndarray] = {}
         self._reranker: Any = None
 
     def keyword_index(self, manifest: Manifest, store: ChunkStore) -> KeywordIndex:
+        if self._keyword is not None and self._keyword_manifest is manifest:
+            return self._keyword  # digesting a 100k-chunk manifest on every query costs ms
         state = manifest_state(manifest)
         if self._keyword is not None and self._keyword.state == state:
+            self._keyword_manifest = manifest
             return self._keyword
         persist_dir = self.config.vector_store.persist_dir
         self._keyword_notice = None
@@ -94,6 +98,7 @@ class Retriever:
         if index is None:
             index = build_from_store(store.iter_chunks, manifest)
         self._keyword = index
+        self._keyword_manifest = manifest
         self._masks.clear()
         return index
 
