@@ -10,7 +10,9 @@ from indexer.components import Components
 from indexer.config import Config, load_config
 from indexer.ingestion.pipeline import BuildSummary, build_index
 from indexer.ingestion.status import IndexStatus
-from indexer.query.engine import Answer, AnswerStream, QueryEngine, Source
+from indexer.query.chat import ChatSession
+from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
+from indexer.query.filters import FilterValue
 
 
 class Indexer:
@@ -48,6 +50,10 @@ class Indexer:
             strict=strict,
             show_progress=show_progress,
         )
+        if not dry_run:
+            from indexer.query.retrieval import sync_keyword_index
+
+            sync_keyword_index(self.config, self.components)  # BM25 follows what Chroma now holds
         self._engine = QueryEngine(self.config, self.components)  # re-read the new manifest
         return summary
 
@@ -57,14 +63,35 @@ class Indexer:
 
         return index_status(self.config, self.components)
 
-    def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
-        return self._engine.retrieve(question, top_k)
+    def retrieve(
+        self, question: str, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None
+    ) -> list[Source]:
+        """``filters``: ``{"path": "guides/*", "type": "pdf", "page": 3}`` (added to the config's)."""
+        return self._engine.retrieve(question, top_k, filters=filters)
 
-    def query(self, question: str, top_k: int | None = None) -> Answer:
-        return self._engine.query(question, top_k)
+    def query(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, FilterValue] | None = None,
+        history: History | None = None,
+    ) -> Answer:
+        """``history``: earlier chat turns as ``(role, text)`` pairs; the question is condensed
+        with them before retrieval."""
+        return self._engine.query(question, top_k, filters=filters, history=history)
 
-    def stream(self, question: str, top_k: int | None = None) -> AnswerStream:
-        return self._engine.stream(question, top_k)
+    def stream(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, FilterValue] | None = None,
+        history: History | None = None,
+    ) -> AnswerStream:
+        return self._engine.stream(question, top_k, filters=filters, history=history)
+
+    def chat(self, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None) -> ChatSession:
+        """A multi-turn session: ``session.ask(q)`` streams, ``session.remember(q, stream)``."""
+        return ChatSession(self._engine, top_k=top_k, filters=filters)
 
     @property
     def llm_notice(self) -> str | None:

@@ -31,6 +31,18 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a config key: --set query.top_k=8 (repeatable)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+FilterOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--filter",
+        "-f",
+        help="Only passages whose metadata match: path=GLOB, type=EXT or any key=value (repeatable).",
+    ),
+]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option("--mode", help="Retrieval mode: vector, bm25 or hybrid (default: retrieval.mode)."),
+]
 
 T = TypeVar("T")
 
@@ -110,28 +122,24 @@ def query(
     question: Annotated[str, typer.Argument(help="The question.", show_default=False)],
     set_: SetOpt = None,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Passages to retrieve.")] = None,
+    filter_: FilterOpt = None,
+    mode: ModeOpt = None,
     retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Sources only, no answer.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Answer QUESTION from the index of CONFIG, streaming the answer, then its sources."""
+    from indexer.query.filters import parse_filter_options
 
     def work() -> None:
-        ix = _open(config, set_, **{"llm.provider": "none"} if retrieve_only else {})
-        stream = ix.stream(question, top_k=top_k)
+        extra = {"retrieval.mode": mode, **({"llm.provider": "none"} if retrieve_only else {})}
+        ix = _open(config, set_, **extra)
+        stream = ix.stream(question, top_k=top_k, filters=parse_filter_options(filter_ or []))
         if json_out:
             typer.echo(json.dumps(stream.result().to_dict()))
             return
         if stream.notice:
             typer.echo(f"note: {stream.notice}", err=True)
-        if stream.answer is not None:
-            try:
-                for token in stream:
-                    sys.stdout.write(token)
-                    sys.stdout.flush()
-            except KeyboardInterrupt:
-                stream.close()
-                typer.echo("\n[stopped]", err=True)
-            typer.echo("\n")
+        _stream_answer(stream)
         _print_sources(stream.sources)
 
     _run(work)
@@ -148,6 +156,62 @@ def status(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) ->
             typer.echo(json.dumps(report.to_dict()))
             return
         _print_status(report)
+def chat(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", min=1, help="Passages to retrieve.")] = None,
+    filter_: FilterOpt = None,
+    mode: ModeOpt = None,
+) -> None:
+    """Talk with the index of CONFIG: follow-up questions use the conversation so far.
+    /sources shows the last answer's sources, /reset forgets the conversation, /exit leaves."""
+    from indexer.query.filters import parse_filter_options
+
+    def work() -> None:
+        ix = _open(config, set_, **{"retrieval.mode": mode})
+        session = ix.chat(top_k=top_k, filters=parse_filter_options(filter_ or []))
+        typer.echo(f"Chatting with {config}. Commands: /sources, /reset, /exit (or Ctrl-D).")
+        while True:
+            try:
+                sys.stdout.write("> ")
+                sys.stdout.flush()
+                line = sys.stdin.readline()
+            except KeyboardInterrupt:
+                typer.echo("")
+                return
+            if not line:  # end of input
+                typer.echo("")
+                return
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/exit", "/quit"):
+                return
+            if text == "/reset":
+                session.reset()
+                typer.echo("(conversation forgotten)")
+                continue
+            if text == "/sources":
+                _print_sources(session.sources)
+                continue
+            if text.startswith("/"):
+                typer.echo(f"unknown command {text}: use /sources, /reset or /exit")
+                continue
+            try:
+                stream = session.ask(text)
+            except IndexerError as exc:  # one bad turn does not end the session
+                typer.echo(f"error: {exc}", err=True)
+                continue
+            except KeyboardInterrupt:  # during retrieval: back to the prompt
+                typer.echo("[stopped]", err=True)
+                continue
+            if stream.notice:
+                typer.echo(f"note: {stream.notice}", err=True)
+            if stream.answer is None:
+                _print_sources(stream.sources)
+            else:
+                _stream_answer(stream)
+            session.remember(text, stream)
 
     _run(work)
 
@@ -186,6 +250,18 @@ def _print_status(report: Any) -> None:
                 typer.echo(f"  {label:8} {name}")
     for name, reason in report.skipped.items():
         typer.echo(f"  skipped  {name}: {reason}")
+def _stream_answer(stream: Any) -> None:
+    """Print the answer token by token; Ctrl-C stops generation and keeps what was printed."""
+    if stream.answer is None:
+        return
+    try:
+        for token in stream:
+            sys.stdout.write(token)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        stream.close()
+        typer.echo("\n[stopped]", err=True)
+    typer.echo("\n")
 
 
 @app.command("config")

@@ -158,6 +158,7 @@ def test_changed_embedding_settings_refuse_to_mix_vector_spaces(sample_copy: Pat
     with pytest.raises(IndexMismatchError, match=r"chunking\.chunk_size: index has 256, config gives 128"):
         rechunked.build()
     # The failed runs changed nothing: the original index still answers.
-    assert Indexer.from_config(config).retrieve("rain gauge calibration")[0].file == "guides/calibration.md"
+    dense = Indexer.from_config(config, {"retrieval.mode": "vector"})
+    assert dense.retrieve("rain gauge calibration")[0].file == "guides/calibration.md"
     summary = rechunked.build(rebuild=True)
     assert summary.added == 10 and summary.deleted == 0

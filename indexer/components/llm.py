@@ -193,24 +193,35 @@ class ChatLlamaCPP(LlamaCPP):
         return gen()
 
     def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[str]:
-        """Just the text pieces, as they are generated."""
-        for chunk in self._generate(messages, stream=True, **kwargs):
-            delta = chunk["choices"][0]["text"]
-            if delta:
-                yield delta
+        """Just the text pieces, as they are generated. Closing the iterator (or Ctrl-C while it
+        runs) stops llama.cpp after the token in progress; the next call starts cleanly and still
+        reuses the KV cache of the shared prompt prefix."""
+        chunks = self._generate(messages, stream=True, **kwargs)
+        try:
+            for chunk in chunks:
+                delta = chunk["choices"][0]["text"]
+                if delta:
+                    yield delta
+        finally:
+            chunks.close()
 
 
 def _role(role: MessageRole | str) -> str:
     return role.value if isinstance(role, MessageRole) else str(role)
 
 
-def load_llm(config: LLMConfig) -> tuple[ChatLlamaCPP | None, str | None]:
-    """The configured LLM, or ``(None, notice)`` when answers are off or no model is available.
+def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
+    """The configured LLM (``ChatLlamaCPP``, or ``OpenAILikeLLM`` for a server), or
+    ``(None, notice)`` when answers are off or no model is available.
 
     A missing model is an error only when ``llm.required`` is true.
     """
     if config.provider == "none":
         return None, None
+    if config.provider == "openai_like":
+        from indexer.components.openai_like import OpenAILikeLLM
+
+        return OpenAILikeLLM(config), None
     path = resolve_model_path(config)
     if path is None:
         where = f"no GGUF model at {config.model_path}" if config.model_path else "llm.model_path is not set"

@@ -22,6 +22,12 @@ DEFAULT_SYSTEM_PROMPT = (
 
 DEFAULT_QA_PROMPT = "Context:\n{context}\n\nQuestion: {question}\nAnswer:"
 
+DEFAULT_CONDENSE_PROMPT = (
+    "Rewrite the follow-up question as one standalone question that can be understood without the "
+    "conversation. Reply with the question only.\n\nConversation:\n{history}\n\n"
+    "Follow-up question: {question}\nStandalone question:"
+)
+
 # Chroma's own rule for collection names (chromadb/api/validation): checked here so the user hears
 # it while the config is validated, not halfway through a build.
 _COLLECTION_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
@@ -114,8 +120,19 @@ class VectorStoreConfig(StrictModel):
 
 
 class LLMConfig(StrictModel):
-    provider: Literal["llama_cpp", "none"] = Field(
-        "llama_cpp", description="'llama_cpp' for a local GGUF, 'none' for retrieval only."
+    provider: Literal["llama_cpp", "openai_like", "none"] = Field(
+        "llama_cpp",
+        description="'llama_cpp' for a local GGUF in-process, 'openai_like' for a local "
+        "OpenAI-compatible server (llama.cpp server, llamafile, Ollama /v1, LM Studio, vLLM), "
+        "'none' for retrieval only.",
+    )
+    base_url: str | None = Field(
+        None, description="openai_like: the server's API root, e.g. http://127.0.0.1:8080/v1."
+    )
+    model: str | None = Field(None, description="openai_like: the model name the server expects.")
+    api_key: str | None = Field(None, description="openai_like: API key, if the server wants one.")
+    timeout: float = Field(
+        60.0, gt=0, description="openai_like: seconds to wait for the server before giving up."
     )
     model_path: Path | None = Field(None, description="Path of a GGUF file.")
     repo_id: str | None = Field(
@@ -139,11 +156,22 @@ class LLMConfig(StrictModel):
             raise ValueError("repo_id and filename go together: set both or neither")
         return self
 
+    @model_validator(mode="after")
+    def _server_settings(self) -> LLMConfig:
+        if self.provider == "openai_like" and not (self.base_url and self.model):
+            raise ValueError("provider openai_like needs base_url (e.g. http://127.0.0.1:8080/v1) and model")
+        return self
+
 
 class QueryConfig(StrictModel):
     top_k: int = Field(4, gt=0, le=1000, description="Passages retrieved per question.")
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     qa_prompt: str = Field(DEFAULT_QA_PROMPT, description="User turn; must contain {context} and {question}.")
+    condense_prompt: str = Field(
+        DEFAULT_CONDENSE_PROMPT,
+        description="Turns a chat follow-up into a standalone question; must contain {history} and "
+        "{question}.",
+    )
 
     @field_validator("qa_prompt")
     @classmethod
@@ -153,6 +181,60 @@ class QueryConfig(StrictModel):
             raise ValueError(f"must contain {' and '.join(missing)}")
         return prompt
 
+    @field_validator("condense_prompt")
+    @classmethod
+    def _condense_placeholders(cls, prompt: str) -> str:
+        missing = [p for p in ("{history}", "{question}") if p not in prompt]
+        if missing:
+            raise ValueError(f"must contain {' and '.join(missing)}")
+        return prompt
+
+
+class RerankConfig(StrictModel):
+    model: str = Field(description="sentence-transformers CrossEncoder: a Hugging Face id or a local folder.")
+    candidates: int = Field(
+        20, gt=0, le=1000, description="Passages retrieved and re-scored before keeping the top_k."
+    )
+    device: str = Field("cpu", description="torch device for the cross-encoder.")
+
+
+class RetrievalConfig(StrictModel):
+    mode: Literal["vector", "bm25", "hybrid"] = Field(
+        "hybrid",
+        description="'vector' (dense, Chroma), 'bm25' (keyword) or 'hybrid' (both, fused by "
+        "reciprocal rank).",
+    )
+    vector_weight: float = Field(1.0, ge=0, description="hybrid: weight of the dense ranking.")
+    bm25_weight: float = Field(1.0, ge=0, description="hybrid: weight of the keyword ranking.")
+    rrf_k: int = Field(60, gt=0, description="hybrid: the k of reciprocal rank fusion, 1/(k + rank).")
+    similarity_cutoff: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Drop dense hits whose cosine similarity is below this (vector mode, and the "
+        "dense side of hybrid).",
+    )
+    filters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Metadata filters applied to every query: path (glob), type (extension), or "
+        "any metadata key (exact value).",
+    )
+    dedupe: bool = Field(
+        True, description="Drop chunks that repeat or overlap a better-ranked chunk of the same text."
+    )
+    max_per_document: int | None = Field(
+        None, gt=0, description="At most this many passages from one file (None: no limit)."
+    )
+    rerank: RerankConfig | None = Field(
+        None, description="Re-score candidates with a cross-encoder (off when absent)."
+    )
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> RetrievalConfig:
+        if self.mode == "hybrid" and self.vector_weight == 0 and self.bm25_weight == 0:
+            raise ValueError("hybrid mode needs vector_weight or bm25_weight above 0")
+        return self
+
 
 class Config(StrictModel):
     data: DataConfig
@@ -161,3 +243,4 @@ class Config(StrictModel):
     vector_store: VectorStoreConfig
     llm: LLMConfig = Field(default_factory=LLMConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)

@@ -168,6 +168,27 @@ class ChunkStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
+    def iter_chunks(self) -> Iterator[Hit]:
+        """Every stored chunk (text and metadata, no vector), page by page."""
+        offset = 0
+        while True:
+            try:
+                page = self._collection.get(
+                    include=["documents", "metadatas"],  # type: ignore[list-item]
+                    limit=self._max_batch,
+                    offset=offset,
+                )
+            except Exception as exc:
+                raise StoreError(f"reading chunks failed: {type(exc).__name__}: {exc}") from None
+            ids = page["ids"]
+            if not ids:
+                return
+            docs = page["documents"] or [""] * len(ids)
+            metas = page["metadatas"] or [{}] * len(ids)
+            for i, d, m in zip(ids, docs, metas, strict=True):
+                yield Hit(id=i, text=d or "", metadata=dict(m or {}))
+            offset += len(ids)
+
 
 def _flat(metadata: dict[str, Any]) -> dict[str, str | int | float | bool]:
     """Chroma accepts only scalar metadata; drop Nones and stringify the rest."""

@@ -1,8 +1,16 @@
-"""Query: retrieve passages for a question and answer it with the local LLM, citing sources."""
+"""Query: retrieve passages for a question and answer it with the local LLM, citing sources.
+
+The prompt is laid out for llama.cpp's KV cache: the system prompt first, then the numbered
+context, then the question. llama.cpp keeps the tokens of the previous call and evaluates only
+what differs after their longest common prefix, so asking again over the same passages does not
+re-read them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +20,22 @@ from indexer.components import Components
 from indexer.config.models import Config
 from indexer.errors import IndexerError, ModelError
 from indexer.index.manifest import Manifest, check_compatible
-from indexer.index.store import DOC_ID, Hit
+from indexer.index.store import DOC_ID
+from indexer.query.filters import Filters, FilterValue
+from indexer.query.retrieval import Ranked, Retriever
+
+# OpenMP's default is to spin while waiting; on a busy machine (Chroma's threads, other jobs) the
+# spinning threads wait out whole scheduler slices, and embedding a one-line query took ~1 s instead
+# of ~20 ms in benchmarks/query.py. Passive waiting must be chosen before torch loads; a user's own
+# setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
+_CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+# Tokens the condensed question may take: a question, not an essay.
+_CONDENSE_MAX_TOKENS = 96
+
+History = Sequence[ChatMessage | tuple[str, str] | Mapping[str, str]]
 
 
 @dataclass
@@ -26,10 +47,16 @@ class Source:
     text: str
     chunk_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
 
     def citation(self) -> str:
-        page = self.metadata.get("page")
-        return f"{self.file}, page {page}" if page else self.file
+        where = self.file
+        page, section = self.metadata.get("page"), self.metadata.get("section")
+        if page:
+            where += f", page {page}"
+        if section:
+            where += f", section {section}"
+        return where
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,8 +66,21 @@ class Source:
             "doc_id": self.doc_id,
             "text": self.text,
             "chunk_id": self.chunk_id,
+            "scores": {k: round(v, 6) for k, v in self.scores.items()},
             **{k: v for k, v in self.metadata.items() if k in _CITATION_KEYS},
         }
+
+
+def cited_numbers(answer: str | None, sources: Sequence[Source]) -> list[int]:
+    """The source numbers an answer cites as [1], [2] or [1, 3], in order of first use; numbers
+    that match no source are left out."""
+    valid = {s.rank for s in sources}
+    seen: list[int] = []
+    for match in _CITATION_RE.finditer(answer or ""):
+        for number in (int(n) for n in match.group(1).split(",")):
+            if number in valid and number not in seen:
+                seen.append(number)
+    return seen
 
 
 @dataclass
@@ -48,27 +88,48 @@ class Answer:
     answer: str | None
     sources: list[Source]
     notice: str | None = None
+    question: str | None = None
+    stopped: bool = False
+
+    @property
+    def citations(self) -> list[int]:
+        return cited_numbers(self.answer, self.sources)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"answer": self.answer, "sources": [s.to_dict() for s in self.sources]}
+        data["citations"] = self.citations
+        if self.question is not None:
+            data["question"] = self.question
         if self.notice:
             data["notice"] = self.notice
+        if self.stopped:
+            data["stopped"] = True
         return data
 
 
 class AnswerStream:
     """Tokens of an answer as they are generated; ``sources`` are known before the first token,
-    and ``answer`` holds the whole text once the stream is consumed."""
+    and ``answer`` holds the whole text once the stream is consumed. ``close()`` stops generation
+    (e.g. on Ctrl-C); what was generated so far stays in ``answer``."""
 
-    def __init__(self, tokens: Iterator[str] | None, sources: list[Source], notice: str | None) -> None:
+    def __init__(
+        self,
+        tokens: Iterator[str] | None,
+        sources: list[Source],
+        notice: str | None,
+        *,
+        question: str | None = None,
+    ) -> None:
         self._tokens = tokens
         self.sources = sources
         self.notice = notice
+        self.question = question
         self.answer: str | None = None if tokens is None else ""
         self.finished = tokens is None
+        self.stopped = False
 
     def __iter__(self) -> Iterator[str]:
-        if self._tokens is None:
+        if self._tokens is None or self.finished:
             return
         for token in self._tokens:
             self.answer = (self.answer or "") + token
@@ -76,13 +137,26 @@ class AnswerStream:
         self.finished = True
 
     def close(self) -> None:
+        if not self.finished:
+            self.stopped = True
+            self.finished = True
         if self._tokens is not None and hasattr(self._tokens, "close"):
             self._tokens.close()
+
+    @property
+    def citations(self) -> list[int]:
+        return cited_numbers(self.answer, self.sources)
 
     def result(self) -> Answer:
         for _ in self:
             pass
-        return Answer(answer=self.answer, sources=self.sources, notice=self.notice)
+        return Answer(
+            answer=self.answer,
+            sources=self.sources,
+            notice=self.notice,
+            question=self.question,
+            stopped=self.stopped,
+        )
 
 
 class QueryEngine:
@@ -90,6 +164,8 @@ class QueryEngine:
         self.config = config
         self.components = components
         self._manifest: Manifest | None = None
+        self._retriever = Retriever(config, components)
+        self._notices: list[str] = []
 
     def manifest(self) -> Manifest:
         """The index's manifest, checked against the config once per engine."""
@@ -104,35 +180,63 @@ class QueryEngine:
             self._manifest = manifest
         return self._manifest
 
-    def retrieve(self, question: str, top_k: int | None = None) -> list[Source]:
+    def retrieve(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, FilterValue] | None = None,
+    ) -> list[Source]:
+        """The ``top_k`` best passages (exactly that many when the index holds enough that pass
+        the filters and cutoff), ranked 1..n. Why fewer came back, if so, is in ``last_notices``."""
         question = _checked(question)
-        self.manifest()
+        manifest = self.manifest()
         store = self.components.chunk_store(create=False)
         if store is None:
             raise IndexerError(
                 f"the index's collection {self.config.vector_store.collection!r} is missing: "
                 "run `indexer build CONFIG --rebuild`"
             )
-        vector = self.components.embed_model.get_query_embedding(question)
-        hits = store.search(vector, top_k or self.config.query.top_k)
-        return [_source(rank, hit) for rank, hit in enumerate(hits, start=1)]
+        wanted = Filters.from_mapping(self.config.retrieval.filters, filters)
+        retrieved = self._retriever.retrieve(
+            question, top_k or self.config.query.top_k, wanted, manifest, store
+        )
+        self._notices = retrieved.notices
+        return [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
 
-    def stream(self, question: str, top_k: int | None = None) -> AnswerStream:
-        sources = self.retrieve(question, top_k)
+    @property
+    def last_notices(self) -> list[str]:
+        return list(self._notices)
+
+    def stream(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, FilterValue] | None = None,
+        history: History | None = None,
+    ) -> AnswerStream:
+        """Retrieve, then stream the answer. With ``history`` (earlier turns of a chat), the
+        question is first rewritten into a standalone one, which retrieval and the answer use."""
+        question = _checked(question)
+        standalone = self.condense(question, history) if history else question
+        sources = self.retrieve(standalone, top_k, filters)
+        notices = list(self._notices)
         llm = self.components.llm
         if llm is None:
-            return AnswerStream(None, sources, self.components.llm_notice)
-        messages, kept = self._fit_to_context(question, sources)
-        notice = None
-        if len(kept) < len(sources):
-            notice = (
-                f"{len(sources) - len(kept)} lowest-ranked passage(s) left out of the prompt to fit "
-                f"llm.n_ctx ({self.config.llm.n_ctx} tokens)"
-            )
-        return AnswerStream(llm.stream_tokens(messages), kept, notice)
+            notices.append(self.components.llm_notice or "")
+            return AnswerStream(None, sources, _join(notices), question=standalone)
+        messages, kept, trim_notice = self._fit_to_context(standalone, sources)
+        if trim_notice:
+            notices.append(trim_notice)
+        return AnswerStream(llm.stream_tokens(messages), kept, _join(notices), question=standalone)
 
-    def query(self, question: str, top_k: int | None = None) -> Answer:
-        return self.stream(question, top_k).result()
+    def query(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, FilterValue] | None = None,
+        history: History | None = None,
+    ) -> Answer:
+        return self.stream(question, top_k, filters=filters, history=history).result()
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
         context = "\n\n".join(f"[{s.rank}] ({s.citation()})\n{s.text}" for s in sources)
@@ -143,23 +247,106 @@ class QueryEngine:
             ChatMessage(role=MessageRole.USER, content=user),
         ]
 
-    def _fit_to_context(self, question: str, sources: list[Source]) -> tuple[list[ChatMessage], list[Source]]:
-        """Drop the lowest-ranked passages until prompt + answer fit the context window."""
+    def condense(self, question: str, history: History) -> str:
+        """A follow-up question rewritten to stand alone, using the conversation so far.
+
+        Without an LLM, the last user question is prepended, which keeps the topic for retrieval.
+        """
+        turns = [_turn(t) for t in history]
+        if not turns:
+            return question
+        llm = self.components.llm
+        if llm is None:
+            last_user = next((text for role, text in reversed(turns) if role == "user"), "")
+            return f"{last_user} {question}".strip()
+        budget = self.config.llm.n_ctx - _CONDENSE_MAX_TOKENS
+        while True:
+            lines = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns)
+            prompt = self.config.query.condense_prompt.replace("{history}", lines).replace(
+                "{question}", question
+            )
+            messages = [
+                ChatMessage(role=MessageRole.SYSTEM, content=self.config.query.system_prompt),
+                ChatMessage(role=MessageRole.USER, content=prompt),
+            ]
+            if llm.count_tokens(messages) <= budget:
+                break
+            if not turns:
+                return question
+            turns = turns[1:]  # the oldest turn goes first
+        text = "".join(llm.stream_tokens(messages, max_tokens=_CONDENSE_MAX_TOKENS))
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return first_line or question
+
+    def _fit_to_context(
+        self, question: str, sources: list[Source]
+    ) -> tuple[list[ChatMessage], list[Source], str | None]:
+        """Keep the most passages (best first) for which prompt + ``max_new_tokens`` fit ``n_ctx``,
+        counted with the model's own tokenizer; if not even the best fits whole, shorten it."""
         llm = self.components.llm
         assert llm is not None
-        budget = self.config.llm.n_ctx - self.config.llm.max_new_tokens
-        kept = list(sources)
-        while True:
-            messages = self.messages(question, kept)
-            if llm.count_tokens(messages) <= budget:
-                return messages, kept
-            if len(kept) <= 1:
-                raise ModelError(
-                    f"even the best passage does not fit llm.n_ctx ({self.config.llm.n_ctx} tokens) "
-                    f"with llm.max_new_tokens ({self.config.llm.max_new_tokens}) left for the answer: "
-                    "raise llm.n_ctx, or lower chunking.chunk_size or llm.max_new_tokens"
-                )
-            kept.pop()
+        n_ctx, answer_room = self.config.llm.n_ctx, self.config.llm.max_new_tokens
+        budget = n_ctx - answer_room
+
+        def fits(passages: list[Source]) -> bool:
+            return llm.count_tokens(self.messages(question, passages)) <= budget
+
+        if fits(sources):
+            return self.messages(question, sources), sources, None
+        if not fits([]):
+            raise ModelError(
+                f"the question and prompts alone do not fit llm.n_ctx ({n_ctx} tokens) with "
+                f"llm.max_new_tokens ({answer_room}) left for the answer: raise llm.n_ctx, or "
+                "shorten the question or query.system_prompt/qa_prompt"
+            )
+        low, high = 0, len(sources) - 1  # fits(sources[:low]) holds, fits(sources) does not
+        while low < high:
+            mid = (low + high + 1) // 2
+            if fits(sources[:mid]):
+                low = mid
+            else:
+                high = mid - 1
+        room = f"llm.n_ctx ({n_ctx} tokens, {answer_room} kept for the answer)"
+        if low > 0:
+            kept = sources[:low]
+            dropped = ", ".join(f"[{s.rank}]" for s in sources[low:])
+            notice = (
+                f"{len(sources) - low} lowest-ranked passage(s) ({dropped}) left out of the prompt "
+                f"to fit {room}"
+            )
+            return self.messages(question, kept), kept, notice
+        best = sources[0]
+        short, long = 0, len(best.text)  # the longest prefix of the best passage that fits
+        while short < long:
+            mid = (short + long + 1) // 2
+            if fits([_shortened(best, mid)]):
+                short = mid
+            else:
+                long = mid - 1
+        kept = [_shortened(best, short)]
+        notice = f"passage [1] shortened to {short} of {len(best.text)} characters to fit {room}"
+        if len(sources) > 1:
+            notice += f"; {len(sources) - 1} lower-ranked passage(s) left out"
+        return self.messages(question, kept), kept, notice
+
+
+def _shortened(source: Source, chars: int) -> Source:
+    return Source(**{**source.__dict__, "text": source.text[:chars]})
+
+
+def _turn(turn: ChatMessage | tuple[str, str] | Mapping[str, str]) -> tuple[str, str]:
+    if isinstance(turn, ChatMessage):
+        role = turn.role.value if isinstance(turn.role, MessageRole) else str(turn.role)
+        return role, turn.content or ""
+    if isinstance(turn, Mapping):
+        return str(turn["role"]), str(turn["content"])
+    role, text = turn
+    return str(role), str(text)
+
+
+def _join(notices: list[str]) -> str | None:
+    text = "; ".join(n for n in notices if n)
+    return text or None
 
 
 def _checked(question: str) -> str:
@@ -168,15 +355,17 @@ def _checked(question: str) -> str:
     return question.strip()
 
 
-def _source(rank: int, hit: Hit) -> Source:
+def _source(rank: int, ranked: Ranked) -> Source:
+    hit = ranked.hit
     meta = hit.metadata
     doc_id = str(meta.get(DOC_ID, ""))
     return Source(
         rank=rank,
-        score=hit.score,
+        score=ranked.score,
         file=str(meta.get("file", doc_id)),
         doc_id=doc_id,
         text=hit.text,
         chunk_id=hit.id,
         metadata=meta,
+        scores=dict(ranked.scores),
     )

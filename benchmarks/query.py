@@ -1,0 +1,288 @@
+"""Query speed: retrieval latency per mode at 10k and 100k chunks, and generation through our engine
+against llama.cpp called directly.
+
+    python -m benchmarks.query                  # both parts, tiny test GGUF for generation
+    python -m benchmarks.query --sizes 10000    # retrieval at one size only
+    python -m benchmarks.query --model my.gguf  # generation with a real model
+
+Retrieval: embedding 100k chunks with MiniLM on 2 cores takes most of an hour, so the corpus is
+synthetic and its vectors are made, not embedded: 500 synthetic passages are embedded for real,
+and every chunk's vector is one of them plus Gaussian noise, normalised (clustered like real text,
+unlike uniform random vectors). Texts are built from a vocabulary with part numbers and error
+codes, so BM25 has realistic term statistics. The chunks, a manifest and the keyword index are
+written as a build would, and every latency is a full ``Indexer.retrieve`` call: query embedding,
+search, fusion and result assembly.
+
+Generation: the same rendered prompt, sampling settings and token budget through
+``Indexer.stream`` and through ``llama_cpp.Llama.create_completion`` on a second instance; both
+start from an empty KV cache each run. Reported: tokens/s (first token to last), their ratio, and
+time to first token (the engine's includes retrieval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODES = ("vector", "bm25", "hybrid")
+# Passages embedded for real; every chunk vector is one of them plus noise.
+_BASE_TEXTS = 500
+WORDS = [
+    "sensor",
+    "logger",
+    "mast",
+    "battery",
+    "solar",
+    "regulator",
+    "cable",
+    "antenna",
+    "gauge",
+    "rain",
+    "wind",
+    "anemometer",
+    "humidity",
+    "pressure",
+    "firmware",
+    "update",
+    "calibration",
+    "bracket",
+    "housing",
+    "connector",
+    "seal",
+    "fuse",
+    "board",
+    "reset",
+    "clock",
+    "drift",
+    "voltage",
+    "alarm",
+    "threshold",
+    "interval",
+    "report",
+    "upload",
+    "modem",
+    "signal",
+    "storage",
+    "card",
+    "replace",
+    "check",
+    "clean",
+    "inspect",
+    "tighten",
+    "monthly",
+    "yearly",
+    "station",
+    "field",
+    "technician",
+    "manual",
+    "warranty",
+    "spare",
+    "kit",
+]
+
+
+def _text(rng: random.Random) -> str:
+    words = [rng.choice(WORDS) for _ in range(rng.randint(60, 120))]
+    words.insert(rng.randrange(len(words)), f"AUR-{rng.randint(1000, 9999)}-{rng.choice('XYZW')}")
+    words.insert(rng.randrange(len(words)), f"E-{rng.randint(100, 999)}")
+    return " ".join(words).capitalize() + "."
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
+    import numpy as np
+
+    from indexer import Indexer
+    from indexer.index.manifest import FileRecord, Manifest
+    from indexer.index.store import Chunk
+
+    data = folder / "docs"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "placeholder.txt").write_text("unused: the chunks are written directly")
+    config = folder / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"input_dir": str(data)},
+                "vector_store": {"persist_dir": str(folder / "storage"), "collection": "bench"},
+                "llm": {"provider": "none"},
+            }
+        )
+    )
+    ix = Indexer.from_config(config)
+    rng = random.Random(size)
+    base_texts = [_text(rng) for _ in range(_BASE_TEXTS)]
+    base = np.asarray(ix.components.embed_model.get_text_embedding_batch(base_texts), dtype=np.float32)
+    noise = np.random.default_rng(size)
+
+    store = ix.components.chunk_store(create=True)
+    assert store is not None
+    per_file, files = 10, {}
+    started = time.perf_counter()
+    for start in range(0, size, 5000):
+        picks = [rng.randrange(len(base_texts)) for _ in range(min(5000, size - start))]
+        vectors = base[picks] + noise.normal(0, 0.03, (len(picks), base.shape[1])).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        chunks = []
+        for offset, vector in enumerate(vectors):
+            i = start + offset
+            doc, n = f"doc{i // per_file:05d}.txt", i % per_file
+            files[doc] = FileRecord(hash=f"h{i // per_file}", chunks=n + 1, size=1)
+            text = _text(rng)  # unique: real corpora do not repeat chunks word for word
+            meta = {"doc_id": doc, "file": doc, "file_hash": f"h{i // per_file}", "chunk": n}
+            chunks.append(Chunk(id=f"{doc}::{n}", text=text, metadata=meta, embedding=vector.tolist()))
+        store.add(chunks)
+    insert_s = time.perf_counter() - started
+    manifest = Manifest(
+        embedding=ix.components.embedding_identity_dict(),
+        chunking=ix.config.chunking.model_dump(),
+        loader={},
+        files=files,
+    )
+    ix.components.manifest_file.save(manifest)
+    from indexer.query.retrieval import sync_keyword_index
+
+    started = time.perf_counter()
+    sync_keyword_index(ix.config, ix.components)
+    keyword_s = time.perf_counter() - started
+
+    questions = [
+        "How often should the rain gauge be cleaned?",
+        "battery voltage alarm threshold",
+        "firmware update after a clock drift",
+        "Which kit replaces the antenna cable?",
+    ]
+    questions += [f"AUR-{rng.randint(1000, 9999)}-X" for _ in range(4)] + ["E-214 modem signal"]
+    result: dict[str, Any] = {
+        "chunks": size,
+        "insert_s": round(insert_s, 1),
+        "keyword_build_s": round(keyword_s, 1),
+    }
+    embed = ix.components.embed_model
+    embed_times = []
+    for q in questions * 3:
+        t0 = time.perf_counter()
+        embed.get_query_embedding(q)
+        embed_times.append((time.perf_counter() - t0) * 1000)
+    result["query_embedding_p50_ms"] = round(statistics.median(embed_times), 1)
+    for mode in MODES:
+        engine = Indexer.from_config(config, {"retrieval.mode": mode})
+        for q in questions[:3]:  # warm up: model, collection, keyword index loaded
+            engine.retrieve(q, top_k=4)
+        times = []
+        for n in range(queries):
+            q = questions[n % len(questions)] + ("" if n < len(questions) else f" {rng.choice(WORDS)}")
+            t0 = time.perf_counter()
+            engine.retrieve(q, top_k=4)
+            times.append((time.perf_counter() - t0) * 1000)
+        result[mode] = {
+            "p50_ms": round(statistics.median(times), 1),
+            "p95_ms": round(_percentile(times, 0.95), 1),
+        }
+    return result
+
+
+def generation(model: Path | None, folder: Path, runs: int, max_tokens: int) -> dict[str, Any]:
+    import llama_cpp
+
+    from indexer import Indexer
+    from indexer.query.engine import QueryEngine
+    from tests.conftest import SAMPLE_DIR, write_config
+
+    if model is None:
+        from tests.support.tiny_gguf import write_tiny_llama_gguf
+
+        model = write_tiny_llama_gguf(folder / "tiny.gguf", n_ctx_train=8192)
+    config = write_config(folder, SAMPLE_DIR, model_path=model)
+    overrides = {"llm.n_ctx": 8192, "llm.max_new_tokens": max_tokens, "llm.temperature": 0.1}
+    ix = Indexer.from_config(config, overrides)
+    ix.build()
+    question = "How often should the silica gel desiccant pack in the mast be replaced?"
+    llm = ix.components.llm
+    assert llm is not None
+    engine = QueryEngine(ix.config, ix.components)
+    prompt = llm.render(engine.messages(question, ix.retrieve(question, top_k=2)))
+    cfg = ix.config.llm
+    threads = cfg.n_threads or len(os.sched_getaffinity(0))
+    direct = llama_cpp.Llama(
+        model_path=str(model), n_ctx=cfg.n_ctx, n_threads=threads, n_threads_batch=threads,
+        n_gpu_layers=cfg.n_gpu_layers, seed=cfg.seed, verbose=False,
+    )  # fmt: skip
+
+    def timed(pieces: Any, t0: float) -> tuple[float, float, int]:
+        first, count = None, 0
+        for _ in pieces:
+            count += 1
+            first = first or time.perf_counter()
+        end = time.perf_counter()
+        assert first is not None
+        return first - t0, (count - 1) / max(end - first, 1e-9), count
+
+    ours, theirs = [], []
+    for _ in range(runs):
+        llm.llama.reset()
+        t0 = time.perf_counter()
+        stream = ix.stream(question, top_k=2)
+        ours.append(timed(iter(stream), t0))
+        direct.reset()
+        t0 = time.perf_counter()
+        chunks = direct.create_completion(
+            prompt=prompt.tokens, max_tokens=max_tokens, temperature=llm.temperature, top_p=cfg.top_p,
+            seed=cfg.seed, stop=prompt.stop, stream=True,
+        )  # fmt: skip
+        theirs.append(timed(chunks, t0))
+    ours_rate = statistics.median(r for _, r, _ in ours)
+    theirs_rate = statistics.median(r for _, r, _ in theirs)
+    return {
+        "model": model.name,
+        "prompt_tokens": len(prompt.tokens),
+        "tokens_generated": [c for _, _, c in ours],
+        "engine_tokens_per_s": round(ours_rate, 1),
+        "direct_tokens_per_s": round(theirs_rate, 1),
+        "ratio": round(ours_rate / theirs_rate, 3),
+        "engine_ttft_ms": round(statistics.median(t for t, _, _ in ours) * 1000, 1),
+        "direct_ttft_ms": round(statistics.median(t for t, _, _ in theirs) * 1000, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=60)
+    parser.add_argument(
+        "--model", type=Path, default=None, help="GGUF for generation (default: tiny test model)"
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--skip-generation", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    report: dict[str, Any] = {"retrieval": []}
+    with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:
+        for size in args.sizes:
+            report["retrieval"].append(retrieval(size, Path(tmp) / f"r{size}", args.queries))
+            print(json.dumps(report["retrieval"][-1]), flush=True)
+        if not args.skip_generation:
+            report["generation"] = generation(args.model, Path(tmp) / "gen", args.runs, args.max_tokens)
+            print(json.dumps(report["generation"]), flush=True)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

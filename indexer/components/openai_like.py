@@ -1,0 +1,159 @@
+"""An LLM served by a local OpenAI-compatible server: llama.cpp's server (C++ or Python), llamafile,
+Ollama's ``/v1``, LM Studio, vLLM.
+
+It offers what the query engine asks of an LLM (``stream_tokens``, ``count_tokens``) over the
+``openai`` client, with a bounded timeout and no retries, so a server that is down or hung is an
+error within ``llm.timeout`` seconds, never a hang. Nothing here can reach a remote API unless the
+user's own ``base_url`` says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
+from indexer.config.models import LLMConfig
+from indexer.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+# Chat templates add a few tokens per message (role markers, separators); a server's tokenize
+# endpoint counts the text only, so this is added per message to stay on the safe side.
+_TEMPLATE_TOKENS_PER_MESSAGE = 8
+# With no tokenize endpoint, a conservative estimate: BPE vocabularies average about 4 bytes of
+# English per token, rarely fewer than 2.5.
+_BYTES_PER_TOKEN_ESTIMATE = 2.5
+
+
+class OpenAILikeLLM:
+    """Chat completions from ``llm.base_url``; ``llm.model`` names the model there."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        try:
+            from openai import OpenAI
+        except ImportError:
+            raise ModelError(
+                "llm.provider openai_like needs the 'openai' package: pip install 'indexer[openai]'"
+            ) from None
+        assert config.base_url and config.model
+        self.config = config
+        self.base_url = config.base_url.rstrip("/")
+        # Local servers ignore the key, but the client insists on one.
+        self._client = OpenAI(
+            base_url=self.base_url, api_key=config.api_key or "none", timeout=config.timeout, max_retries=0
+        )
+        self.exact_token_counts = True
+
+    @property
+    def n_ctx(self) -> int:
+        return self.config.n_ctx
+
+    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[str]:
+        """Text pieces as the server sends them. The request is made here, so an unreachable
+        server fails at once rather than at the first token."""
+        stream = self._request(messages, stream=True, **kwargs)
+
+        def pieces() -> Iterator[str]:
+            try:
+                for chunk in stream:
+                    if not chunk.choices:
+                        continue
+                    delta = chunk.choices[0].delta.content
+                    if delta:
+                        yield delta
+            except Exception as exc:
+                raise self._error(exc) from None
+            finally:
+                stream.close()  # closes the HTTP response: the server stops generating
+
+        return pieces()
+
+    def complete(self, messages: Sequence[ChatMessage], **kwargs: Any) -> str:
+        response = self._request(messages, stream=False, **kwargs)
+        return response.choices[0].message.content or ""
+
+    def _request(self, messages: Sequence[ChatMessage], *, stream: bool, **kwargs: Any) -> Any:
+        config = self.config
+        try:
+            return self._client.chat.completions.create(
+                model=config.model or "",
+                messages=[{"role": _role(m.role), "content": m.content or ""} for m in messages],  # type: ignore[misc]
+                max_tokens=int(kwargs.pop("max_tokens", config.max_new_tokens)),
+                temperature=config.temperature,
+                top_p=config.top_p,
+                seed=config.seed,
+                stream=stream,
+                **kwargs,
+            )
+        except Exception as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: Exception) -> ModelError:
+        import openai
+
+        where = f"the LLM server at {self.base_url} (llm.base_url)"
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError(
+                f"{where} did not answer within {self.config.timeout:g} s (llm.timeout): is it overloaded "
+                "or still loading the model?"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return ModelError(
+                f"cannot reach {where}: {exc.__cause__ or exc}. Start the server, or fix llm.base_url "
+                "(it usually ends in /v1)."
+            )
+        if isinstance(exc, openai.APIStatusError):
+            return ModelError(
+                f"{where} refused the request for model {self.config.model!r} (llm.model): "
+                f"HTTP {exc.status_code}: {exc.message}"
+            )
+        return ModelError(f"{where} failed: {type(exc).__name__}: {exc}")
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Prompt tokens, counted by the server's own tokenizer when it offers one (llama.cpp's
+        ``/tokenize``, llama-cpp-python's ``/extras/tokenize``), else estimated from the bytes."""
+        text_tokens = sum(self._count_text(m.content or "") for m in messages)
+        return text_tokens + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + 2
+
+    def _count_text(self, text: str) -> int:
+        if self._tokenize_endpoint is not None:
+            url, field = self._tokenize_endpoint
+            try:
+                response = self._http.post(url, json={field: text})
+                response.raise_for_status()
+                return len(response.json()["tokens"])
+            except Exception as exc:
+                log.warning("token count from %s failed (%s); estimating from now on", url, exc)
+                self._tokenize_endpoint = None
+        self.exact_token_counts = False
+        return int(len(text.encode("utf-8")) / _BYTES_PER_TOKEN_ESTIMATE) + 1
+
+    @cached_property
+    def _http(self) -> Any:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        return httpx.Client(timeout=self.config.timeout, headers=headers)
+
+    @cached_property
+    def _tokenize_endpoint(self) -> tuple[str, str] | None:
+        root = self.base_url.removesuffix("/v1")
+        for url, field in ((f"{root}/extras/tokenize", "input"), (f"{root}/tokenize", "content")):
+            try:
+                response = self._http.post(url, json={field: "probe"})
+                if response.status_code == 200 and isinstance(response.json().get("tokens"), list):
+                    return url, field
+            except Exception:  # not this server's endpoint, or not JSON: try the next
+                continue
+        log.warning(
+            "%s offers no tokenize endpoint: prompt sizes are estimated from their length", self.base_url
+        )
+        return None
+
+
+def _role(role: MessageRole | str) -> str:
+    return role.value if isinstance(role, MessageRole) else str(role)

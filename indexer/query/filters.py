@@ -1,0 +1,125 @@
+"""Metadata filters: which chunks a question may be answered from.
+
+``path`` is a glob over the file's path relative to ``data.input_dir`` (``guides/*``, ``*.md``),
+``type`` a file extension (``pdf`` or ``.pdf``), and any other key an exact match on a chunk's
+metadata (``page=3``, ``title=Maintenance``). Several filters must all hold.
+
+Chroma's ``where`` cannot glob, so path and type filters become the list of matching files from
+the manifest (``doc_id $in [...]``); the keyword index applies the same rules in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from indexer.errors import ConfigError
+from indexer.index.store import DOC_ID
+
+FilterValue = str | int | float | bool
+PATH_KEYS = ("path", "file")
+TYPE_KEYS = ("type", "ext", "file_type")
+
+
+def parse_filter_options(options: Iterable[str]) -> dict[str, FilterValue]:
+    """``key=value`` strings (from ``--filter``) as a mapping; values stay strings here and are
+    matched against numbers too (``page=3`` finds page 3)."""
+    filters: dict[str, FilterValue] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(
+                f"--filter {option!r}: expected key=value, e.g. --filter path='guides/*' or "
+                "--filter type=pdf or --filter page=3"
+            )
+        filters[key.strip()] = value.strip()
+    return filters
+
+
+def _as_number(value: FilterValue) -> list[FilterValue]:
+    """The typed forms a filter value may be stored as (Chroma compares types strictly)."""
+    forms: list[FilterValue] = [value]
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in ("true", "false"):
+            forms.append(lowered == "true")
+        else:
+            for cast in (int, float):
+                try:
+                    forms.append(cast(value))
+                    break
+                except ValueError:
+                    continue
+    elif not isinstance(value, bool):
+        forms.append(str(value))
+    return forms
+
+
+def _extension(value: FilterValue) -> str:
+    text = str(value).lower()
+    return text if text.startswith(".") else f".{text}"
+
+
+@dataclass(frozen=True)
+class Filters:
+    path: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    fields: tuple[tuple[str, tuple[FilterValue, ...]], ...] = ()
+
+    @classmethod
+    def from_mapping(cls, *mappings: Mapping[str, FilterValue] | None) -> Filters:
+        """Merge filter mappings (config first, then the call's): a later key replaces an earlier."""
+        merged: dict[str, FilterValue] = {}
+        for mapping in mappings:
+            merged.update(mapping or {})
+        path, types, fields = [], [], []
+        for key, value in merged.items():
+            if key in PATH_KEYS:
+                path.append(str(value))
+            elif key in TYPE_KEYS:
+                types.append(_extension(value))
+            else:
+                fields.append((key, tuple(_as_number(value))))
+        return cls(tuple(path), tuple(types), tuple(fields))
+
+    def __bool__(self) -> bool:
+        return bool(self.path or self.types or self.fields)
+
+    def describe(self) -> str:
+        parts = [f"path={p}" for p in self.path] + [f"type={t}" for t in self.types]
+        parts += [f"{k}={v[0]}" for k, v in self.fields]
+        return ", ".join(parts)
+
+    def file_allowed(self, file: str) -> bool:
+        return all(fnmatchcase(file, p) for p in self.path) and all(
+            file.lower().endswith(t) for t in self.types
+        )
+
+    def matches(self, metadata: Mapping[str, Any]) -> bool:
+        if not self.file_allowed(str(metadata.get("file", metadata.get(DOC_ID, "")))):
+            return False
+        for key, forms in self.fields:
+            if key not in metadata:
+                return False
+            value = metadata[key]
+            if value not in forms and str(value) not in {str(f) for f in forms}:
+                return False
+        return True
+
+    def chroma_where(self, indexed_files: Iterable[str]) -> dict[str, Any] | None:
+        """The filter as a Chroma ``where`` (``None``: no filter). Callers check ``allowed_files``
+        first: an empty ``$in`` would be an error in Chroma rather than an empty result."""
+        clauses: list[dict[str, Any]] = []
+        if self.path or self.types:
+            clauses.append({DOC_ID: {"$in": sorted(self.allowed_files(indexed_files))}})
+        for key, forms in self.fields:
+            alternatives = [{key: f} for f in forms]
+            clauses.append(alternatives[0] if len(alternatives) == 1 else {"$or": alternatives})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def allowed_files(self, indexed_files: Iterable[str]) -> list[str]:
+        return [f for f in indexed_files if self.file_allowed(f)]

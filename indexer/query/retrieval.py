@@ -1,0 +1,222 @@
+"""Retrieval: the passages a question is answered from.
+
+Dense search goes through ``ChunkStore.search`` (Chroma), keyword search through the BM25 index;
+``hybrid`` fuses the two rankings by weighted reciprocal rank (``w / (rrf_k + rank)``), which
+needs no score calibration between cosine similarities and BM25 scores. Then: a similarity cutoff
+on the dense side, de-duplication, an optional cross-encoder, and exactly ``top_k`` results when
+the index holds that many eligible passages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from indexer.components import Components
+from indexer.config.models import Config
+from indexer.index.keyword import KeywordIndex, build_from_store, keyword_folder, manifest_state
+from indexer.index.manifest import Manifest
+from indexer.index.store import DOC_ID, ChunkStore, Hit
+from indexer.query.filters import Filters
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+_SPACE_RE = re.compile(r"\s+")
+
+
+@dataclass
+class Ranked:
+    hit: Hit
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Retrieved:
+    passages: list[Ranked]
+    notices: list[str] = field(default_factory=list)
+
+
+def sync_keyword_index(config: Config, components: Components) -> bool:
+    """Bring the persisted keyword index in line with the manifest after a build; ``True`` when
+    it was rebuilt. An index on a Chroma server has no local folder: its keyword index is rebuilt
+    from the server's chunks in memory by each process that queries it, so there is nothing to do.
+    """
+    persist_dir = config.vector_store.persist_dir
+    if persist_dir is None:
+        return False
+    manifest = components.manifest_file.load()
+    folder = keyword_folder(persist_dir, config.vector_store.collection)
+    if manifest is None:
+        return False
+    state = manifest_state(manifest)
+    current = KeywordIndex.load(folder)
+    if current is not None and current.state == state:
+        return False
+    store = components.chunk_store(create=False)
+    read = store.iter_chunks if store is not None else (lambda: iter(()))
+    build_from_store(read, manifest).save(folder)
+    return True
+
+
+class Retriever:
+    def __init__(self, config: Config, components: Components) -> None:
+        self.config = config
+        self.components = components
+        self._keyword: KeywordIndex | None = None
+        self._keyword_notice: str | None = None
+        self._keyword_manifest: Manifest | None = None
+        self._masks: dict[Filters, np.ndarray] = {}
+        self._reranker: Any = None
+
+    def keyword_index(self, manifest: Manifest, store: ChunkStore) -> KeywordIndex:
+        if self._keyword is not None and self._keyword_manifest is manifest:
+            return self._keyword  # digesting a 100k-chunk manifest on every query costs ms
+        state = manifest_state(manifest)
+        if self._keyword is not None and self._keyword.state == state:
+            self._keyword_manifest = manifest
+            return self._keyword
+        persist_dir = self.config.vector_store.persist_dir
+        self._keyword_notice = None
+        index = None
+        if persist_dir is not None:
+            folder = keyword_folder(persist_dir, self.config.vector_store.collection)
+            index = KeywordIndex.load(folder)
+            if index is None or index.state != state:
+                why = "missing" if index is None else "stale (it reflects another build)"
+                self._keyword_notice = (
+                    f"the keyword index at {folder} was {why}: rebuilt it in memory from the vector "
+                    "store for this session; run `indexer build CONFIG` to persist it"
+                )
+                log.warning("%s", self._keyword_notice)
+                index = None
+        if index is None:
+            index = build_from_store(store.iter_chunks, manifest)
+        self._keyword = index
+        self._keyword_manifest = manifest
+        self._masks.clear()
+        return index
+
+    def retrieve(
+        self, question: str, top_k: int, filters: Filters, manifest: Manifest, store: ChunkStore
+    ) -> Retrieved:
+        cfg = self.config.retrieval
+        notices: list[str] = []
+        where = None
+        if filters:
+            allowed = filters.allowed_files(manifest.files)
+            if not allowed:
+                return Retrieved([], [f"no indexed file matches the filters ({filters.describe()})"])
+            where = filters.chroma_where(manifest.files)
+        keyword = None
+        if cfg.mode in ("bm25", "hybrid"):
+            keyword = self.keyword_index(manifest, store)
+            if self._keyword_notice:
+                notices.append(self._keyword_notice)
+        vector = None
+        if cfg.mode in ("vector", "hybrid"):
+            vector = self.components.embed_model.get_query_embedding(question)
+
+        want = max(top_k, cfg.rerank.candidates) if cfg.rerank else top_k
+        total = store.count()
+        fetch = want * 2 + 8
+        while True:
+            dense: list[Hit] = []
+            dense_done = True
+            if vector is not None:
+                dense = store.search(vector, fetch, where)
+                dense_done = len(dense) < fetch
+                if cfg.similarity_cutoff is not None:
+                    above = [h for h in dense if h.score >= cfg.similarity_cutoff]
+                    dense_done = dense_done or len(above) < len(dense)
+                    dense = above
+            sparse: list[Hit] = []
+            if keyword is not None:
+                sparse = keyword.search(question, fetch, self._mask(keyword, filters) if filters else None)
+            sparse_done = len(sparse) < fetch
+            kept = self._select(self._fuse(dense, sparse), want)
+            if len(kept) >= want or (dense_done and sparse_done) or fetch >= total:
+                break
+            fetch *= 4
+
+        if cfg.rerank and kept:
+            kept = self._rerank(question, kept)
+        return Retrieved(kept[:top_k], notices)
+
+    def _mask(self, keyword: KeywordIndex, filters: Filters) -> np.ndarray:
+        if filters not in self._masks:
+            import numpy as np
+
+            self._masks[filters] = np.array([filters.matches(m) for m in keyword.metadatas], dtype=np.float32)
+        return self._masks[filters]
+
+    def _fuse(self, dense: list[Hit], sparse: list[Hit]) -> list[Ranked]:
+        cfg = self.config.retrieval
+        if cfg.mode == "vector":
+            return [Ranked(h, h.score, {"vector": h.score}) for h in dense]
+        if cfg.mode == "bm25":
+            return [Ranked(h, h.score, {"bm25": h.score}) for h in sparse]
+        fused: dict[str, Ranked] = {}
+        for name, hits, weight in (("vector", dense, cfg.vector_weight), ("bm25", sparse, cfg.bm25_weight)):
+            for rank, hit in enumerate(hits, start=1):
+                entry = fused.setdefault(hit.id, Ranked(hit, 0.0))
+                entry.score += weight / (cfg.rrf_k + rank)
+                entry.scores[name] = hit.score
+        return sorted(fused.values(), key=lambda r: r.score, reverse=True)
+
+    def _select(self, ranked: list[Ranked], want: int) -> list[Ranked]:
+        """The best ``want`` passages, skipping repeats of a better one: the same text (a copied
+        file), or a chunk that mostly overlaps a kept chunk of the same page of the same file."""
+        cfg = self.config.retrieval
+        kept: list[Ranked] = []
+        texts: list[str] = []
+        per_doc: dict[str, int] = {}
+        for candidate in ranked:
+            if len(kept) >= want:
+                break
+            meta = candidate.hit.metadata
+            doc = str(meta.get(DOC_ID, ""))
+            if cfg.max_per_document is not None and per_doc.get(doc, 0) >= cfg.max_per_document:
+                continue
+            if cfg.dedupe:
+                text = _SPACE_RE.sub(" ", candidate.hit.text).strip().lower()
+                if any(text in t or t in text for t in texts if text and t):
+                    continue
+                if any(_overlaps(meta, k.hit.metadata) for k in kept):
+                    continue
+                texts.append(text)
+            kept.append(candidate)
+            per_doc[doc] = per_doc.get(doc, 0) + 1
+        return kept
+
+    def _rerank(self, question: str, kept: list[Ranked]) -> list[Ranked]:
+        if self._reranker is None:
+            from indexer.components.reranker import load_reranker
+
+            assert self.config.retrieval.rerank is not None
+            self._reranker = load_reranker(self.config.retrieval.rerank)
+        scores = self._reranker.predict(
+            [(question, r.hit.text) for r in kept], show_progress_bar=False, convert_to_numpy=True
+        )
+        for r, s in zip(kept, scores, strict=True):
+            r.scores["rerank"] = float(s)
+            r.score = float(s)
+        return sorted(kept, key=lambda r: r.score, reverse=True)
+
+
+def _overlaps(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two chunks of one file (and page) whose character ranges share over half the shorter."""
+    if a.get(DOC_ID) != b.get(DOC_ID) or a.get("page") != b.get("page"):
+        return False
+    try:
+        a0, a1, b0, b1 = (int(x) for x in (a["start_char"], a["end_char"], b["start_char"], b["end_char"]))
+    except (KeyError, TypeError, ValueError):
+        return False
+    shared = min(a1, b1) - max(a0, b0)
+    shorter = min(a1 - a0, b1 - b0)
+    return shorter > 0 and shared > shorter / 2

@@ -1,0 +1,143 @@
+"""The openai_like backend against a real ``python -m llama_cpp.server`` on loopback, serving the
+tiny GGUF: answers, streaming, and clear, bounded errors when the server is down or hangs."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from indexer import Indexer
+from indexer.errors import ModelError
+
+pytest.importorskip("llama_cpp.server.app", reason="needs the llama-cpp-python[server] packages")
+pytest.importorskip("openai", reason="needs the indexer[openai] extra")
+
+QUESTION = "What does error E-214 mean?"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "8192", "--n_threads", "1", "--model_alias", "tiny"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llama_cpp.server did not start within 120 s")
+            time.sleep(0.5)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _server_indexer(config: Path, base_url: str, **overrides: object) -> Indexer:
+    return Indexer.from_config(
+        config,
+        {
+            "llm.provider": "openai_like",
+            "llm.base_url": base_url,
+            "llm.model": "tiny",
+            "llm.max_new_tokens": 16,
+            **overrides,
+        },
+    )
+
+
+def test_answers_and_streams_through_the_server(built_sample: Path, llama_server: str) -> None:
+    ix = _server_indexer(built_sample, llama_server)
+    stream = ix.stream(QUESTION, top_k=2)
+    assert len(stream.sources) == 2 and stream.answer == ""
+    pieces = list(stream)
+    assert len(pieces) > 1 and stream.finished and stream.answer == "".join(pieces)
+    answer = ix.query(QUESTION, top_k=2)
+    assert isinstance(answer.answer, str) and answer.answer and len(answer.sources) == 2
+    assert ix.components.llm.exact_token_counts  # counted by the server's own tokenizer
+
+
+def test_context_budgeting_uses_the_servers_tokenizer(built_sample: Path, llama_server: str) -> None:
+    ix = _server_indexer(built_sample, llama_server, **{"llm.n_ctx": 2500, "llm.max_new_tokens": 40})
+    answer = ix.query(QUESTION, top_k=4)
+    assert 1 <= len(answer.sources) < 4 and "left out of the prompt" in answer.notice
+    assert isinstance(answer.answer, str)
+
+
+def test_a_server_that_is_down_is_a_clear_error_at_once(built_sample: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    ix = _server_indexer(built_sample, url, **{"llm.timeout": 5})
+    started = time.monotonic()
+    with pytest.raises(ModelError, match=r"cannot reach the LLM server at .* \(llm\.base_url\)"):
+        ix.query(QUESTION, top_k=1)
+    assert time.monotonic() - started < 5
+
+
+class _SilentServerFault:
+    """Fault injection: a server that accepts connections and never answers (a hung process)."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(16)
+        self.port = self.socket.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.socket.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+
+    def close(self) -> None:
+        self.socket.close()
+        for conn in self.connections:
+            conn.close()
+
+
+def test_a_hung_server_times_out_within_llm_timeout(built_sample: Path) -> None:
+    fault = _SilentServerFault()
+    try:
+        ix = _server_indexer(built_sample, f"http://127.0.0.1:{fault.port}/v1", **{"llm.timeout": 1})
+        started = time.monotonic()
+        with pytest.raises(ModelError, match=r"did not answer within 1 s \(llm\.timeout\)"):
+            ix.query(QUESTION, top_k=1)
+        assert time.monotonic() - started < 15  # tokenize probes and the request, 1 s each
+    finally:
+        fault.close()
+
+
+def test_openai_like_needs_base_url_and_model(built_sample: Path) -> None:
+    from indexer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="base_url"):
+        Indexer.from_config(built_sample, {"llm.provider": "openai_like"})
