@@ -16,10 +16,13 @@ from indexer.eval.structured import StructuredOutputError, ask_json
 from tests.conftest import SAMPLE_DIR, SAMPLE_QUESTIONS, SHARED_DATA, run_cli, write_config
 
 PAUL_GRAHAM = SHARED_DATA / "paul_graham_essay"
+# One llama.cpp thread: the tiny model gains nothing from more, and on a busy machine spinning
+# threads cost far more than they give.
+ONE_THREAD = {"n_threads": 1}
 
 
 def test_answers_are_timed_scored_and_judged(tmp_path: Path, tiny_gguf: Path) -> None:
-    config = write_config(tmp_path, SAMPLE_DIR, model_path=tiny_gguf, query={"top_k": 1})
+    config = write_config(tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm=ONE_THREAD, query={"top_k": 1})
     spec = make_spec(config, datasets=[SAMPLE_QUESTIONS], limit=2, judge=True)
     outcome = evaluate(spec, out=tmp_path / "runs")
     (result,) = outcome.summary["results"]
@@ -62,7 +65,9 @@ def test_judge_failures_are_counted_and_reported_never_scored(tmp_path: Path, ti
         '{"id": "a", "question": "How often is the desiccant replaced?", "answers": ["every six months"]}\n'
         '{"id": "b", "question": "Where is the desiccant pack?", "answers": ["in the mast"]}\n'
     )
-    config = write_config(tmp_path, docs, model_path=tiny_gguf, llm={"n_ctx": 1024}, query={"top_k": 1})
+    config = write_config(
+        tmp_path, docs, model_path=tiny_gguf, llm={"n_ctx": 1024, **ONE_THREAD}, query={"top_k": 1}
+    )
     spec = make_spec(config, datasets=[questions], judge=True, metrics=["f1"])
     outcome = evaluate(spec, out=tmp_path / "runs", chart=False)
     (result,) = outcome.summary["results"]
@@ -96,8 +101,16 @@ def test_reference_contexts_are_matched_against_retrieved_text(tmp_path: Path) -
     }
     dataset.write_text(json.dumps({"examples": [example]}))
     config = write_config(tmp_path, SAMPLE_DIR, llm={"provider": "none"})
-    spec = make_spec(config, datasets=[dataset], metrics=["hit@10", "recall@10"], answers=False)
-    outcome = evaluate(spec, out=tmp_path / "runs", chart=False)
+    from indexer.api import evaluate as api_evaluate  # the Python API, over the same core
+
+    outcome = api_evaluate(
+        config,
+        datasets=[dataset],
+        metrics=["hit@10", "recall@10"],
+        answers=False,
+        out=tmp_path / "runs",
+        chart=False,
+    )
     (result,) = outcome.summary["results"]
     # One of two reference contexts found among the chunks: hit, and half the evidence recalled.
     assert result["summary"] == {"hit@10": 1.0, "recall@10": 0.5}
@@ -113,7 +126,7 @@ def test_the_paul_graham_set_over_the_essay(tmp_path: Path, tiny_gguf: Path) -> 
         data={"required_exts": [".txt"], "exclude": ["*LFS_POINTER*", "PROVENANCE*"]},
         chunking={"chunk_size": 512, "chunk_overlap": 32},
         query={"top_k": 1},
-        llm={"max_new_tokens": 8},
+        llm={"max_new_tokens": 8, **ONE_THREAD},
     )
     dataset = PAUL_GRAHAM / "llamaindex_pg_rag_dataset_44qa_mapped.json"
     spec = make_spec(config, datasets=[dataset], limit=2, metrics=["hit@1", "f1", "semantic_similarity"])
@@ -127,7 +140,9 @@ def test_the_paul_graham_set_over_the_essay(tmp_path: Path, tiny_gguf: Path) -> 
 
 
 def test_generate_drafts_questions_that_always_parse(tmp_path: Path, tiny_gguf: Path) -> None:
-    config = write_config(tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm={"max_new_tokens": 16})
+    config = write_config(
+        tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm={"max_new_tokens": 16, **ONE_THREAD}
+    )
     out = tmp_path / "drafts" / "questions.jsonl"
     result = run_cli("eval", "generate", str(config), "--n", "2", "--out", str(out), "--json")
     assert result.returncode == 0, result.stderr
