@@ -176,6 +176,7 @@ def test_the_run_folder_holds_everything_to_trust_and_repeat_it(
     report = (run_dir / "report.md").read_text()
     assert "| variant | hit@1 |" in report and "chunk_size=256,top_k=5" in report
     assert "![metrics by variant](chart.png)" in report and "## Indexes" in report
+    assert "retrieval p50 / p95 (ms)" in report and "tokens out" not in report  # no answers here
     assert (run_dir / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert yaml.safe_load((run_dir / "spec.yaml").read_text())["grid"]["query.top_k"] == [3, 5]
 

@@ -38,6 +38,8 @@ class EvalComponents(Components):
 
         key = self.config.llm.model_dump_json()
         if key not in self._llm_cache:
+            # One model in memory at a time: a sweep over LLM settings must not hold several GGUFs.
+            self._llm_cache.clear()
             self._llm_cache[key] = load_llm(self.config.llm)
         llm, self.llm_notice = self._llm_cache[key]
         return llm

@@ -126,7 +126,7 @@ def render_markdown(run: EvalRun, summary: dict[str, Any], *, chart: bool) -> st
         f"# Evaluation {summary['run_id']}",
         "",
         f"- Base config: `{run.spec.config}`",
-        f"- Started {run.started_at} UTC, took {run.seconds:.1f} s",
+        f"- Started {run.started_at}, took {run.seconds:.1f} s",
         f"- Variants: {len(run.variants)}; datasets: {len(run.datasets)}; "
         f"indexes: {len(run.indexes)} (variants with the same embedding and chunking share one)",
         "",
@@ -200,17 +200,21 @@ def _latency_table(results: list[ResultSet]) -> list[str]:
     stages = [s for s in ("retrieval_ms", "ttft_ms", "generation_ms") if any(s in r.latency for r in results)]
     if not stages:
         return []
+    with_tokens = any("tokens" in r.latency for r in results)
     header = " | ".join(f"{s.removesuffix('_ms')} p50 / p95 (ms)" for s in stages)
-    lines = [f"| variant | {header} | tokens out (mean) | tokens/s |", "|---|" + "---:|" * (len(stages) + 2)]
+    header += " | tokens out (mean) | tokens/s" if with_tokens else ""
+    columns = len(stages) + (2 if with_tokens else 0)
+    lines = [f"| variant | {header} |", "|---|" + "---:|" * columns]
     for result in results:
         cells = []
         for stage in stages:
             lat = result.latency.get(stage)
             cells.append(f"{lat['p50']:.1f} / {lat['p95']:.1f}" if lat else "–")
-        tokens = result.latency.get("tokens", {})
-        per_s = tokens.get("per_second")
-        cells.append(f"{tokens['completion_mean']:.1f}" if tokens else "–")
-        cells.append(f"{per_s:.1f}" if per_s else "–")
+        if with_tokens:
+            tokens = result.latency.get("tokens", {})
+            per_s = tokens.get("per_second")
+            cells.append(f"{tokens['completion_mean']:.1f}" if tokens else "–")
+            cells.append(f"{per_s:.1f}" if per_s else "–")
         lines.append(f"| {result.variant.name} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
