@@ -164,3 +164,22 @@ def test_generate_drafts_questions_that_always_parse(tmp_path: Path, tiny_gguf: 
     no_model = write_config(tmp_path / "no-model", SAMPLE_DIR)
     failed = run_cli("eval", "generate", str(no_model), "--out", str(tmp_path / "q.jsonl"))
     assert failed.returncode == 2 and "llm.model_path" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_variants_sharing_an_index_answer_with_their_own_settings(tmp_path: Path, tiny_gguf: Path) -> None:
+    write_config(tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm={"max_new_tokens": 4, **ONE_THREAD})
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(
+        json.dumps(
+            {
+                "config": "config.yaml",
+                "datasets": [str(SAMPLE_QUESTIONS)],
+                "grid": {"query.top_k": [1, 3]},
+                "metrics": ["f1"],
+            }
+        )
+    )
+    outcome = evaluate(make_spec(spec_path, limit=1), out=tmp_path / "runs", chart=False)
+    assert len(outcome.summary["indexes"]) == 1
+    records = [json.loads(x) for x in (outcome.run_dir / "questions.jsonl").read_text().splitlines()]
+    assert [(r["variant"], len(r["sources"])) for r in records] == [("top_k=1", 1), ("top_k=3", 3)]

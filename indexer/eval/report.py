@@ -313,9 +313,12 @@ def write_chart(run: EvalRun, path: Path) -> None:
         ax.set_title(dataset.name)
         ax.grid(axis="y", alpha=0.3)
         if len(variants) > 1:
-            ax.legend(fontsize="small", ncol=min(len(variants), 3), loc="lower right")
+            # Below the panel, where it covers no bar.
+            ax.legend(
+                fontsize="small", ncol=min(len(variants), 3), loc="upper center", bbox_to_anchor=(0.5, -0.12)
+            )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -109,7 +109,7 @@ def evaluate_variant(
 ) -> ResultSet:
     started = time.perf_counter()
     result = ResultSet(variant=variant, dataset=dataset, config=config, index=prepared)
-    engine = QueryEngine(prepared.config, components)
+    engine = QueryEngine(components.config, components)  # this variant's settings, on the shared index
     retrieval_metrics = [x for x in metrics if m.parse_metric(x)[0] in m.RETRIEVAL_METRICS]
     depth = max((m.parse_metric(x)[1] or 0 for x in retrieval_metrics), default=0)
     depth = max(depth, config.query.top_k)
