@@ -97,3 +97,27 @@ class Indexer:
     def llm_notice(self) -> str | None:
         """Why there is no LLM (retrieval only), once ``llm`` has been resolved."""
         return self.components.llm_notice
+
+
+def evaluate(
+    target: str | os.PathLike[str],
+    *,
+    datasets: Iterable[str | os.PathLike[str]] = (),
+    overrides: Mapping[str, Any] | None = None,
+    out: str | os.PathLike[str] = "runs",
+    chart: bool = True,
+    **options: Any,
+) -> Any:
+    """Evaluate a config on ``datasets``, or every variant of an eval spec file, and save the run
+    under ``out``. Options are those of ``indexer eval`` (``metrics``, ``judge``, ``answers``,
+    ``limit``, ``fail_under``, ...). Returns an ``EvalOutcome``: ``.run_dir``, ``.summary``,
+    ``.failures`` (the ``fail_under`` checks that failed).
+
+    >>> outcome = evaluate("configs/sample.yaml", datasets=["data/sample_questions.jsonl"])
+    >>> outcome.summary["results"][0]["summary"]["ndcg@10"]
+    """
+    from indexer.eval.session import evaluate as run_evaluation
+    from indexer.eval.session import make_spec
+
+    spec = make_spec(target, datasets=list(datasets), overrides=overrides, **options)
+    return run_evaluation(spec, out=out, chart=chart)
