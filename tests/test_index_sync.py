@@ -134,7 +134,8 @@ def test_mismatched_model_is_refused_naming_both_values(sample_copy: Path, make_
         Indexer.from_config(config).build()
     assert json.loads(path.read_text()) == manifest  # refused before any work
     Indexer.from_config(config).build(rebuild=True)
-    assert Indexer.from_config(config).retrieve("rain gauge calibration")[0].file == "guides/calibration.md"
+    top = Indexer.from_config(config).retrieve("How is the rain gauge calibrated?", top_k=3)
+    assert "guides/calibration.md" in [s.file for s in top]
 
 
 def test_rebuild_keeps_the_old_index_until_the_new_one_is_complete(sample_copy: Path, make_config) -> None:
