@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from indexer.config import load_config, parse_set_options
-from indexer.config.models import DEFAULT_EXTS
 from indexer.errors import ConfigError
 
 BASE = """
@@ -26,7 +25,7 @@ def test_defaults_and_relative_paths_resolve_against_the_config_file(tmp_path: P
     config = load_config(write(tmp_path / "cfg" / "a.yaml", BASE))
     assert config.data.input_dir == tmp_path / "cfg" / "docs"
     assert config.vector_store.persist_dir == tmp_path / "cfg" / "store"
-    assert config.data.required_exts == DEFAULT_EXTS
+    assert config.data.required_exts is None  # every file; unsupported types are skipped and listed
     assert (config.chunking.chunk_size, config.chunking.chunk_overlap) == (256, 32)
     assert config.embedding.model == "default" and config.embedding.batch_size == 64
     assert config.llm.provider == "llama_cpp" and config.query.top_k == 4

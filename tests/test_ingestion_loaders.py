@@ -21,8 +21,6 @@ SKIPPED = {
     "empty.txt": "no text",
     "password.pdf": "encrypted",
     "single_table.pdf": "no text",  # a scan: no text layer
-    "fake-email.eml": "unsupported",
-    "lang_eng_spa_mult.eml": "unsupported",
     "lang_eng_spa_mult.xml": "unsupported",
     "stanley-cups.xlsx": "unsupported",
 }
@@ -85,6 +83,9 @@ def test_formats_keep_pages_sections_and_titles() -> None:
     scripts = _text("example-with-scripts.html")
     assert "function(" not in scripts and "Russian Offensive Campaign Assessment" in scripts
     assert [d.metadata["page"] for d in read_file(FILES / "copy-protected.pdf")] == [1, 2]  # no user password
+    mail = read_file(FILES / "fake-email.eml")[0]
+    assert mail.metadata["title"] == "Test Email" and "Roses are red" in mail.text
+    assert "All human beings are born free" in _text("lang_eng_spa_mult.eml")
 
 
 # A quick subset of the fixtures for builds: every format and edge case, none of the long files.

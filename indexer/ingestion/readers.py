@@ -246,6 +246,23 @@ def _odf_blocks(node: Any, wanted: set[tuple[str, str]]) -> list[Any]:
     return found
 
 
+def _read_eml(path: Path) -> list[Document]:
+    # The standard library's email parser (policy.default decodes charsets and transfer encodings).
+    from email import policy
+    from email.parser import BytesParser
+
+    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    body = message.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        raise UnreadableFile("e-mail without a text or HTML body")
+    content = body.get_content()
+    text = html_to_text(content)[0] if body.get_content_subtype() == "html" else content
+    metadata: dict[str, Any] = {}
+    if message["subject"]:
+        metadata["title"] = str(message["subject"])
+    return [Document(text=text, metadata=metadata)]
+
+
 READERS: dict[str, Callable[[Path], list[Document]]] = {
     ".txt": _read_text,
     ".text": _read_text,
@@ -263,6 +280,7 @@ READERS: dict[str, Callable[[Path], list[Document]]] = {
     ".epub": _read_epub,
     ".rtf": _read_rtf,
     ".odt": _read_odt,
+    ".eml": _read_eml,
 }
 
 

@@ -70,5 +70,7 @@ def index_status(config: Config, components: Components) -> IndexStatus:
     store = components.chunk_store(create=False)
     if store is not None:
         status.chunks_in_store = store.count()
-    status.interrupted = bool(manifest.pending) or status.chunks_in_store != status.chunks
+    status.interrupted = bool(manifest.pending) or (
+        status.chunks_in_store is not None and status.chunks_in_store != status.chunks
+    )
     return status
