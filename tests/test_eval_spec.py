@@ -62,7 +62,7 @@ def test_paths_in_a_spec_are_relative_to_it(tmp_path: Path) -> None:
         ({"grid": {"query.top_k": []}}, r"grid: query\.top_k: list at least one value"),
         ({"gird": {}}, r"gird: unknown key; allowed: config, datasets"),
         ({"grid": {"query.top_k": [0]}}, r"(?s)variant 'top_k=0': .*query\.top_k"),
-        ({"grid": {"retrieval.mode": ["bm25"]}}, r"(?s)variant 'mode=bm25': .*unknown key 'retrieval'"),
+        ({"grid": {"retrieval.mod": ["bm25"]}}, r"(?s)variant 'mod=bm25': .*unknown key 'mod'"),
         ({"variants": [{"name": "a"}, {"name": "a"}]}, r"variant names repeat \(a\)"),
     ],
 )
