@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--answer-clients", type=int, default=3, help="Clients asking for full answers.")
     parser.add_argument("--queue-size", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=32, help="llm.max_new_tokens for the run.")
-    parser.add_argument("--max-growth-mb", type=float, default=50.0)
+    parser.add_argument("--max-growth-mb", type=float, default=20.0)
     args = parser.parse_args()
     report = run(args)
     print(json.dumps(report, indent=2))

@@ -9,7 +9,7 @@ import os
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -119,10 +119,11 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
         except IndexerError as exc:
             raise api_error_from(exc) from None
 
-    async def start(request: AnswerRequest) -> Generation:
+    async def start(request: AnswerRequest, http: Request) -> Generation:
         service.check_answer_request(request)
         try:
-            return await queue.submit(service.answer_job(request))
+            # A client that gives up while waiting for the model leaves the line at once.
+            return await _until_disconnect(http, queue.submit(service.answer_job(request)))
         except QueueFull as exc:
             raise APIError(
                 503, str(exc), code="queue_full", headers={"Retry-After": str(exc.retry_after)}
@@ -158,10 +159,10 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
             filters=body.filters,
             max_tokens=body.max_tokens,
         )
-        generation = await start(job)
+        generation = await start(job, request)
         if body.stream:
             return sse.EventStream(_query_events(generation), on_close=generation.cancel)
-        sources, end, _ = await _until_disconnect(request, generation, _collect(generation))
+        sources, end, _ = await _until_disconnect(request, _collect(generation), generation.cancel)
         return {
             "answer": end.answer,
             "sources": sources,
@@ -182,14 +183,14 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
             history=history,
             max_tokens=body.max_completion_tokens or body.max_tokens,
         )
-        generation = await start(job)
+        generation = await start(job, request)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if body.stream:
             usage = bool(body.stream_options and body.stream_options.include_usage)
             events = _chat_events(generation, completion_id, created, service.model_id, usage)
             return sse.EventStream(events, on_close=generation.cancel)
-        sources, end, text = await _until_disconnect(request, generation, _collect(generation))
+        sources, end, text = await _until_disconnect(request, _collect(generation), generation.cancel)
         return {
             "id": completion_id,
             "object": "chat.completion",
@@ -277,27 +278,35 @@ async def _collect(generation: Generation) -> tuple[list[dict[str, Any]], Answer
     return sources, end, text
 
 
-async def _until_disconnect(request: Request, generation: Generation, work: Awaitable[T]) -> T:
-    """Await ``work``, but give up (and stop the generation) as soon as the client disconnects."""
+async def _until_disconnect(
+    request: Request, work: Awaitable[T], on_gone: Callable[[], None] | None = None
+) -> T:
+    """Await ``work``, but give up (cancelling it, and calling ``on_gone``) as soon as the client
+    disconnects."""
     result: list[T] = []
+    failure: list[BaseException] = []
     try:
         async with anyio.create_task_group() as group:
 
             async def run() -> None:
-                result.append(await work)
+                try:
+                    result.append(await work)
+                except Exception as exc:  # re-raised below as itself, not in an ExceptionGroup
+                    failure.append(exc)
                 group.cancel_scope.cancel()
 
             async def watch() -> None:
                 while (await request.receive())["type"] != "http.disconnect":
                     pass
-                generation.cancel()
                 group.cancel_scope.cancel()
 
             group.start_soon(run)
             group.start_soon(watch)
     finally:
-        if not result:
-            generation.cancel()
+        if not result and not failure and on_gone is not None:
+            on_gone()
+    if failure:
+        raise failure[0]
     if not result:  # nobody is listening any more; uvicorn drops this response
         raise APIError(499, "the client closed the request")
     return result[0]

@@ -74,6 +74,9 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None) ->
         print(
             f"indexer: serving {indexer.config.vector_store.collection!r} on http://{host}:{port}", flush=True
         )
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: done
+            pass
     finally:
         sock.close()
