@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
@@ -74,9 +75,8 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None) ->
         print(
             f"indexer: serving {indexer.config.vector_store.collection!r} on http://{host}:{port}", flush=True
         )
-        try:
+        # uvicorn re-raises Ctrl-C after its graceful shutdown: by then we are done.
+        with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
-        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: done
-            pass
     finally:
         sock.close()
