@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned, so no dependency can pull the CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,formats,openai,llama-server,eval]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,formats,openai,llama-server,eval,server]'
 	touch $(STAMP)
 
 demo: setup

@@ -273,6 +273,29 @@ def show_config(config: ConfigArg, set_: SetOpt = None) -> None:
     _run(lambda: typer.echo(config_to_yaml(load_config(config, parse_set_options(set_ or []))), nl=False))
 
 
+@app.command()
+def serve(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (default server.host, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port (default server.port, 8000).")
+    ] = None,
+) -> None:
+    """Serve the index of CONFIG over HTTP: /v1/query, /v1/retrieve, OpenAI-compatible /v1/chat/completions,
+    /v1/embeddings, /v1/models, /v1/index, /health; docs at /docs. Needs the `server` extra."""
+
+    def work() -> None:
+        from indexer.server.run import require_server_extra, serve
+
+        require_server_extra()
+        serve(_open(config, set_), host=host, port=port)
+
+    _run(work)
+
+
 def _print_sources(sources: list[Any]) -> None:
     if not sources:
         typer.echo("No matching passages.")

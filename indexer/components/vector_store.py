@@ -33,7 +33,13 @@ def open_client(config: VectorStoreConfig) -> ClientAPI:
             host=config.host, port=config.port, ssl=config.ssl, headers=headers, settings=settings
         )
     except Exception as exc:  # connection refused, bad folder permissions, version mismatch
-        raise StoreError(f"cannot open {describe(config)}: {type(exc).__name__}: {exc}") from None
+        hint = ""
+        if config.host is not None:
+            hint = (
+                " Is the server running and reachable? Start one with `chroma run --path DIR --port "
+                f"{config.port}`, or fix vector_store.host / vector_store.port."
+            )
+        raise StoreError(f"cannot open {describe(config)}: {type(exc).__name__}: {exc}{hint}") from None
 
 
 def get_collection(

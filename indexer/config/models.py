@@ -236,6 +236,43 @@ class RetrievalConfig(StrictModel):
         return self
 
 
+class ServerConfig(StrictModel):
+    host: str = Field("127.0.0.1", description="Address `indexer serve` binds to; loopback by default.")
+    port: int = Field(8000, gt=0, lt=65536, description="Port `indexer serve` listens on.")
+    api_key: str | None = Field(
+        None,
+        description="When set, every endpoint but /health requires `Authorization: Bearer KEY`. "
+        "Give it from the environment: api_key: ${INDEXER_API_KEY}.",
+    )
+    model_name: str | None = Field(
+        None,
+        description="Model id served at /v1/models and /v1/chat/completions; default indexer-COLLECTION.",
+    )
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body (413 above).")
+    max_question_chars: int = Field(4000, gt=0, description="Longest accepted question, in characters.")
+    max_top_k: int = Field(50, gt=0, le=1000, description="Largest top_k a request may ask for.")
+    max_embedding_inputs: int = Field(256, gt=0, description="Most texts in one /v1/embeddings request.")
+    queue_size: int = Field(
+        8, ge=0, description="Answer requests that may wait for the LLM; more get 503 with Retry-After."
+    )
+    queue_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for the LLM before a request gets 503 with Retry-After."
+    )
+    generation_timeout_s: float = Field(
+        300.0, gt=0, description="An answer still generating after this long is cut (finish_reason 'length')."
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _not_blank(cls, key: str | None) -> str | None:
+        if key is not None and not key.strip():
+            raise ValueError(
+                "is empty (an unset ${VAR:}?): set the variable, or remove server.api_key to serve "
+                "without a key"
+            )
+        return key
+
+
 class Config(StrictModel):
     data: DataConfig
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
@@ -244,3 +281,4 @@ class Config(StrictModel):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     query: QueryConfig = Field(default_factory=QueryConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)

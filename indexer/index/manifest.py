@@ -219,8 +219,13 @@ class ManifestFileForServer(ManifestFile):
         self.path = Path(f"chroma://{self._name}")
 
     def load(self) -> Manifest | None:
-        side = self._client.get_or_create_collection(self._name)
-        got = side.get(ids=[self._RECORD_ID], include=["documents"])
+        try:
+            side = self._client.get_or_create_collection(self._name)
+            got = side.get(ids=[self._RECORD_ID], include=["documents"])
+        except Exception as exc:  # the server went away or refused us
+            raise StoreError(
+                f"cannot read the index manifest ({self._name}) from the Chroma server: {exc}"
+            ) from None
         if not got["ids"]:
             return None
         return parse_manifest(got["documents"][0], str(self.path))
@@ -229,8 +234,17 @@ class ManifestFileForServer(ManifestFile):
         return None
 
     def save(self, manifest: Manifest) -> None:
-        side = self._client.get_or_create_collection(self._name)
-        side.upsert(ids=[self._RECORD_ID], documents=[manifest.serialise()], embeddings=[[0.0]])
+        try:
+            side = self._client.get_or_create_collection(self._name)
+            side.upsert(
+                ids=[self._RECORD_ID],
+                documents=[manifest.serialise()],
+                embeddings=[[0.0]],
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"cannot write the index manifest ({self._name}) to the Chroma server: {exc}"
+            ) from None
 
     def delete(self) -> None:
         if self._name in {getattr(c, "name", c) for c in self._client.list_collections()}:

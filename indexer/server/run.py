@@ -1,0 +1,82 @@
+"""``indexer serve``: load the index and model, then run the app with uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import socket
+
+from indexer.api import Indexer
+from indexer.errors import IndexerError
+
+log = logging.getLogger("indexer.server")
+
+
+def require_server_extra() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise IndexerError(
+            f"`indexer serve` needs the server extra ({exc.name} is missing): pip install 'indexer[server]'"
+        ) from None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Listen now, so a port in use is a clear error before the model loads (and no race after)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise IndexerError(f"cannot listen on {host}:{port} (--host / server.host): {exc.strerror}") from None
+    family, _, _, _, address = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        hint = " (the port is in use: pick another with --port)" if exc.errno == errno.EADDRINUSE else ""
+        raise IndexerError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    return sock
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(indexer: Indexer, host: str | None = None, port: int | None = None) -> None:
+    require_server_extra()
+    import uvicorn
+
+    from indexer.server.app import create_app
+
+    settings = indexer.config.server
+    host = host or settings.host
+    port = port or settings.port
+    sock = bind(host, port)
+    try:
+        if not is_loopback(host) and not settings.api_key:
+            log.warning(
+                "listening on %s without an API key: anyone who can reach this address can query "
+                "your documents; set server.api_key",
+                host,
+            )
+        app = create_app(indexer)
+        config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, server_header=False)
+        server = uvicorn.Server(config)
+        print(
+            f"indexer: serving {indexer.config.vector_store.collection!r} on http://{host}:{port}", flush=True
+        )
+        # uvicorn re-raises Ctrl-C after its graceful shutdown: by then we are done.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+    finally:
+        sock.close()

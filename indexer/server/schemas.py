@@ -1,0 +1,124 @@
+"""Request and response bodies. Our own endpoints are strict (no type coercion, unknown fields
+refused, so a typo is an error rather than silently ignored); the OpenAI-compatible ones accept and
+ignore the many optional fields that OpenAI clients send, but still type-check the ones we use."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# JSON scalars only; the query engine defines what a filter means.
+FilterValue = str | int | float | bool | list[str | int | float | bool]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+class RetrieveRequest(_Strict):
+    question: str = Field(min_length=1, description="What to search the index for.")
+    top_k: int | None = Field(None, ge=1, description="Passages to return (default: query.top_k).")
+    filters: dict[str, FilterValue] | None = Field(
+        None, description="Metadata filters, when the query engine supports them."
+    )
+
+
+class QueryRequest(RetrieveRequest):
+    stream: bool = Field(False, description="Stream Server-Sent Events: tokens, then sources, then done.")
+    max_tokens: int | None = Field(
+        None, ge=1, description="Cap on the answer's tokens (≤ llm.max_new_tokens)."
+    )
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    rank: int
+    score: float
+    file: str
+    doc_id: str
+    text: str
+    chunk_id: str = ""
+
+
+class RetrieveResponse(BaseModel):
+    sources: list[Source]
+
+
+class QueryResponse(BaseModel):
+    answer: str | None = Field(description="The answer; null when no LLM is configured (see notice).")
+    sources: list[Source]
+    notice: str | None = None
+    finish_reason: str = "stop"
+
+
+# -- OpenAI-compatible ---------------------------------------------------------------------------
+
+
+class ChatContentPart(_Lenient):
+    type: str
+    text: str | None = None
+
+
+class ChatMessageIn(_Lenient):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ChatContentPart] | None = None
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Lenient):
+    model: str = Field(description="A model id from /v1/models.")
+    messages: list[ChatMessageIn] = Field(
+        min_length=1,
+        description="The last message (a user message) is the question; earlier ones are history.",
+    )
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    n: int | None = Field(None, ge=1, le=1, description="Only one choice is generated.")
+    temperature: float | None = Field(None, ge=0, le=2, description="Accepted; llm.temperature applies.")
+    top_p: float | None = Field(None, ge=0, le=1, description="Accepted; llm.top_p applies.")
+    top_k: int | None = Field(None, ge=1, description="Extension: passages to retrieve.")
+    filters: dict[str, FilterValue] | None = Field(None, description="Extension: metadata filters.")
+
+
+class EmbeddingsRequest(_Lenient):
+    model: str = Field(description="The index's embedding model, as listed by /v1/models.")
+    input: str | list[str] | list[int] | list[list[int]] = Field(description="A text or a list of texts.")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "indexer"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+    generation: dict[str, int]
+
+
+class IndexResponse(BaseModel):
+    model: str
+    vector_store: str
+    collection: str
+    counts: dict[str, int]
+    llm: bool
+    manifest: dict[str, Any]

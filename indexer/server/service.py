@@ -1,0 +1,168 @@
+"""The server's one point of contact with the query core (``indexer.api.Indexer``).
+
+Everything the endpoints need from the engine goes through here, so a change in the engine's API
+is adapted in one place. Parameters the engine does not accept yet (``filters``, ``history``) are
+passed only when its signature has them; a request that needs one before then is refused clearly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from indexer.api import Indexer
+from indexer.components.vector_store import describe
+from indexer.errors import IndexerError
+from indexer.server.errors import APIError
+from indexer.server.queue import Generation
+
+
+@dataclass
+class AnswerRequest:
+    question: str
+    top_k: int | None = None
+    filters: dict[str, Any] | None = None
+    history: list[dict[str, str]] = field(default_factory=list)
+    max_tokens: int | None = None
+
+
+@dataclass
+class AnswerEnd:
+    """What the ``done`` event carries once the answer is complete."""
+
+    answer: str | None
+    notice: str | None
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class RagService:
+    def __init__(self, indexer: Indexer) -> None:
+        self.indexer = indexer
+        self.config = indexer.config
+        self._accepts = {
+            name: set(inspect.signature(getattr(indexer, name)).parameters) for name in ("retrieve", "stream")
+        }
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Load everything a first request would (embedder, manifest, LLM) and fail now, with an
+        ``IndexerError``, if the index cannot be served."""
+        self.indexer.retrieve("warm-up", top_k=1)
+        _ = self.indexer.components.llm
+
+    # -- identities -------------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return self.config.server.model_name or f"indexer-{self.config.vector_store.collection}"
+
+    @property
+    def embedding_model_id(self) -> str:
+        return str(self.indexer.components.embedding_identity.name)
+
+    @property
+    def embedding_dimension(self) -> int:
+        return int(self.indexer.components.embedding_identity.dimension)
+
+    @property
+    def has_llm(self) -> bool:
+        return self.indexer.components.llm is not None
+
+    # -- retrieval (runs concurrently, on worker threads) -------------------------------------
+
+    def retrieve(
+        self, question: str, top_k: int | None, filters: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        kwargs = self._optional("retrieve", filters=filters)
+        return [s.to_dict() for s in self.indexer.retrieve(question, top_k=top_k, **kwargs)]
+
+    # -- answers (on the generation thread, one at a time) ---------------------------------------
+
+    def check_answer_request(self, request: AnswerRequest) -> None:
+        """Refuse, before queueing, what the engine cannot do."""
+        self._optional("stream", filters=request.filters)
+
+    def answer_job(self, request: AnswerRequest) -> Any:
+        """A generation-queue job: emits ``sources``, then ``token``s, then ``done`` (AnswerEnd)."""
+        timeout_s = self.config.server.generation_timeout_s
+        cap = min(request.max_tokens or self.config.llm.max_new_tokens, self.config.llm.max_new_tokens)
+
+        def job(generation: Generation) -> None:
+            kwargs = self._optional("stream", filters=request.filters, history=request.history or None)
+            stream = self.indexer.stream(request.question, top_k=request.top_k, **kwargs)
+            try:
+                generation.emit("sources", [s.to_dict() for s in stream.sources])
+                started = time.monotonic()
+                pieces, finish = 0, "stop"
+                for token in stream:
+                    if generation.cancelled:
+                        break
+                    generation.emit("token", token)
+                    pieces += 1
+                    if pieces >= cap or time.monotonic() - started > timeout_s:
+                        finish = "length"
+                        break
+                llm = self.indexer.components.llm
+                prompt = getattr(llm, "last_prompt", None) if llm is not None else None
+                generation.emit(
+                    "done",
+                    AnswerEnd(
+                        answer=stream.answer,
+                        notice=stream.notice,
+                        finish_reason=finish,
+                        prompt_tokens=len(prompt.tokens) if prompt is not None else 0,
+                        completion_tokens=pieces,
+                    ),
+                )
+            finally:
+                stream.close()  # stops llama.cpp at once when the loop above broke off
+
+        return job
+
+    # -- embeddings and index description --------------------------------------------------------
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        components = self.indexer.components
+        vectors = components.embed_model.get_text_embedding_batch(texts)
+        tokens = sum(len(components.tokenize(text)) for text in texts)
+        return [list(map(float, v)) for v in vectors], tokens
+
+    def index_info(self) -> dict[str, Any]:
+        components = self.indexer.components
+        manifest = components.manifest_file.load()
+        if manifest is None:
+            raise IndexerError("the index has no manifest: run `indexer build CONFIG`")
+        store = components.chunk_store(create=False)
+        return {
+            "model": self.model_id,
+            "vector_store": describe(self.config.vector_store),
+            "collection": self.config.vector_store.collection,
+            "counts": {**manifest.counts(), "vectors": store.count() if store is not None else 0},
+            "llm": self.has_llm,
+            "manifest": manifest.model_dump(mode="json"),
+        }
+
+    # -- the engine's optional parameters ---------------------------------------------------------
+
+    def _optional(self, method: str, **values: Any) -> dict[str, Any]:
+        accepted = self._accepts[method]
+        kwargs = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            if name in accepted:
+                kwargs[name] = value
+            elif name == "filters":
+                raise APIError(
+                    400,
+                    "filters are not supported by this version of the query engine: leave 'filters' out",
+                    param="filters",
+                    code="unsupported",
+                )
+            # history the engine cannot use yet is dropped: the question alone still gets an answer.
+        return kwargs
