@@ -284,13 +284,13 @@ def test_cli_errors_are_one_paragraph_before_any_work(workspace: Path, tmp_path:
             {
                 "config": str(workspace / "config.yaml"),
                 "datasets": [str(SAMPLE_DIR.parent / "sample_questions.jsonl")],
-                "grid": {"retrieval.mode": ["vector", "bm25"]},
+                "grid": {"retrieval.mod": ["vector", "bm25"]},
             }
         )
     )
     result = run_cli("eval", str(spec), "--out", str(tmp_path / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "variant 'mode=vector'" in result.stderr and "unknown key 'retrieval'" in result.stderr
+    assert "variant 'mod=vector'" in result.stderr and "unknown key 'mod'" in result.stderr
     assert not (tmp_path / "runs").exists()
 
     missing = run_cli("eval", str(workspace / "config.yaml"))

@@ -120,7 +120,7 @@ def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> l
 
     splitter = make_splitter(config.chunking, components.tokenize)
     chunks = []
-    for source in discover(config.data):
+    for source in discover(config.data).sources:
         try:
             docs = read_file(source.path)
         except UnreadableFile:

@@ -149,7 +149,10 @@ def _pointed_at(config: Config, root: Path | None, key: str) -> Config:
     else:
         # A Chroma server: the dataset index is a collection of its own on the same server.
         new_store = store.model_copy(update={"collection": f"eval-{key}"[:500]})
-    return config.model_copy(update={"vector_store": new_store})
+    # Metrics score document ids: de-duplication would hide a judged document behind a copy of
+    # its text under another id (MS MARCO has such near-duplicate passages).
+    retrieval = config.retrieval.model_copy(update={"dedupe": False})
+    return config.model_copy(update={"vector_store": new_store, "retrieval": retrieval})
 
 
 def _location(config: Config) -> str:
