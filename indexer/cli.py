@@ -157,6 +157,11 @@ def status(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) ->
             typer.echo(json.dumps(report.to_dict()))
             return
         _print_status(report)
+
+    _run(work)
+
+
+@app.command()
 def chat(
     config: ConfigArg,
     set_: SetOpt = None,
