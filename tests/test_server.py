@@ -257,7 +257,7 @@ BAD_REQUESTS = [
     ("/v1/query", {"question": QUESTION, "top_k": 21}, 400, "top_k"),
     ("/v1/query", {"question": QUESTION, "max_tokens": -1}, 400, "max_tokens"),
     ("/v1/query", {"question": QUESTION, "topk": 3}, 400, "topk"),
-    ("/v1/query", {"question": QUESTION, "filters": {"file": "faq.html"}}, 400, "filters"),
+    ("/v1/query", {"question": QUESTION, "filters": "faq.html"}, 400, "filters"),
     ("/v1/query", [QUESTION], 400, "body"),
     ("/v1/retrieve", {"question": LONG}, 400, "question"),
     ("/v1/retrieve", {"question": QUESTION, "top_k": 10_000}, 400, "top_k"),
