@@ -256,6 +256,8 @@ def _print_status(report: Any) -> None:
                 typer.echo(f"  {label:8} {name}")
     for name, reason in report.skipped.items():
         typer.echo(f"  skipped  {name}: {reason}")
+
+
 def _stream_answer(stream: Any) -> None:
     """Print the answer token by token; Ctrl-C stops generation and keeps what was printed."""
     if stream.answer is None:
