@@ -114,6 +114,9 @@ class IndexCache:
                 show_progress=self.show_progress,
                 description=label,
             )
+            from indexer.query.retrieval import sync_keyword_index
+
+            sync_keyword_index(config, components)  # BM25 variants search a persisted index too
             return summary.to_dict()
         from indexer.ingestion.pipeline import build_index
 
