@@ -29,9 +29,11 @@ def open_client(config: VectorStoreConfig) -> ClientAPI:
         if config.host is None:
             return chromadb.PersistentClient(path=str(config.persist_dir), settings=settings)
         headers = {"Authorization": f"Bearer {config.auth_token}"} if config.auth_token else None
-        return chromadb.HttpClient(
+        client = chromadb.HttpClient(
             host=config.host, port=config.port, ssl=config.ssl, headers=headers, settings=settings
         )
+        _bound_http_timeout(client, config.timeout)
+        return client
     except Exception as exc:  # connection refused, bad folder permissions, version mismatch
         hint = ""
         if config.host is not None:
@@ -68,3 +70,13 @@ def collection_names(client: ClientAPI) -> set[str]:
 def _name(collection: Any) -> str:
     # chromadb returns names (str) or Collection objects depending on the version.
     return collection if isinstance(collection, str) else collection.name
+
+
+def _bound_http_timeout(client: Any, seconds: float) -> None:
+    """chromadb's HTTP client waits forever (httpx ``timeout=None``) and offers no setting for it:
+    a stalled server would hang a build or a query. Bound every request instead."""
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if session is not None:
+        import httpx
+
+        session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))

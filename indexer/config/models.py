@@ -99,6 +99,9 @@ class VectorStoreConfig(StrictModel):
     port: int = Field(8000, gt=0, lt=65536)
     ssl: bool = False
     auth_token: str | None = Field(None, description="Bearer token for a Chroma server.")
+    timeout: float = Field(
+        120.0, gt=0, description="Seconds a Chroma server request may take before it is an error."
+    )
     collection: str = Field("indexer", description="Chroma collection name.")
 
     @field_validator("collection")
