@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +12,8 @@ import yaml
 
 from indexer import Indexer
 from tests.conftest import SAMPLE_DIR, run_cli, write_config
+from tests.support.chroma_server import running_chroma
 from tests.support.live_server import free_port, live_server
-
-CHROMA = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
 
 
 def _server_config(folder: Path, port: int, model: Path | None = None) -> Path:
@@ -30,30 +26,8 @@ def _server_config(folder: Path, port: int, model: Path | None = None) -> Path:
 
 @pytest.fixture(scope="module")
 def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    if CHROMA is None:
-        pytest.skip("the `chroma` CLI (chromadb) is not installed")
-    port = free_port()
-    data = tmp_path_factory.mktemp("chroma-data")
-    process = subprocess.Popen(
-        [CHROMA, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("`chroma run` did not start")
-            time.sleep(0.1)
+    with running_chroma(tmp_path_factory.mktemp("chroma-data")) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

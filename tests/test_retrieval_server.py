@@ -3,51 +3,21 @@ folder, the keyword index is rebuilt in memory from the server's chunks per mani
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from indexer import Indexer
 from tests.conftest import write_config
+from tests.support.chroma_server import running_chroma
 from tests.support.retrieval_corpus import IDENTIFIER_QUERY, write_corpus
-
-CHROMA = Path(sys.executable).parent / "chroma"
 
 
 @pytest.fixture
 def chroma_server(tmp_path: Path) -> Iterator[int]:
-    if not CHROMA.exists() and shutil.which("chroma") is None:
-        pytest.skip("the chroma CLI is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [str(CHROMA if CHROMA.exists() else "chroma"), "run", "--path", str(tmp_path / "chroma"),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("chroma run did not start")
-            time.sleep(0.3)
+    with running_chroma(tmp_path / "chroma") as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_keyword_search_on_a_chroma_server_follows_builds(tmp_path: Path, chroma_server: int) -> None:
