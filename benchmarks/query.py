@@ -103,11 +103,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
-    import numpy as np
 
     from indexer import Indexer
-    from indexer.index.manifest import FileRecord, Manifest
-    from indexer.index.store import Chunk
 
     data = folder / "docs"
     data.mkdir(parents=True, exist_ok=True)
@@ -124,6 +121,19 @@ def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
     )
     ix = Indexer.from_config(config)
     rng = random.Random(size)
+    result: dict[str, Any] = {"chunks": size}
+    if ix.components.manifest_file.load() is None:  # else kept from an earlier run (--workdir)
+        result.update(_write_corpus(ix, size, rng))
+    return {**result, **_measure(config, rng, queries)}
+
+
+def _write_corpus(ix: Any, size: int, rng: random.Random) -> dict[str, Any]:
+    import numpy as np
+
+    from indexer.index.manifest import FileRecord, Manifest
+    from indexer.index.store import Chunk
+    from indexer.query.retrieval import sync_keyword_index
+
     base_texts = [_text(rng) for _ in range(_BASE_TEXTS)]
     base = np.asarray(ix.components.embed_model.get_text_embedding_batch(base_texts), dtype=np.float32)
     noise = np.random.default_rng(size)
@@ -153,11 +163,13 @@ def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
         files=files,
     )
     ix.components.manifest_file.save(manifest)
-    from indexer.query.retrieval import sync_keyword_index
-
     started = time.perf_counter()
     sync_keyword_index(ix.config, ix.components)
-    keyword_s = time.perf_counter() - started
+    return {"insert_s": round(insert_s, 1), "keyword_build_s": round(time.perf_counter() - started, 1)}
+
+
+def _measure(config: Path, rng: random.Random, queries: int) -> dict[str, Any]:
+    from indexer import Indexer
 
     questions = [
         "How often should the rain gauge be cleaned?",
@@ -166,20 +178,22 @@ def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
         "Which kit replaces the antenna cable?",
     ]
     questions += [f"AUR-{rng.randint(1000, 9999)}-X" for _ in range(4)] + ["E-214 modem signal"]
-    result: dict[str, Any] = {
-        "chunks": size,
-        "insert_s": round(insert_s, 1),
-        "keyword_build_s": round(keyword_s, 1),
-    }
-    embed = ix.components.embed_model
-    embed_times = []
-    for q in questions * 3:
-        t0 = time.perf_counter()
-        embed.get_query_embedding(q)
-        embed_times.append((time.perf_counter() - t0) * 1000)
-    result["query_embedding_p50_ms"] = round(statistics.median(embed_times), 1)
-    for mode in MODES:
-        engine = Indexer.from_config(config, {"retrieval.mode": mode})
+    result: dict[str, Any] = {}
+    for name, backend in (("query_embedding_p50_ms", "auto"), ("query_embedding_torch_p50_ms", "torch")):
+        embed = Indexer.from_config(config, {"embedding.query_backend": backend}).components.query_embed_model
+        embed.get_query_embedding(questions[0])
+        embed_times = []
+        for q in questions * 3:
+            t0 = time.perf_counter()
+            embed.get_query_embedding(q)
+            embed_times.append((time.perf_counter() - t0) * 1000)
+        result[name] = round(statistics.median(embed_times), 1)
+    # Each mode with the default settings (questions through onnxruntime), and vector search with
+    # questions through torch for comparison.
+    variants = {mode: {"retrieval.mode": mode} for mode in MODES}
+    variants["vector+torch"] = {"retrieval.mode": "vector", "embedding.query_backend": "torch"}
+    for name, overrides in variants.items():
+        engine = Indexer.from_config(config, overrides)
         for q in questions[:3]:  # warm up: model, collection, keyword index loaded
             engine.retrieve(q, top_k=4)
         times = []
@@ -188,7 +202,7 @@ def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             engine.retrieve(q, top_k=4)
             times.append((time.perf_counter() - t0) * 1000)
-        result[mode] = {
+        result[name] = {
             "p50_ms": round(statistics.median(times), 1),
             "p95_ms": round(_percentile(times, 0.95), 1),
         }
@@ -270,13 +284,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--skip-generation", action="store_true")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the synthetic indexes here and reuse them on the next run"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     report: dict[str, Any] = {"retrieval": []}
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:
+        work = args.workdir or Path(tmp)
         for size in args.sizes:
-            report["retrieval"].append(retrieval(size, Path(tmp) / f"r{size}", args.queries))
+            report["retrieval"].append(retrieval(size, work / f"r{size}", args.queries))
             print(json.dumps(report["retrieval"][-1]), flush=True)
         if not args.skip_generation:
             report["generation"] = generation(args.model, Path(tmp) / "gen", args.runs, args.max_tokens)

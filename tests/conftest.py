@@ -3,11 +3,13 @@ on a tiny GGUF written here) and writes only under pytest's temporary folders.""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,11 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 TEST_N_CTX = 8192
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Exported ONNX models (the question encoder) go to a folder of this session, which the CLI
+# subprocesses inherit: one export per run, nothing written to the user's cache.
+_CACHE = tempfile.mkdtemp(prefix="indexer-test-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["INDEXER_CACHE_DIR"] = _CACHE
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

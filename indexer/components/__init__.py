@@ -6,11 +6,14 @@ for, so ``indexer --help`` and config checks stay fast.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import Config
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -35,6 +38,25 @@ class Components:
         return load_embedding(self.config.embedding)
 
     @cached_property
+    def query_embed_model(self) -> HuggingFaceEmbedding:
+        """The model that embeds questions: the passage model, or the same model run by another
+        backend (``embedding.query_backend``), whose vectors lie in the same space."""
+        from indexer.components.embedding import load_embedding, query_config
+        from indexer.errors import ModelError
+
+        wanted = query_config(self.config.embedding)
+        if wanted == self.config.embedding:
+            return self.embed_model
+        try:
+            return load_embedding(wanted)
+        except ModelError as exc:
+            if self.config.embedding.query_backend != "auto":
+                raise
+            # auto is a speed-up, not a requirement: a model that will not export still answers.
+            log.warning("questions are embedded with torch instead of onnxruntime: %s", exc)
+            return self.embed_model
+
+    @cached_property
     def embedding_identity(self) -> EmbeddingIdentity:
         from indexer.components.embedding import embedding_identity
 
@@ -42,6 +64,14 @@ class Components:
 
     def embedding_identity_dict(self) -> dict[str, Any]:
         return asdict(self.embedding_identity)
+
+    @cached_property
+    def query_identity(self) -> EmbeddingIdentity:
+        """The identity a query process checks against the index: taken from the query model, so
+        such a process never loads the passage model."""
+        from indexer.components.embedding import embedding_identity
+
+        return embedding_identity(self.config.embedding, self.query_embed_model)
 
     def tokenize(self, text: str) -> list[int]:
         """The embedding model's tokenizer, which defines what ``chunk_size`` counts."""

@@ -32,6 +32,8 @@ class EmbeddingIdentity:
     normalize: bool
     query_prefix: str
     passage_prefix: str
+    # int8 weights give other vectors than the model's own: a space of its own for the manifest.
+    quantization: str = "none"
     backend: str = "torch"
 
 
@@ -73,21 +75,14 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # a bar per model load is noise in a CLI
-    extra: dict[str, Any] = {}
-    if config.backend != "torch":
-        _check_backend(config.backend)
-        extra["backend"] = config.backend
-        if config.backend_file:
-            extra["model_kwargs"] = {"file_name": config.backend_file}
     try:
-        return HuggingFaceEmbedding(
+        model = HuggingFaceEmbedding(
             model_name=location,
             device=config.device,
             embed_batch_size=config.batch_size,
             normalize=config.normalize,
             query_instruction=config.query_prefix or None,
             text_instruction=config.passage_prefix or None,
-            **extra,
         )
     except Exception as exc:  # sentence-transformers raises OSError/ValueError/HTTP errors alike
         raise ModelError(
@@ -95,28 +90,26 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
             f"{type(exc).__name__}: {exc}. Use 'default' for the bundled model, a local folder, "
             "or a Hugging Face id that this machine can download."
         ) from None
+    if config.backend == "onnx":
+        from indexer.components.onnx_backend import model_file, use_onnx
+
+        fingerprint = _fingerprint(location, display_name(config.model))
+        path = model_file(fingerprint, config.quantization, config.backend_file)
+        use_onnx(model._model, path, config.quantization)
+    return model
 
 
-def _check_backend(backend: str) -> None:
-    """sentence-transformers runs ONNX and OpenVINO through optimum; say so before it fails deep."""
-    import importlib.util
-
-    needed = {
-        "onnx": ("optimum.onnxruntime", "optimum[onnxruntime]"),
-        "openvino": ("optimum.intel", "optimum-intel[openvino]"),
-    }
-    module, package = needed[backend]
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        raise ModelError(
-            f"embedding.backend {backend!r} needs {package}, which is not installed. Note that current "
-            "optimum releases require transformers<4.58 and huggingface-hub<1, which breaks "
-            "sentence-transformers>=6: install it only in an environment pinned to match, or use "
-            "embedding.backend: torch."
-        )
+def query_config(config: EmbeddingConfig) -> EmbeddingConfig:
+    """The embedding settings questions are embedded with (``embedding.query_backend``)."""
+    backend = config.query_backend
+    if backend == "auto":
+        # One short question is latency-bound: onnxruntime runs it ~3x faster than torch on a CPU,
+        # while for large passage batches torch keeps up or wins. int8 stays with its own backend.
+        on_cpu = config.device == "cpu" and config.quantization == "none"
+        backend = "onnx" if on_cpu else config.backend
+    if backend == config.backend:
+        return config
+    return config.model_copy(update={"backend": backend, "query_backend": backend, "device": "cpu"})
 
 
 def encode_passages(model: HuggingFaceEmbedding, texts: list[str]) -> Any:
@@ -146,6 +139,7 @@ def config_identity(config: EmbeddingConfig) -> dict[str, Any]:
         "normalize": config.normalize,
         "query_prefix": config.query_prefix,
         "passage_prefix": config.passage_prefix,
+        "quantization": config.quantization,
     }
 
 
@@ -159,6 +153,7 @@ def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> 
         normalize=config.normalize,
         query_prefix=config.query_prefix,
         passage_prefix=config.passage_prefix,
+        quantization=config.quantization,
         backend=config.backend,
     )
 

@@ -29,7 +29,15 @@ from indexer.index.store import Committed
 MANIFEST_FILE = "indexer-manifest.json"
 FORMAT_VERSION = 2
 # The settings an index's vectors depend on; a config must agree on all of them to query or append.
-EMBEDDING_KEYS = ("name", "dimension", "fingerprint", "normalize", "query_prefix", "passage_prefix")
+EMBEDDING_KEYS = (
+    "name",
+    "dimension",
+    "fingerprint",
+    "normalize",
+    "query_prefix",
+    "passage_prefix",
+    "quantization",
+)
 
 
 class FileRecord(BaseModel):

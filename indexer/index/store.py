@@ -129,24 +129,21 @@ class ChunkStore:
     ) -> list[Hit]:
         """The ``top_k`` committed chunks nearest to ``embedding`` (cosine similarity as score).
 
-        Uncommitted chunks can only be as many as the collection holds beyond the manifest's
-        count, so asking Chroma for ``top_k`` plus that many always yields ``top_k`` committed ones;
-        outside a build the two counts agree and nothing extra is fetched. With a ``where`` filter
-        (or a manifest that changed meanwhile) the fetch widens until it has enough.
+        Chunks a build has written but not yet committed are skipped, and the fetch widens until it
+        has ``top_k`` committed ones or the collection runs out; outside a build the first fetch
+        suffices. The collection is never counted here: Chroma counts rows, ~10 ms at 100k chunks,
+        more than the search itself.
         """
-        total = self.count()
-        if top_k <= 0 or total == 0:
+        if top_k <= 0:
             return []
         committed = self._committed() if self._committed is not None else None
-        if committed is None:
-            return self._query(embedding, min(top_k, total), where)[:top_k]
-        wanted = min(total, top_k + max(0, total - committed.chunks))
+        wanted = top_k
         while True:
             hits = self._query(embedding, wanted, where)
-            visible = [h for h in hits if committed.holds(h)]
-            if len(visible) >= top_k or len(hits) < wanted or wanted >= total:
+            visible = hits if committed is None else [h for h in hits if committed.holds(h)]
+            if len(visible) >= top_k or len(hits) < wanted:
                 return visible[:top_k]
-            wanted = min(total, wanted * 2)
+            wanted *= 4
 
     def _query(self, embedding: Sequence[float], n: int, where: dict[str, Any] | None) -> list[Hit]:
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
@@ -176,7 +176,7 @@ class QueryEngine:
                     f"no index yet at {self.components.manifest_file.path.parent}: "
                     "run `indexer build CONFIG` first"
                 )
-            check_compatible(manifest, self.components.embedding_identity_dict(), None)
+            check_compatible(manifest, asdict(self.components.query_identity), None)
             self._manifest = manifest
         return self._manifest
 

@@ -120,10 +120,9 @@ class Retriever:
                 notices.append(self._keyword_notice)
         vector = None
         if cfg.mode in ("vector", "hybrid"):
-            vector = self.components.embed_model.get_query_embedding(question)
+            vector = self.components.query_embed_model.get_query_embedding(question)
 
         want = max(top_k, cfg.rerank.candidates) if cfg.rerank else top_k
-        total = store.count()
         fetch = want * 2 + 8
         while True:
             dense: list[Hit] = []
@@ -140,7 +139,8 @@ class Retriever:
                 sparse = keyword.search(question, fetch, self._mask(keyword, filters) if filters else None)
             sparse_done = len(sparse) < fetch
             kept = self._select(self._fuse(dense, sparse), want)
-            if len(kept) >= want or (dense_done and sparse_done) or fetch >= total:
+            # Each side is done when it returned fewer hits than asked for: the index ran out.
+            if len(kept) >= want or (dense_done and sparse_done):
                 break
             fetch *= 4
 

@@ -63,11 +63,11 @@ class RagService:
 
     @property
     def embedding_model_id(self) -> str:
-        return str(self.indexer.components.embedding_identity.name)
+        return str(self.indexer.components.query_identity.name)
 
     @property
     def embedding_dimension(self) -> int:
-        return int(self.indexer.components.embedding_identity.dimension)
+        return int(self.indexer.components.query_identity.dimension)
 
     @property
     def has_llm(self) -> bool:
