@@ -135,7 +135,11 @@ def build_index(
         return _dry_run_summary(plan, previous, rebuild, started)
 
     persist_dir = config.vector_store.persist_dir
-    with writer_lock(persist_dir):
+    with writer_lock(
+        persist_dir,
+        client=components.chroma_client if persist_dir is None else None,
+        collection=config.vector_store.collection,
+    ):
         return _Build(config, components, rebuild, strict, show_progress, started, discovery).run()
 
 
