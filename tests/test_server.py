@@ -111,6 +111,21 @@ def test_retrieve_returns_ranked_sources_like_the_python_api(client: httpx.Clien
     assert all(s["text"] and s["file"] for s in sources)
 
 
+def test_filters_reach_the_engine_on_retrieve_and_query(client: httpx.Client, indexer: Indexer) -> None:
+    filters = {"path": "faq.html"}
+    assert {s.file for s in indexer.retrieve(QUESTION, top_k=3)} != {"faq.html"}  # the filter must matter
+    retrieved = client.post("/v1/retrieve", json={"question": QUESTION, "top_k": 3, "filters": filters})
+    assert retrieved.status_code == 200, retrieved.text
+    expected = [s.chunk_id for s in indexer.retrieve(QUESTION, top_k=3, filters=filters)]
+    assert expected and [s["chunk_id"] for s in retrieved.json()["sources"]] == expected
+    assert {s["file"] for s in retrieved.json()["sources"]} == {"faq.html"}
+    answered = client.post(
+        "/v1/query", json={"question": QUESTION, "top_k": 3, "max_tokens": 4, "filters": filters}
+    )
+    assert answered.status_code == 200, answered.text
+    assert [s["chunk_id"] for s in answered.json()["sources"]] == expected
+
+
 def test_query_answers_with_sources(client: httpx.Client) -> None:
     response = client.post("/v1/query", json={"question": QUESTION, "top_k": 2, "max_tokens": 8})
     assert response.status_code == 200, response.text

@@ -24,7 +24,8 @@ class RetrieveRequest(_Strict):
     question: str = Field(min_length=1, description="What to search the index for.")
     top_k: int | None = Field(None, ge=1, description="Passages to return (default: query.top_k).")
     filters: dict[str, FilterValue] | None = Field(
-        None, description="Metadata filters, when the query engine supports them."
+        None,
+        description='Metadata filters, e.g. {"path": "guides/*", "type": "pdf"}; added to retrieval.filters.',
     )
 
 
