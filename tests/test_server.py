@@ -97,9 +97,13 @@ def test_models_lists_the_rag_model_and_the_embedding_model(client: httpx.Client
 
 def test_docs_and_openapi_are_served(client: httpx.Client) -> None:
     assert "swagger" in client.get("/docs").text.lower()
-    paths = client.get("/openapi.json").json()["paths"]
+    openapi = client.get("/openapi.json").json()
     expected = {"/v1/query", "/v1/retrieve", "/v1/chat/completions", "/v1/models", "/v1/embeddings"}
-    assert expected | {"/health", "/v1/index"} <= paths.keys()
+    assert expected | {"/health", "/v1/index"} <= openapi["paths"].keys()
+    source = openapi["components"]["schemas"]["Source"]["properties"]
+    types = {"rank": "integer", "score": "number", "file": "string", "doc_id": "string", "chunk_id": "string"}
+    assert {name: source[name]["type"] for name in types} == types
+    assert source["text"]["type"] == "string" and source["scores"]["type"] == "object"
 
 
 def test_retrieve_returns_ranked_sources_like_the_python_api(client: httpx.Client, indexer: Indexer) -> None:
