@@ -31,67 +31,14 @@ from typing import Any
 
 import yaml
 
+from tests.support.corpus import WORDS, write_corpus
+
 ROOT = Path(__file__).resolve().parent.parent
-_WORDS = [
-    "anemometer",
-    "barometer",
-    "calibration",
-    "sensor",
-    "mast",
-    "cable",
-    "gauge",
-    "humidity",
-    "rain",
-    "wind",
-    "solar",
-    "panel",
-    "battery",
-    "logger",
-    "firmware",
-    "antenna",
-    "bracket",
-    "radiation",
-    "shield",
-    "desiccant",
-    "enclosure",
-    "voltage",
-    "pressure",
-    "temperature",
-    "station",
-    "relay",
-    "modem",
-    "heater",
-    "valve",
-    "filter",
-    "pump",
-    "tower",
-    "beacon",
-    "the",
-    "a",
-    "of",
-    "to",
-    "and",
-    "is",
-    "in",
-    "for",
-    "with",
-    "on",
-]
 
 
 def generate(folder: Path, files: int, paragraphs: int, seed: int = 1) -> Path:
-    rng = random.Random(seed)
-    for n in range(files):
-        path = folder / f"d{n % 10}" / f"doc_{n:05d}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        parts = [f"# Document {n}"]
-        for p in range(paragraphs):
-            sentences = [
-                " ".join(rng.choice(_WORDS) for _ in range(rng.randint(8, 20))).capitalize() + "."
-                for _ in range(rng.randint(3, 7))
-            ]
-            parts.append(f"## Section {p}\n\n" + " ".join(sentences))
-        path.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    """The tests' generated corpus (one generator for both); a paragraph is about five sentences."""
+    write_corpus(folder, files, sentences=5 * paragraphs, seed=seed)
     return folder
 
 
@@ -207,7 +154,7 @@ def measure_backend(
         return {"backend": name, "available": False, "reason": str(exc)}
     default = Indexer.from_config(base_config, vector)
     rng = random.Random(5)
-    questions = [" ".join(rng.sample(_WORDS[:30], 5)) for _ in range(50)]
+    questions = [" ".join(rng.sample(WORDS[:30], 5)) for _ in range(50)]
     # Agreement by exact search over both indexes' stored vectors: approximate (HNSW) search on two
     # separately built graphs would disagree on near-ties even with identical vectors.
     top1, top5 = [], []

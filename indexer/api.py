@@ -66,7 +66,9 @@ class Indexer:
     def retrieve(
         self, question: str, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None
     ) -> list[Source]:
-        """``filters``: ``{"path": "guides/*", "type": "pdf", "page": 3}`` (added to the config's)."""
+        """The ``top_k`` best passages (default ``query.top_k``), ranked 1..n: exactly that many when
+        the index holds enough that pass the filters and cutoff. ``filters``: ``{"path": "guides/*",
+        "type": "pdf", "page": 3}`` (added to the config's ``retrieval.filters``)."""
         return self._engine.retrieve(question, top_k, filters=filters)
 
     def query(
@@ -76,8 +78,10 @@ class Indexer:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
     ) -> Answer:
-        """``history``: earlier chat turns as ``(role, text)`` pairs; the question is condensed
-        with them before retrieval."""
+        """Retrieve, then answer with the LLM, citing passages by rank. ``history``: earlier chat
+        turns as ``(role, text)`` pairs; the question is first rewritten into a standalone one,
+        which retrieval and the answer use. Without an LLM, ``answer`` is None and ``notice`` says
+        why."""
         return self._engine.query(question, top_k, filters=filters, history=history)
 
     def stream(
@@ -87,6 +91,9 @@ class Indexer:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
     ) -> AnswerStream:
+        """As ``query``, but the answer's tokens are yielded as they are generated: ``sources``
+        are known before the first token, ``answer`` holds the whole text once the stream is
+        consumed, and ``close()`` stops generation."""
         return self._engine.stream(question, top_k, filters=filters, history=history)
 
     def chat(self, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None) -> ChatSession:

@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from indexer import Indexer
 from indexer.errors import ModelError
+from tests.support.live_server import free_port, wait_for_http
 
 pytest.importorskip("llama_cpp.server.app", reason="needs the llama-cpp-python[server] packages")
 pytest.importorskip("openai", reason="needs the indexer[openai] extra")
@@ -23,15 +23,9 @@ pytest.importorskip("openai", reason="needs the indexer[openai] extra")
 QUESTION = "What does error E-214 mean?"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -41,18 +35,13 @@ def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start within 120 s")
-            time.sleep(0.5)
+        wait_for_http(
+            f"{base_url}/models",
+            process,
+            name="llama_cpp.server",
+            timeout=120,
+            output=lambda: log.read_text(errors="replace")[-2000:],
+        )
         yield base_url
     finally:
         process.terminate()
@@ -91,7 +80,7 @@ def test_context_budgeting_uses_the_servers_tokenizer(built_sample: Path, llama_
 
 
 def test_a_server_that_is_down_is_a_clear_error_at_once(built_sample: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     ix = _server_indexer(built_sample, url, **{"llm.timeout": 5})
     started = time.monotonic()
     with pytest.raises(ModelError, match=r"cannot reach the LLM server at .* \(llm\.base_url\)"):

@@ -97,9 +97,13 @@ def test_models_lists_the_rag_model_and_the_embedding_model(client: httpx.Client
 
 def test_docs_and_openapi_are_served(client: httpx.Client) -> None:
     assert "swagger" in client.get("/docs").text.lower()
-    paths = client.get("/openapi.json").json()["paths"]
+    openapi = client.get("/openapi.json").json()
     expected = {"/v1/query", "/v1/retrieve", "/v1/chat/completions", "/v1/models", "/v1/embeddings"}
-    assert expected | {"/health", "/v1/index"} <= paths.keys()
+    assert expected | {"/health", "/v1/index"} <= openapi["paths"].keys()
+    source = openapi["components"]["schemas"]["Source"]["properties"]
+    types = {"rank": "integer", "score": "number", "file": "string", "doc_id": "string", "chunk_id": "string"}
+    assert {name: source[name]["type"] for name in types} == types
+    assert source["text"]["type"] == "string" and source["scores"]["type"] == "object"
 
 
 def test_retrieve_returns_ranked_sources_like_the_python_api(client: httpx.Client, indexer: Indexer) -> None:
@@ -109,6 +113,21 @@ def test_retrieve_returns_ranked_sources_like_the_python_api(client: httpx.Clien
     assert [s["rank"] for s in sources] == [1, 2, 3]
     assert [s["chunk_id"] for s in sources] == [s.chunk_id for s in indexer.retrieve(QUESTION, top_k=3)]
     assert all(s["text"] and s["file"] for s in sources)
+
+
+def test_filters_reach_the_engine_on_retrieve_and_query(client: httpx.Client, indexer: Indexer) -> None:
+    filters = {"path": "faq.html"}
+    assert {s.file for s in indexer.retrieve(QUESTION, top_k=3)} != {"faq.html"}  # the filter must matter
+    retrieved = client.post("/v1/retrieve", json={"question": QUESTION, "top_k": 3, "filters": filters})
+    assert retrieved.status_code == 200, retrieved.text
+    expected = [s.chunk_id for s in indexer.retrieve(QUESTION, top_k=3, filters=filters)]
+    assert expected and [s["chunk_id"] for s in retrieved.json()["sources"]] == expected
+    assert {s["file"] for s in retrieved.json()["sources"]} == {"faq.html"}
+    answered = client.post(
+        "/v1/query", json={"question": QUESTION, "top_k": 3, "max_tokens": 4, "filters": filters}
+    )
+    assert answered.status_code == 200, answered.text
+    assert [s["chunk_id"] for s in answered.json()["sources"]] == expected
 
 
 def test_query_answers_with_sources(client: httpx.Client) -> None:

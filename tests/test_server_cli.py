@@ -6,14 +6,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, wait_for_http
 
 
 def test_serve_answers_over_http_and_stops_cleanly(built_sample: Path) -> None:
@@ -26,16 +25,13 @@ def test_serve_answers_over_http_and_stops_cleanly(built_sample: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        wait_for_http(
+            f"http://127.0.0.1:{port}/health",
+            process,
+            name="indexer serve",
+            timeout=120,
+            output=lambda: process.communicate()[1],
+        )
         response = httpx.post(
             f"http://127.0.0.1:{port}/v1/query", json={"question": "rain gauge", "max_tokens": 4}, timeout=60
         )

@@ -107,9 +107,9 @@ def test_the_lock_is_released_after_a_failed_build(chroma_port: int, tmp_path: P
 
 def test_the_lease_is_renewed_while_it_is_held(chroma_port: int) -> None:
     client = _client(chroma_port)
-    with writer_lock(None, client=client, collection="renewed", ttl=1.5):
+    with writer_lock(None, client=client, collection="renewed", ttl=3.0):
         first = _lease(client, "renewed")
-        time.sleep(2.5)  # past the first expiry: only renewals keep the lease alive
+        time.sleep(4.5)  # past the first expiry: only renewals keep the lease alive
         renewed = _lease(client, "renewed")
         assert renewed is not None and renewed["token"] == first["token"]
         assert renewed["expires"] > time.time()

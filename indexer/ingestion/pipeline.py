@@ -70,7 +70,10 @@ T = TypeVar("T")
 
 
 @dataclass
-class BuildSummary:
+class SyncCounts:
+    """What bringing an index in line with its sources did, counted alike for a file build and a
+    records sync (``ingestion/records.py``), so callers may treat either summary the same way."""
+
     documents: int = 0
     chunks: int = 0
     added: int = 0
@@ -78,6 +81,13 @@ class BuildSummary:
     deleted: int = 0
     unchanged: int = 0
     chunks_embedded: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BuildSummary(SyncCounts):
     skipped: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
@@ -89,7 +99,7 @@ class BuildSummary:
         return self.chunks
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = super().to_dict()
         data["chunks_total"] = self.chunks
         return data
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from llama_index.core.schema import Document
 
@@ -21,6 +20,7 @@ from indexer.errors import DataError
 from indexer.index.manifest import FileRecord, Manifest, check_compatible
 from indexer.index.store import Chunk
 from indexer.ingestion.chunking import chunk_document, make_splitter
+from indexer.ingestion.pipeline import SyncCounts
 from indexer.ingestion.sources import settings_digest
 from indexer.progress import progress_bar
 
@@ -40,18 +40,8 @@ class TextRecord:
 
 
 @dataclass
-class RecordsSummary:
-    documents: int = 0
-    chunks: int = 0
-    added: int = 0
-    updated: int = 0
-    deleted: int = 0
-    unchanged: int = 0
-    chunks_embedded: int = 0
+class RecordsSummary(SyncCounts):
     seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def index_records(

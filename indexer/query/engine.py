@@ -186,8 +186,7 @@ class QueryEngine:
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
     ) -> list[Source]:
-        """The ``top_k`` best passages (exactly that many when the index holds enough that pass
-        the filters and cutoff), ranked 1..n. Why fewer came back, if so, is in ``last_notices``."""
+        """See ``Indexer.retrieve``; why fewer than ``top_k`` came back, if so, is in ``last_notices``."""
         question = _checked(question)
         manifest = self.manifest()
         store = self.components.chunk_store(create=False)
@@ -214,8 +213,7 @@ class QueryEngine:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
     ) -> AnswerStream:
-        """Retrieve, then stream the answer. With ``history`` (earlier turns of a chat), the
-        question is first rewritten into a standalone one, which retrieval and the answer use."""
+        """See ``Indexer.stream``."""
         question = _checked(question)
         standalone = self.condense(question, history) if history else question
         sources = self.retrieve(standalone, top_k, filters)
@@ -236,6 +234,7 @@ class QueryEngine:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
     ) -> Answer:
+        """See ``Indexer.query``."""
         return self.stream(question, top_k, filters=filters, history=history).result()
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:

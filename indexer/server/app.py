@@ -120,7 +120,6 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
             raise api_error_from(exc) from None
 
     async def start(request: AnswerRequest, http: Request) -> Generation:
-        service.check_answer_request(request)
         try:
             # A client that gives up while waiting for the model leaves the line at once.
             return await _until_disconnect(http, queue.submit(service.answer_job(request)))

@@ -4,9 +4,12 @@ ignore the many optional fields that OpenAI clients send, but still type-check t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import MISSING, fields
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from indexer.query.engine import Source as EngineSource
 
 # JSON scalars only; the query engine defines what a filter means.
 FilterValue = str | int | float | bool | list[str | int | float | bool]
@@ -24,7 +27,8 @@ class RetrieveRequest(_Strict):
     question: str = Field(min_length=1, description="What to search the index for.")
     top_k: int | None = Field(None, ge=1, description="Passages to return (default: query.top_k).")
     filters: dict[str, FilterValue] | None = Field(
-        None, description="Metadata filters, when the query engine supports them."
+        None,
+        description='Metadata filters, e.g. {"path": "guides/*", "type": "pdf"}; added to retrieval.filters.',
     )
 
 
@@ -35,15 +39,24 @@ class QueryRequest(RetrieveRequest):
     )
 
 
-class Source(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def _wire_source() -> type[BaseModel]:
+    """``indexer.query.engine.Source`` as ``to_dict`` sends it, built from the dataclass so that a
+    field is declared once: its fields and types, less ``metadata``, whose citation keys (page,
+    section, ...) travel as extra fields."""
+    hints = get_type_hints(EngineSource)
+    declared: dict[str, Any] = {}
+    for item in fields(EngineSource):
+        if item.name == "metadata":
+            continue
+        if item.default_factory is not MISSING:
+            default: Any = Field(default_factory=item.default_factory)
+        else:
+            default = ... if item.default is MISSING else item.default
+        declared[item.name] = (hints[item.name], default)
+    return create_model("Source", __config__=ConfigDict(extra="allow"), **declared)
 
-    rank: int
-    score: float
-    file: str
-    doc_id: str
-    text: str
-    chunk_id: str = ""
+
+Source = _wire_source()
 
 
 class RetrieveResponse(BaseModel):

@@ -1,13 +1,11 @@
 """The server's one point of contact with the query core (``indexer.api.Indexer``).
 
 Everything the endpoints need from the engine goes through here, so a change in the engine's API
-is adapted in one place. Parameters the engine does not accept yet (``filters``, ``history``) are
-passed only when its signature has them; a request that needs one before then is refused clearly.
+is adapted in one place.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +13,6 @@ from typing import Any
 from indexer.api import Indexer
 from indexer.components.vector_store import describe
 from indexer.errors import IndexerError
-from indexer.server.errors import APIError
 from indexer.server.queue import Generation
 
 
@@ -43,9 +40,6 @@ class RagService:
     def __init__(self, indexer: Indexer) -> None:
         self.indexer = indexer
         self.config = indexer.config
-        self._accepts = {
-            name: set(inspect.signature(getattr(indexer, name)).parameters) for name in ("retrieve", "stream")
-        }
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -78,14 +72,9 @@ class RagService:
     def retrieve(
         self, question: str, top_k: int | None, filters: dict[str, Any] | None
     ) -> list[dict[str, Any]]:
-        kwargs = self._optional("retrieve", filters=filters)
-        return [s.to_dict() for s in self.indexer.retrieve(question, top_k=top_k, **kwargs)]
+        return [s.to_dict() for s in self.indexer.retrieve(question, top_k=top_k, filters=filters)]
 
     # -- answers (on the generation thread, one at a time) ---------------------------------------
-
-    def check_answer_request(self, request: AnswerRequest) -> None:
-        """Refuse, before queueing, what the engine cannot do."""
-        self._optional("stream", filters=request.filters)
 
     def answer_job(self, request: AnswerRequest) -> Any:
         """A generation-queue job: emits ``sources``, then ``token``s, then ``done`` (AnswerEnd)."""
@@ -93,8 +82,9 @@ class RagService:
         cap = min(request.max_tokens or self.config.llm.max_new_tokens, self.config.llm.max_new_tokens)
 
         def job(generation: Generation) -> None:
-            kwargs = self._optional("stream", filters=request.filters, history=request.history or None)
-            stream = self.indexer.stream(request.question, top_k=request.top_k, **kwargs)
+            stream = self.indexer.stream(
+                request.question, top_k=request.top_k, filters=request.filters, history=request.history
+            )
             try:
                 generation.emit("sources", [s.to_dict() for s in stream.sources])
                 started = time.monotonic()
@@ -146,23 +136,3 @@ class RagService:
             "llm": self.has_llm,
             "manifest": manifest.model_dump(mode="json"),
         }
-
-    # -- the engine's optional parameters ---------------------------------------------------------
-
-    def _optional(self, method: str, **values: Any) -> dict[str, Any]:
-        accepted = self._accepts[method]
-        kwargs = {}
-        for name, value in values.items():
-            if value is None:
-                continue
-            if name in accepted:
-                kwargs[name] = value
-            elif name == "filters":
-                raise APIError(
-                    400,
-                    "filters are not supported by this version of the query engine: leave 'filters' out",
-                    param="filters",
-                    code="unsupported",
-                )
-            # history the engine cannot use yet is dropped: the question alone still gets an answer.
-        return kwargs

@@ -5,15 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.live_server import free_port
+from tests.support.live_server import free_port, wait_for_http
 
 CHROMA = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
 
@@ -30,16 +28,7 @@ def running_chroma(data: Path) -> Iterator[int]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("`chroma run` did not start")
-            time.sleep(0.1)
+        wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", process, name="`chroma run`", timeout=60)
         yield port
     finally:
         process.terminate()

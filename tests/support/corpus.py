@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-_WORDS = [
+WORDS = [
     "anemometer",
     "barometer",
     "calibration",
@@ -51,7 +51,7 @@ def write_corpus(folder: Path, files: int, sentences: int = 40, seed: int = 7) -
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = []
         for s in range(sentences):
-            words = rng.sample(_WORDS, 9)
+            words = rng.sample(WORDS, 9)
             lines.append(f"Note {n} item {s}: the {' '.join(words)} reading is {rng.randint(1, 999)}.")
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         written.append(path)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -40,6 +42,30 @@ def live_server(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+def wait_for_http(
+    url: str,
+    process: subprocess.Popen[Any],
+    *,
+    name: str,
+    timeout: float,
+    output: Callable[[], str] | None = None,
+) -> None:
+    """Wait for a server started as ``process`` until ``url`` answers 200; fail the test, with the
+    server's ``output`` when there is one, if it exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited" + (f": {output()}" if output is not None else ""))
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name} did not start within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.02) -> bool:
