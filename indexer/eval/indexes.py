@@ -19,7 +19,7 @@ from typing import Any
 from indexer.components import Components
 from indexer.config.models import Config
 from indexer.eval.datasets import Dataset, read_corpus
-from indexer.index.manifest import Manifest
+from indexer.index.manifest import EMBEDDING_KEYS, Manifest
 
 DEFAULT_CACHE_FOLDER = "eval-indexes"
 
@@ -135,7 +135,8 @@ def index_key(dataset: Dataset, config: Config, identity: dict[str, Any]) -> str
     material = {
         "corpus": corpus,
         "chunking": config.chunking.model_dump(),
-        "embedding": {k: identity[k] for k in sorted(identity)},
+        # What defines the vector space, not how it is computed: torch and onnx share an index.
+        "embedding": {k: identity[k] for k in EMBEDDING_KEYS if k in identity},
     }
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:10]
     model = str(identity["name"]).rstrip("/").rsplit("/", 1)[-1]
