@@ -53,7 +53,18 @@ def _stem_word() -> Callable[[str], str]:
 
 
 @lru_cache(maxsize=1)
+def _bm25s() -> Any:
+    """bm25s, imported on first use. Its import sets its own logger to DEBUG, which made every
+    build print "Building index from tokens": put it back to warnings."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+@lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
+    _bm25s()
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
@@ -114,8 +125,7 @@ class KeywordIndex:
 
     @classmethod
     def build(cls, hits: Iterable[Hit], state: str) -> KeywordIndex:
-        import bm25s
-
+        bm25s = _bm25s()
         items = list(hits)
         index = cls(
             ids=[h.id for h in items],
@@ -193,9 +203,7 @@ class KeywordIndex:
                     metas.append(row["metadata"])
             index = cls(ids=ids, texts=texts, metadatas=metas, state=state["manifest_state"])
             if ids:
-                import bm25s
-
-                index._bm25 = bm25s.BM25.load(str(folder), show_progress=False)
+                index._bm25 = _bm25s().BM25.load(str(folder), show_progress=False)
             return index
         except (OSError, ValueError, KeyError) as exc:
             log.warning("ignoring the unreadable keyword index at %s (%s); it will be rebuilt", folder, exc)
