@@ -156,3 +156,23 @@ def test_questions_go_through_onnx_by_default_without_loading_the_passage_model(
     same = torch_only.retrieve("rain gauge calibration", top_k=2)
     assert [h.chunk_id for h in same] == [h.chunk_id for h in hits]
     assert same[0].score == pytest.approx(hits[0].score, abs=1e-5)
+
+
+def test_eval_indexes_are_shared_by_backends_of_one_vector_space(make_config, exported: Path) -> None:
+    from indexer.eval.datasets import Dataset
+    from indexer.eval.indexes import index_key
+
+    dataset = Dataset(name="set", kind="beir", path=exported, questions=[], corpus_path=exported / "c.jsonl")
+    keys = {}
+    for name, embedding in {
+        "torch": {},
+        "onnx": {"backend": "onnx", "backend_file": str(exported / "minilm.onnx")},
+        "int8": {
+            "backend": "onnx",
+            "quantization": "int8",
+            "backend_file": str(exported / "minilm-int8.onnx"),
+        },
+    }.items():
+        ix = Indexer.from_config(make_config(embedding=embedding))
+        keys[name] = index_key(dataset, ix.config, ix.components.embedding_identity_dict())
+    assert keys["torch"] == keys["onnx"] != keys["int8"]
