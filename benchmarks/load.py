@@ -53,14 +53,6 @@ def sample_config(folder: Path) -> Path:
     return config
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -107,6 +99,8 @@ def phase(url: str, args: argparse.Namespace, seconds: float) -> tuple[dict[str,
 def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="indexer-load-"))
     config = Path(args.config) if args.config else sample_config(folder)
+    from tests.support.live_server import free_port
+
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(

@@ -62,7 +62,7 @@ def _user_errors() -> Iterator[None]:
 
 def _setup_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
-    for noisy in ("bm25s", "chromadb", "httpx", "sentence_transformers", "transformers", "urllib3", "pypdf"):
+    for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

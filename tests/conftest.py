@@ -29,12 +29,16 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 TEST_N_CTX = 8192
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-# Exported ONNX models (the question encoder) go to a folder of this session, which the CLI
-# subprocesses inherit: one export per run, nothing written to the user's cache.
-_CACHE = tempfile.mkdtemp(prefix="indexer-test-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-os.environ["INDEXER_CACHE_DIR"] = _CACHE
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Exported ONNX models (the question encoder) go to a folder of this test session, which the
+    CLI subprocesses inherit: one export per run, nothing written to the user's cache. A hook, not
+    an import-time effect: the benchmarks import this module for its helpers."""
+    cache = tempfile.mkdtemp(prefix="indexer-test-cache-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    os.environ["INDEXER_CACHE_DIR"] = cache
 
 
 def sample_questions() -> list[dict[str, Any]]:

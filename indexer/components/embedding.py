@@ -145,19 +145,12 @@ def config_identity(config: EmbeddingConfig) -> dict[str, Any]:
 
 def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> EmbeddingIdentity:
     st_model = model._model  # the SentenceTransformer; LlamaIndex exposes no public handle
-    dimension = st_model.get_embedding_dimension()
-    return EmbeddingIdentity(
-        name=display_name(config.model),
-        fingerprint=_fingerprint(resolve_model_location(config.model), display_name(config.model)),
-        dimension=int(dimension),
-        normalize=config.normalize,
-        query_prefix=config.query_prefix,
-        passage_prefix=config.passage_prefix,
-        quantization=config.quantization,
-        backend=config.backend,
-    )
+    dimension = int(st_model.get_embedding_dimension())
+    return EmbeddingIdentity(**config_identity(config), dimension=dimension, backend=config.backend)
 
 
+# Once per process: a build asks several times, and each reads the config files and 1 MB of weights.
+@functools.lru_cache(maxsize=8)
 def _fingerprint(location: str, name: str) -> str:
     folder = Path(location)
     if not folder.is_dir():

@@ -9,6 +9,7 @@ directory, as any other command-line path would.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 import types
@@ -38,7 +39,7 @@ def load_config(
     raw = _read_layered(config_path, chain=())
     override_map = _normalise_overrides(overrides)
     for key, value in override_map.items():
-        if key in _path_keys(Config) and isinstance(value, str):
+        if key in path_keys() and isinstance(value, str):
             value = str(Path(value).expanduser().resolve())
         _set_dotted(raw, key, value, config_path)
     try:
@@ -149,14 +150,15 @@ def _expand_env(node: Any, path: Path) -> Any:
 
 
 def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
-    for dotted in _path_keys(Config):
+    for dotted in path_keys():
         section, _, key = dotted.partition(".")
         block = data.get(section)
         if isinstance(block, dict) and isinstance(block.get(key), str):
             block[key] = str((base_dir / os.path.expanduser(block[key])).resolve())
 
 
-def _path_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+@functools.cache
+def path_keys(model: type[BaseModel] = Config, prefix: str = "") -> frozenset[str]:
     """Dotted names of every Path-typed field (e.g. ``data.input_dir``)."""
     keys: set[str] = set()
     for name, field in model.model_fields.items():
@@ -165,8 +167,8 @@ def _path_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
         if annotation is Path or Path in args:
             keys.add(prefix + name)
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys |= _path_keys(annotation, f"{prefix}{name}.")
-    return keys
+            keys |= path_keys(annotation, f"{prefix}{name}.")
+    return frozenset(keys)
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

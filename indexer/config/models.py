@@ -12,8 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-DEFAULT_EXTS = [".txt", ".md", ".json", ".pdf", ".html", ".docx", ".csv"]
-
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful assistant that answers questions about the user's own documents. "
     "Answer only from the numbered context passages. Cite the passages you use as [1], [2], ... "

@@ -5,7 +5,6 @@ labelled RAG dataset JSON, read into one shape with errors that name the file an
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -113,14 +112,6 @@ def read_corpus(path: Path) -> Iterator[TextRecord]:
             raise DataError(f"{path}, line {line_no}: record {doc_id!r} needs a 'text' string")
         title = item.get("title") or ""
         yield TextRecord(id=str(doc_id), text=text, title=str(title))
-
-
-def file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def _load_beir(folder: Path, queries: str | None, qrels: str | None) -> Dataset:

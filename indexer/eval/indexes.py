@@ -49,7 +49,6 @@ class EvalComponents(Components):
 class PreparedIndex:
     key: str
     location: str
-    config: Config
     manifest: Manifest
     build: dict[str, Any] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)
@@ -89,9 +88,7 @@ class IndexCache:
             build = self._sync(dataset, derived, components)
             manifest = components.manifest_file.load()
             assert manifest is not None
-            prepared = PreparedIndex(
-                key=key, location=_location(derived), config=derived, manifest=manifest, build=build
-            )
+            prepared = PreparedIndex(key=key, location=_location(derived), manifest=manifest, build=build)
             self.prepared[key] = prepared
         prepared.variants.append(variant)
         return prepared, components
@@ -107,21 +104,24 @@ class IndexCache:
         if dataset.corpus_path is not None:
             from indexer.ingestion.records import index_records
 
-            summary = index_records(
+            result = index_records(
                 read_corpus(dataset.corpus_path),
                 components,
                 source=str(dataset.corpus_path),
                 show_progress=self.show_progress,
                 description=label,
-            )
-            from indexer.query.retrieval import sync_keyword_index
+            ).to_dict()
+        else:
+            from indexer.ingestion.pipeline import build_index
 
-            sync_keyword_index(config, components)  # BM25 variants search a persisted index too
-            return summary.to_dict()
-        from indexer.ingestion.pipeline import build_index
+            built = build_index(config, components, show_progress=self.show_progress).to_dict()
+            result = {k: v for k, v in built.items() if k not in ("changes", "dry_run")}
+        from indexer.query.retrieval import sync_keyword_index
 
-        result = build_index(config, components, show_progress=self.show_progress).to_dict()
-        return {k: v for k, v in result.items() if k not in ("changes", "dry_run")}
+        # Either way, BM25 and hybrid variants then search a persisted keyword index, not one
+        # rebuilt in memory per variant.
+        sync_keyword_index(config, components)
+        return result
 
 
 def index_key(dataset: Dataset, config: Config, identity: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from indexer.config.loader import load_config
+from indexer.config.loader import load_config, path_keys
 from indexer.config.models import Config
 from indexer.errors import ConfigError
 from indexer.eval.metrics import DEFAULT_ANSWER, DEFAULT_RETRIEVAL, parse_metric
@@ -116,21 +116,9 @@ def load_spec(path: str | os.PathLike[str]) -> EvalSpec:
     return spec
 
 
-def _path_keys(model: type[BaseModel] = Config, prefix: str = "") -> set[str]:
-    """Dotted names of the config's path fields (``data.input_dir``, ...)."""
-    keys = set()
-    for name, info in model.model_fields.items():
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys |= _path_keys(annotation, f"{prefix}{name}.")
-        elif Path in (annotation, *getattr(annotation, "__args__", ())):
-            keys.add(prefix + name)
-    return keys
-
-
 def _resolve_path_value(key: str, value: Any, base: Path) -> Any:
     # In a spec, as in a config, a relative path means: relative to the file that wrote it.
-    if key in _path_keys() and isinstance(value, str):
+    if key in path_keys() and isinstance(value, str):
         return str((base / os.path.expanduser(value)).resolve())
     return value
 

@@ -125,7 +125,6 @@ class ServerLease:
         self.side_name = f"{collection}{LEASE_COLLECTION_SUFFIX}"
         self.ttl = ttl
         self.token = uuid.uuid4().hex
-        self.lost = False
         self._client = client
         self._side: Any = None
         self._stop = threading.Event()
@@ -186,7 +185,6 @@ class ServerLease:
             try:
                 holder = self._holder()
                 if holder is None or holder.get("token") != self.token:
-                    self.lost = True
                     log.warning(
                         "lost the writer lease on Chroma server collection %r (it expired before a "
                         "renewal reached the server): another build may be writing to the index too",

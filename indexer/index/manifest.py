@@ -83,7 +83,7 @@ class Manifest(BaseModel):
 
     def committed(self) -> Committed:
         """Each document's hash and the chunk total: what queries may show."""
-        return Committed({doc_id: r.hash for doc_id, r in self.files.items()}, self.chunk_count)
+        return Committed({doc_id: r.hash for doc_id, r in self.files.items()})
 
     def touch(self) -> None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -158,9 +158,6 @@ class ManifestFile:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(self.path.parent)
-
-    def delete(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -253,10 +250,6 @@ class ManifestFileForServer(ManifestFile):
             raise StoreError(
                 f"cannot write the index manifest ({self._name}) to the Chroma server: {exc}"
             ) from None
-
-    def delete(self) -> None:
-        if self._name in {getattr(c, "name", c) for c in self._client.list_collections()}:
-            self._client.delete_collection(self._name)
 
 
 class CommittedView:

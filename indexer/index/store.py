@@ -37,10 +37,9 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Committed:
-    """What the manifest says the index holds: the hash of each document, and the chunk total."""
+    """What the manifest says the index holds: the hash of each document."""
 
     hashes: dict[str, str]
-    chunks: int
 
     def holds(self, hit: Hit) -> bool:
         return self.hashes.get(str(hit.metadata.get(DOC_ID))) == hit.metadata.get(FILE_HASH)

@@ -406,6 +406,7 @@ class _Build:
 
         flush_chunks = _FLUSH_BATCHES * config.embedding.batch_size
         batch: list[_Read] = []
+        batch_chunks = 0
         with progress_bar("Indexing", total=len(todo), enabled=self.show_progress) as bar:
             for item in _read_ahead(read_all(), _READ_AHEAD):
                 if item.error is not None:
@@ -415,10 +416,11 @@ class _Build:
                 manifest.skipped.pop(item.doc_id, None)
                 manifest.skipped_hashes.pop(item.doc_id, None)
                 batch.append(item)
-                if sum(len(b.chunks) for b in batch) >= flush_chunks:
+                batch_chunks += len(item.chunks)
+                if batch_chunks >= flush_chunks:
                     self._flush(store, manifest, batch, previously_indexed)
                     bar.advance(len(batch))
-                    batch = []
+                    batch, batch_chunks = [], 0
             self._flush(store, manifest, batch, previously_indexed)
             bar.advance(len(batch))
 

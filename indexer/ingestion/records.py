@@ -1,9 +1,10 @@
 """Index text records (id, title, text) rather than files: a BEIR corpus, for example.
 
 Each record is one document keyed by its own id, so relevance judgements written against those
-ids match what retrieval returns. It uses the same chunker, chunk store and manifest as a file
-build, and the same guarantees: only new and changed records are embedded, a changed record's new
-chunks are written before its old ones go, and the manifest is saved after every flush.
+ids match what retrieval returns. It uses the same chunker, encoder, chunk store and manifest as a
+file build: only new and changed records are embedded, a changed record's new chunks are written
+before its old ones go, and the manifest is saved after every flush. Unlike a file build it takes
+no writer lock and keeps no intent log: it serves eval indexes, which one run writes at a time.
 """
 
 from __future__ import annotations
@@ -16,16 +17,14 @@ from dataclasses import dataclass
 from llama_index.core.schema import Document
 
 from indexer.components import Components
+from indexer.components.embedding import encode_passages
 from indexer.errors import DataError
 from indexer.index.manifest import FileRecord, Manifest, check_compatible
 from indexer.index.store import Chunk
 from indexer.ingestion.chunking import chunk_document, make_splitter
-from indexer.ingestion.pipeline import SyncCounts
-from indexer.ingestion.sources import settings_digest
+from indexer.ingestion.pipeline import _FLUSH_BATCHES, SyncCounts
+from indexer.ingestion.plan import chunk_settings_key
 from indexer.progress import progress_bar
-
-# As in a file build: keeps the embedder's batches full without holding the corpus in memory.
-_FLUSH_CHUNKS = 2048
 
 
 @dataclass
@@ -58,7 +57,7 @@ def index_records(
     config = components.config
     identity = components.embedding_identity_dict()
     chunking = config.chunking.model_dump()
-    settings_key = settings_digest({"chunking": chunking, "passage_prefix": identity["passage_prefix"]})
+    settings_key = chunk_settings_key(config)
 
     current: dict[str, tuple[TextRecord, str]] = {}
     for record in records:
@@ -88,8 +87,8 @@ def index_records(
     store = components.chunk_store(create=True)
     assert store is not None
     deleted = [d for d in old if d not in current]
+    store.delete_documents(deleted)
     for doc_id in deleted:
-        store.delete_document(doc_id)
         del manifest.files[doc_id]
     summary.deleted = len(deleted)
     if deleted:
@@ -98,14 +97,12 @@ def index_records(
     splitter = make_splitter(config.chunking, components.tokenize)
     todo = [d for d in current if d not in old or old[d].hash != current[d][1]]
     pending: list[tuple[TextRecord, str, list[Chunk]]] = []
+    flush_chunks = _FLUSH_BATCHES * config.embedding.batch_size  # as in a file build
 
     def flush() -> None:
         chunks = [c for _, _, cs in pending for c in cs]
         if chunks:
-            vectors = components.embed_model.get_text_embedding_batch([c.text for c in chunks])
-            for chunk, vector in zip(chunks, vectors, strict=True):
-                chunk.embedding = vector
-            store.add(chunks)
+            store.add(chunks, encode_passages(components.embed_model, [c.text for c in chunks]))
         for record, digest, cs in pending:
             store.delete_document(record.id, keep_hash=digest)
             manifest.files[record.id] = FileRecord(
@@ -116,15 +113,18 @@ def index_records(
             manifest_file.save(manifest)
         summary.chunks_embedded += len(chunks)
 
+    pending_chunks = 0
     with progress_bar(description, total=len(todo), enabled=show_progress) as bar:
         for doc_id in todo:
             record, digest = current[doc_id]
             doc = Document(text=record.content(), metadata={"title": record.title} if record.title else {})
-            pending.append((record, digest, chunk_document(splitter, [doc], doc_id=doc_id, file_hash=digest)))
-            if sum(len(cs) for _, _, cs in pending) >= _FLUSH_CHUNKS:
+            chunks = chunk_document(splitter, [doc], doc_id=doc_id, file_hash=digest)
+            pending.append((record, digest, chunks))
+            pending_chunks += len(chunks)
+            if pending_chunks >= flush_chunks:
                 flush()
                 bar.advance(len(pending))
-                pending = []
+                pending, pending_chunks = [], 0
         flush()
         bar.advance(len(pending))
 

@@ -48,7 +48,7 @@ class IndexStatus:
 def index_status(config: Config, components: Components) -> IndexStatus:
     from indexer.components.embedding import config_identity
 
-    manifest = components.manifest_file.load()
+    manifest = components.committed_view.current()  # the view collection_name() reads too
     status = IndexStatus(
         index=str(components.manifest_file.path.parent),
         collection=components.collection_name(),

@@ -8,7 +8,6 @@ re-read them.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,12 +22,6 @@ from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import Ranked, Retriever
-
-# OpenMP's default is to spin while waiting; on a busy machine (Chroma's threads, other jobs) the
-# spinning threads wait out whole scheduler slices, and embedding a one-line query took ~1 s instead
-# of ~20 ms in benchmarks/query.py. Passive waiting must be chosen before torch loads; a user's own
-# setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
