@@ -15,6 +15,16 @@ ENV PATH="$VIRTUAL_ENV/bin:$PATH"
 WORKDIR /src
 # torch first, from the CPU index, so nothing pulls the CUDA build.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# llama.cpp for a CPU class, never for the build machine: the image runs on other CPUs. The default
+# class (AVX2/FMA/F16C, no AMX) runs on any x86-64 CPU since about 2015; pass
+# --build-arg INDEXER_LLAMA_CPU=avx512 for AVX-512 hosts, or INDEXER_LLAMA_CMAKE_ARGS=-DGGML_CUDA=on
+# in an image with the CUDA toolkit.
+ARG INDEXER_LLAMA_CPU=x86-64-v3
+ARG INDEXER_LLAMA_CMAKE_ARGS=
+COPY tools/llama_cpp_wheel.py ./tools/
+RUN INDEXER_WHEEL_CACHE=/tmp/wheels python tools/llama_cpp_wheel.py > /tmp/wheel-dir \
+ && pip install --no-index --no-deps "$(tail -n 1 /tmp/wheel-dir)"/*.whl \
+ && rm -rf /tmp/wheels
 COPY pyproject.toml README.md ./
 COPY indexer ./indexer
 RUN pip install '.[server]'

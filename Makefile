@@ -1,22 +1,37 @@
-# One project-local virtualenv, created once and reused: llama-cpp-python compiles only the first
-# time (pip keeps the built wheel in its cache, so even a fresh clone on this machine reuses it).
+# One project-local virtualenv, created once and reused. llama-cpp-python is compiled once per CPU
+# class and set of flags by tools/llama_cpp_wheel.py (portable flags, never AMX, never
+# -march=native) and kept in ~/.cache/indexer/wheels/ under a key of those flags, so a fresh clone
+# on this machine reuses it and other flags always mean a new build.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models
 QUESTION ?= How often should the silica gel desiccant pack in the mast be replaced?
 
-.PHONY: setup demo test lint clean
+.PHONY: setup llama-cpp demo test lint clean doctor
 
-setup: $(STAMP)
+setup: $(STAMP) llama-cpp
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/llama_cpp_wheel.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned, so no dependency can pull the CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,formats,openai,llama-server,eval,server]'
+	rm -f $(VENV)/.llama-wheel
+	$(MAKE) --no-print-directory llama-cpp
+	$(BIN)/python -m pip install --quiet --find-links "$$(cat $(VENV)/.llama-wheel)" -e '.[$(EXTRAS)]'
 	touch $(STAMP)
+
+# Runs on every setup (it only prints a folder when the wheel is cached): changing
+# INDEXER_LLAMA_CPU or INDEXER_LLAMA_CMAKE_ARGS swaps in the matching build.
+llama-cpp:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@wheels="$$($(BIN)/python tools/llama_cpp_wheel.py | tail -n 1)" && \
+	if [ "$$(cat $(VENV)/.llama-wheel 2>/dev/null)" != "$$wheels" ]; then \
+	  $(BIN)/python -m pip install --quiet --no-index --no-deps --force-reinstall "$$wheels"/*.whl && \
+	  echo "$$wheels" > $(VENV)/.llama-wheel; \
+	fi
 
 demo: setup
 	$(BIN)/indexer build configs/sample.yaml
@@ -26,7 +41,10 @@ test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check indexer tests benchmarks
+	$(BIN)/ruff check indexer tests benchmarks tools
+
+doctor: setup
+	$(BIN)/indexer doctor configs/sample.yaml
 
 clean:
 	rm -rf storage runs .pytest_cache

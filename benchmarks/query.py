@@ -209,17 +209,24 @@ def _measure(config: Path, rng: random.Random, queries: int) -> dict[str, Any]:
     return result
 
 
-def generation(model: Path | None, folder: Path, runs: int, max_tokens: int) -> dict[str, Any]:
+def generation(
+    model: Path | None, folder: Path, runs: int, max_tokens: int, top_k: int = 2
+) -> dict[str, Any]:
     import llama_cpp
 
     from indexer import Indexer
     from indexer.query.engine import QueryEngine
     from tests.conftest import SAMPLE_DIR, write_config
 
+    folder.mkdir(parents=True, exist_ok=True)
     if model is None:
         from tests.support.tiny_gguf import write_tiny_llama_gguf
 
         model = write_tiny_llama_gguf(folder / "tiny.gguf", n_ctx_train=8192)
+    elif str(model).startswith("bundled:"):
+        from indexer.components.llm import bundled_model_path
+
+        model = bundled_model_path(str(model).removeprefix("bundled:"))
     config = write_config(folder, SAMPLE_DIR, model_path=model)
     overrides = {"llm.n_ctx": 8192, "llm.max_new_tokens": max_tokens, "llm.temperature": 0.1}
     ix = Indexer.from_config(config, overrides)
@@ -228,7 +235,7 @@ def generation(model: Path | None, folder: Path, runs: int, max_tokens: int) -> 
     llm = ix.components.llm
     assert llm is not None
     engine = QueryEngine(ix.config, ix.components)
-    prompt = llm.render(engine.messages(question, ix.retrieve(question, top_k=2)))
+    prompt = llm.render(engine.messages(question, ix.retrieve(question, top_k=top_k)))
     cfg = ix.config.llm
     threads = cfg.n_threads or len(os.sched_getaffinity(0))
     direct = llama_cpp.Llama(
@@ -249,7 +256,7 @@ def generation(model: Path | None, folder: Path, runs: int, max_tokens: int) -> 
     for _ in range(runs):
         llm.llama.reset()
         t0 = time.perf_counter()
-        stream = ix.stream(question, top_k=2)
+        stream = ix.stream(question, top_k=top_k)
         ours.append(timed(iter(stream), t0))
         direct.reset()
         t0 = time.perf_counter()
@@ -262,6 +269,7 @@ def generation(model: Path | None, folder: Path, runs: int, max_tokens: int) -> 
     theirs_rate = statistics.median(r for _, r, _ in theirs)
     return {
         "model": model.name,
+        "top_k": top_k,
         "prompt_tokens": len(prompt.tokens),
         "tokens_generated": [c for _, _, c in ours],
         "engine_tokens_per_s": round(ours_rate, 1),
@@ -269,6 +277,30 @@ def generation(model: Path | None, folder: Path, runs: int, max_tokens: int) -> 
         "ratio": round(ours_rate / theirs_rate, 3),
         "engine_ttft_ms": round(statistics.median(t for t, _, _ in ours) * 1000, 1),
         "direct_ttft_ms": round(statistics.median(t for t, _, _ in theirs) * 1000, 1),
+    }
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU every figure was measured on: model, cores and the SIMD flags that matter here."""
+    from indexer.doctor import cpu_flags, cpu_model
+
+    wanted = (
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_int8",
+        "amx_bf16",
+    )
+    flags = cpu_flags()
+    return {
+        "model": cpu_model(),
+        "cores": len(os.sched_getaffinity(0)),
+        "flags": [f for f in wanted if f in flags],
+        "load_1min": round(os.getloadavg()[0], 2),
     }
 
 
@@ -283,6 +315,7 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--top-k", type=int, default=2, help="passages in the generation prompt")
     parser.add_argument("--skip-generation", action="store_true")
     parser.add_argument(
         "--workdir", type=Path, help="keep the synthetic indexes here and reuse them on the next run"
@@ -290,14 +323,17 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    report: dict[str, Any] = {"retrieval": []}
+    report: dict[str, Any] = {"cpu": cpu_description(), "retrieval": []}
+    print(json.dumps({"cpu": report["cpu"]}), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-query-") as tmp:
         work = args.workdir or Path(tmp)
         for size in args.sizes:
             report["retrieval"].append(retrieval(size, work / f"r{size}", args.queries))
             print(json.dumps(report["retrieval"][-1]), flush=True)
         if not args.skip_generation:
-            report["generation"] = generation(args.model, Path(tmp) / "gen", args.runs, args.max_tokens)
+            report["generation"] = generation(
+                args.model, Path(tmp) / "gen", args.runs, args.max_tokens, args.top_k
+            )
             print(json.dumps(report["generation"]), flush=True)
     print(json.dumps(report, indent=2))
 

@@ -272,6 +272,38 @@ def _stream_answer(stream: Any) -> None:
     typer.echo("\n")
 
 
+@app.command()
+def doctor(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) -> None:
+    """Check what CONFIG will run with on this machine: the llama.cpp build and the CPU, threads,
+    torch, the model, its chat template and stop tokens, and a sample prompt as llama.cpp receives
+    it. Builds nothing. Exits 1 when it finds a problem."""
+    from indexer.config import load_config, parse_set_options
+    from indexer.doctor import diagnose
+
+    def work() -> Any:
+        return diagnose(load_config(config, parse_set_options(set_ or [])))
+
+    report = _run(work)
+    if json_out:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        for title, rows in report.sections:
+            typer.echo(title)
+            for name, value in rows:
+                typer.echo(f"  {name + ':':<22} {value}")
+        if report.prompt is not None:
+            typer.echo(f"Sample prompt ({report.prompt_tokens} tokens, as llama.cpp receives it):")
+            typer.echo("  " + report.prompt.replace("\n", "\n  "))
+        for warning in report.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        for problem in report.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        if not report.problems:
+            typer.echo("No problems found.")
+    if report.problems:
+        raise typer.Exit(1)
+
+
 @app.command("config")
 def show_config(config: ConfigArg, set_: SetOpt = None) -> None:
     """Print the resolved, validated config (after extends, ${VAR} and --set)."""

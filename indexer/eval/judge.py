@@ -13,6 +13,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from indexer.eval.structured import StructuredOutputError, ask_json
+from indexer.query.engine import fill_placeholders
 
 VERDICT_SCORES = {"yes": 1.0, "partly": 0.5, "no": 0.0}
 # A short reason first (models judge better after a sentence of thought), bounded so that the
@@ -63,14 +64,14 @@ def judge_faithfulness(llm: Any, answer: str, contexts: list[str]) -> Verdict:
     kept = list(contexts)
     while True:
         context = "\n\n".join(f"[{i}] {text}" for i, text in enumerate(kept, start=1)) or "(none)"
-        messages = _messages(_FAITHFULNESS.replace("{context}", context).replace("{answer}", answer))
+        messages = _messages(fill_placeholders(_FAITHFULNESS, context=context, answer=answer))
         if len(kept) <= 1 or _fits(llm, messages):
             return _ask(llm, messages)
         kept.pop()
 
 
 def judge_relevancy(llm: Any, question: str, answer: str) -> Verdict:
-    return _ask(llm, _messages(_RELEVANCY.replace("{question}", question).replace("{answer}", answer)))
+    return _ask(llm, _messages(fill_placeholders(_RELEVANCY, question=question, answer=answer)))
 
 
 def _messages(user: str) -> list[ChatMessage]:

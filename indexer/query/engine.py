@@ -16,7 +16,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from indexer.components import Components
-from indexer.config.models import Config
+from indexer.config.models import Config, QueryConfig
 from indexer.errors import IndexerError, ModelError
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
@@ -25,6 +25,9 @@ from indexer.query.retrieval import Ranked, Retriever
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
+_PASSAGE_TAG_RE = re.compile(r"<(/?\s*passage)", re.IGNORECASE)
+_TAG_TEXT_RE = re.compile(r"[\r\n<>]+")
 # Tokens the condensed question may take: a question, not an essay.
 _CONDENSE_MAX_TOKENS = 96
 
@@ -231,13 +234,7 @@ class QueryEngine:
         return self.stream(question, top_k, filters=filters, history=history).result()
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
-        context = "\n\n".join(f"[{s.rank}] ({s.citation()})\n{s.text}" for s in sources)
-        # str.replace, not str.format: questions and passages may contain braces.
-        user = self.config.query.qa_prompt.replace("{context}", context).replace("{question}", question)
-        return [
-            ChatMessage(role=MessageRole.SYSTEM, content=self.config.query.system_prompt),
-            ChatMessage(role=MessageRole.USER, content=user),
-        ]
+        return prompt_messages(self.config.query, question, sources)
 
     def condense(self, question: str, history: History) -> str:
         """A follow-up question rewritten to stand alone, using the conversation so far.
@@ -254,9 +251,7 @@ class QueryEngine:
         budget = self.config.llm.n_ctx - _CONDENSE_MAX_TOKENS
         while True:
             lines = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns)
-            prompt = self.config.query.condense_prompt.replace("{history}", lines).replace(
-                "{question}", question
-            )
+            prompt = fill_placeholders(self.config.query.condense_prompt, history=lines, question=question)
             messages = [
                 ChatMessage(role=MessageRole.SYSTEM, content=self.config.query.system_prompt),
                 ChatMessage(role=MessageRole.USER, content=prompt),
@@ -320,6 +315,31 @@ class QueryEngine:
         if len(sources) > 1:
             notice += f"; {len(sources) - 1} lower-ranked passage(s) left out"
         return self.messages(question, kept), kept, notice
+
+
+def prompt_messages(query: QueryConfig, question: str, sources: Sequence[Source]) -> list[ChatMessage]:
+    """The system and user turns for a question over numbered passages."""
+    context = "\n\n".join(passage_block(s) for s in sources)
+    user = fill_placeholders(query.qa_prompt, context=context, question=question)
+    return [
+        ChatMessage(role=MessageRole.SYSTEM, content=query.system_prompt),
+        ChatMessage(role=MessageRole.USER, content=user),
+    ]
+
+
+def fill_placeholders(template: str, **values: str) -> str:
+    """Put ``values`` in for ``{name}`` in one pass: text put in is never scanned again, so a
+    passage or a question that contains "{question}" stays literal (and braces need no escaping,
+    unlike str.format)."""
+    return _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+def passage_block(source: Source) -> str:
+    """One passage, fenced so that its text cannot close its own block or open the next one:
+    the number and source live in the opening tag, and tags inside the text are defused."""
+    where = _TAG_TEXT_RE.sub(" ", source.citation()).replace('"', "'")
+    text = _PASSAGE_TAG_RE.sub(lambda m: "&lt;" + m.group(1), source.text)
+    return f'<passage n="{source.rank}" source="{where}">\n{text}\n</passage>'
 
 
 def _shortened(source: Source, chars: int) -> Source:

@@ -1,0 +1,249 @@
+"""`indexer doctor`: what this machine and config will run with, checked before anything is built.
+
+It reads the config, the llama.cpp build, the CPU and the model file, renders a sample prompt the
+way llama.cpp will receive it, and lists each problem it finds. It never touches the index.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexer.config.models import Config
+from indexer.errors import IndexerError
+
+# llama.cpp's feature names (llama_print_system_info) and the /proc/cpuinfo flags that offer them.
+_LLAMA_CPU_FEATURES = {
+    "SSE3": "pni",
+    "SSSE3": "ssse3",
+    "AVX": "avx",
+    "AVX_VNNI": "avx_vnni",
+    "AVX2": "avx2",
+    "F16C": "f16c",
+    "FMA": "fma",
+    "BMI2": "bmi2",
+    "AVX512": "avx512f",
+    "AVX512_VBMI": "avx512vbmi",
+    "AVX512_VNNI": "avx512_vnni",
+    "AVX512_BF16": "avx512_bf16",
+    "AMX_INT8": "amx_int8",
+}
+# Left out on purpose: AMX kernels die with SIGILL where a VM does not let worker threads use AMX.
+_NEVER_BUILT = {"AMX_INT8": "AMX is never built in: it crashes under VMs that deny it to threads"}
+# A filler passage of common one-token words, to size the sample prompt like real chunks.
+_FILLER = "the station crew checks each system and records the result in the log before the shift ends "
+
+
+@dataclass
+class DoctorReport:
+    sections: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    prompt: str | None = None
+    prompt_tokens: int | None = None
+
+    def add(self, title: str, rows: list[tuple[str, str]]) -> None:
+        self.sections.append((title, rows))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sections": {title: dict(rows) for title, rows in self.sections},
+            "prompt": self.prompt,
+            "prompt_tokens": self.prompt_tokens,
+            "warnings": self.warnings,
+            "problems": self.problems,
+        }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def llama_build_features() -> dict[str, bool]:
+    """The CPU features compiled into the installed llama.cpp, from its own system info."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    features: dict[str, bool] = {}
+    for part in info.replace("\n", "|").split("|"):
+        name, sep, value = part.partition("=")
+        name = name.split(":")[-1].strip()
+        if sep and name:
+            features[name] = value.strip() not in ("0", "")
+    return features
+
+
+def diagnose(config: Config) -> DoctorReport:
+    report = DoctorReport()
+    _machine(report, config)
+    _embedding(report, config)
+    if config.llm.provider == "llama_cpp":
+        _llama_cpp(report, config)
+    elif config.llm.provider == "openai_like":
+        report.add("LLM", [("provider", f"openai_like at {config.llm.base_url}, model {config.llm.model}")])
+    else:
+        report.add("LLM", [("provider", "none (retrieval only)")])
+    return report
+
+
+def _machine(report: DoctorReport, config: Config) -> None:
+    from indexer.components.llm import cpu_count
+
+    cores = cpu_count()
+    rows = [("CPU", cpu_model()), ("cores", str(cores))]
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    if load is not None:
+        rows.append(("load (1 min)", f"{load:.2f}"))
+        if load > cores:
+            report.warnings.append(
+                f"the CPU is busy: load {load:.1f} on {cores} cores. Other processes share it, so "
+                "embedding and generation will run slower than this machine can."
+            )
+    report.add("Machine", rows)
+
+
+def _embedding(report: DoctorReport, config: Config) -> None:
+    import torch
+
+    embedding = config.embedding
+    device = embedding.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        report.problems.append(
+            f"embedding.device is {device!r} but CUDA is not available here: set embedding.device: cpu"
+        )
+    report.add(
+        "Embedding",
+        [
+            ("model", embedding.model),
+            ("backend", f"{embedding.backend} (questions: {embedding.query_backend})"),
+            ("torch", f"{torch.__version__}, device {device}, dtype {str(torch.get_default_dtype())[6:]}"),
+            ("torch threads", str(torch.get_num_threads())),
+        ],
+    )
+
+
+def _llama_cpp(report: DoctorReport, config: Config) -> None:
+    from indexer.components.llm import cpu_count
+
+    llm = config.llm
+    features = llama_build_features()
+    flags = cpu_flags()
+    built = sorted(name for name, on in features.items() if on and name in _LLAMA_CPU_FEATURES)
+    without = sorted(
+        name for name, flag in _LLAMA_CPU_FEATURES.items() if flag in flags and not features.get(name, False)
+    )
+    rows = [
+        ("built with", " ".join(built) or "no x86 extensions"),
+        ("CPU has, build lacks", " ".join(without) or "nothing"),
+        ("other", " ".join(n for n, on in features.items() if on and n not in _LLAMA_CPU_FEATURES)),
+        ("threads", str(llm.n_threads or cpu_count())),
+    ]
+    for name in without:
+        if name in _NEVER_BUILT:
+            rows.append((name, _NEVER_BUILT[name]))
+    report.add("llama.cpp", rows)
+    _model(report, config)
+
+
+def _model(report: DoctorReport, config: Config) -> None:
+    from indexer.components.chat_templates import FROM_GGUF, missing_markers
+    from indexer.components.llm import ChatLlamaCPP, resolve_model_path
+
+    llm_config = config.llm
+    try:
+        path = resolve_model_path(llm_config)
+    except IndexerError as exc:
+        report.problems.append(str(exc))
+        return
+    if path is None:
+        report.problems.append(f"no GGUF model at {llm_config.model_path} (llm.model_path)")
+        return
+    try:
+        llm = ChatLlamaCPP(path, llm_config)
+    except IndexerError as exc:
+        report.problems.append(str(exc))
+        return
+    except Exception as exc:  # llama.cpp raises ValueError for a file it cannot load
+        report.problems.append(f"cannot load the GGUF at {path} (llm.model_path): {exc}")
+        return
+    choice = llm.template
+    template_name = FROM_GGUF if choice.reason == FROM_GGUF else f"{choice.template.name} ({choice.reason})"
+    bos = llm.llama.token_bos()
+    bos_text = llm.token_text(bos) if bos != -1 else "none"
+    eog = ", ".join(f"{llm.token_text(t)} ({t})" for t in llm.eog_tokens)
+    report.add(
+        "Model",
+        [
+            ("file", str(path)),
+            ("size", f"{path.stat().st_size / 1e6:.0f} MB"),
+            ("architecture", llm.architecture),
+            ("context", f"llm.n_ctx {llm_config.n_ctx} (trained on {llm.n_ctx_train})"),
+            ("chat template", template_name),
+            ("BOS", f"{bos_text}, {'added' if llm.wants_bos else 'not added'} (add_bos_token)"),
+            ("end of generation", eog or "none"),
+            ("stop strings", ", ".join(repr(s) for s in llm.render([]).stop) or "none"),
+        ],
+    )
+    if choice.picked:
+        report.warnings.append(
+            f"the GGUF has no chat template; {choice.template.name!r} was picked ({choice.reason}). "
+            "Set llm.chat_template to choose another."
+        )
+    missing = missing_markers(choice.template, llm.is_single_token)
+    if missing:
+        report.problems.append(
+            f"chat template {choice.template.name!r}: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not a single token of this model's vocabulary, so "
+            "the model will not recognise its turns (llm.chat_template)"
+        )
+    if llm_config.n_ctx > llm.n_ctx_train:
+        report.warnings.append(
+            f"llm.n_ctx {llm_config.n_ctx} is above the {llm.n_ctx_train} tokens the model was trained on"
+        )
+    _sample_prompt(report, config, llm)
+
+
+def _sample_prompt(report: DoctorReport, config: Config, llm: Any) -> None:
+    """A prompt of top_k chunk-sized passages, rendered and counted as llama.cpp receives it."""
+    from indexer.query.engine import Source, prompt_messages
+
+    words = _FILLER.split()
+    passage = " ".join(words[i % len(words)] for i in range(config.chunking.chunk_size))
+    sources = [
+        Source(rank=n, score=0.0, file=f"example-{n}.md", doc_id=f"example-{n}.md", text=passage)
+        for n in range(1, config.query.top_k + 1)
+    ]
+    messages = prompt_messages(config.query, "What does the log record?", sources)
+    rendered = llm.render(messages)
+    report.prompt = llm.llama.detokenize(rendered.tokens, special=True).decode("utf-8", "replace")
+    report.prompt_tokens = len(rendered.tokens)
+    needed = len(rendered.tokens) + config.llm.max_new_tokens
+    if needed > config.llm.n_ctx:
+        report.problems.append(
+            f"llm.n_ctx ({config.llm.n_ctx}) is too small for query.top_k {config.query.top_k} chunks of "
+            f"{config.chunking.chunk_size} tokens: the prompt takes about {len(rendered.tokens)} tokens "
+            f"and llm.max_new_tokens {config.llm.max_new_tokens} more. Raise llm.n_ctx, or lower "
+            "query.top_k or chunking.chunk_size"
+        )
