@@ -9,7 +9,9 @@ unpacked into a folder of its own and run in a child process with that folder fi
 so builds never mix in one process. Builds take turns, run after run, so a change in the machine's
 load hits them alike. Per model and build: prompt evaluation (a ~600-token RAG prompt from an empty
 KV cache, as llama.cpp's pp test) and generation (tokens/s after the first, as its tg test), the
-median of --runs runs, and time to first token for the same prompt.
+median of --runs runs, and time to first token for the same prompt; each build with flash
+attention off and on. The machine's load is printed first: on a shared, busy CPU every figure
+drops, and OpenMP's thread barriers suffer most.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ _CHILD = r"""
 import json, os, sys, time
 import llama_cpp
 path, n_prompt, n_gen, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+flash_attn = sys.argv[5] == "1"
 llm = llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=threads, n_threads_batch=threads,
-                      n_batch=512, n_ubatch=512, verbose=False, seed=0)
+                      n_batch=512, n_ubatch=512, flash_attn=flash_attn, verbose=False, seed=0)
 words = ("the station crew checks each system and records the result in the log before the shift "
          "ends while the mast antenna and the desiccant pack are inspected every month ").split()
 text, tokens = "", []
@@ -79,10 +82,13 @@ def unpack(folder: Path, into: Path) -> Path:
     return into
 
 
-def run_child(site: Path, model: Path, n_prompt: int, n_gen: int, threads: int) -> dict[str, Any]:
+def run_child(
+    site: Path, model: Path, n_prompt: int, n_gen: int, threads: int, flash_attn: bool
+) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(site)}
+    args = [str(model), str(n_prompt), str(n_gen), str(threads), "1" if flash_attn else "0"]
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(model), str(n_prompt), str(n_gen), str(threads)],
+        [sys.executable, "-c", _CHILD, *args],
         env=env,
         check=True,
         capture_output=True,
@@ -126,13 +132,18 @@ def main() -> None:
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-llama-") as tmp:
         sites = {name: unpack(wheel_folder(env), Path(tmp) / name) for name, env in builds.items()}
+        # Each build without and with flash attention (llm.flash_attn, a run-time setting).
+        setups = [(build, fa) for build in builds for fa in (False, True)]
         for model_name, model in models(args.models).items():
             for _ in range(args.runs):
-                for build in builds:  # builds take turns, run after run
-                    run = run_child(sites[build], model, args.prompt_tokens, args.gen_tokens, args.threads)
-                    results.setdefault(model_name, {}).setdefault(build, []).append(run)
+                for build, fa in setups:  # setups take turns, run after run
+                    run = run_child(
+                        sites[build], model, args.prompt_tokens, args.gen_tokens, args.threads, fa
+                    )
+                    label = f"{build}{' +flash_attn' if fa else ''}"
+                    results.setdefault(model_name, {}).setdefault(label, []).append(run)
     report: dict[str, Any] = {"cpu": cpu, "threads": args.threads, "prompt_tokens": args.prompt_tokens}
-    baseline = next(iter(builds))
+    baseline = next(iter(builds))  # the first build, flash attention off
     for model_name, per_build in results.items():
         rows = {}
         for build, runs in per_build.items():

@@ -98,6 +98,7 @@ class ChatLlamaCPP(LlamaCPP):
                 "n_gpu_layers": config.n_gpu_layers,
                 "n_batch": config.n_batch,
                 "n_ubatch": config.n_batch,
+                "flash_attn": config.flash_attn,
                 "seed": config.seed,
             },
             verbose=False,

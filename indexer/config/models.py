@@ -188,6 +188,11 @@ class LLMConfig(StrictModel):
         gt=0,
         description="Prompt tokens evaluated per llama.cpp batch (larger: faster prompts, more memory).",
     )
+    flash_attn: bool = Field(
+        True,
+        description="llama.cpp's fused attention: prompts evaluate about 1.5x faster on the CPU "
+        "(benchmarks/llama_builds.py); off for a backend or model that lacks it.",
+    )
     chat_template: str = Field(
         "auto",
         description="auto (the GGUF's own template; for a GGUF without one, picked by architecture "
