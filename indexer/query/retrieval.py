@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from indexer.components import Components
 from indexer.config.models import Config
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SPACE_RE = re.compile(r"\s+")
+
+RetrievalMode = Literal["vector", "bm25", "hybrid"]
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("vector", "bm25", "hybrid")
 
 
 @dataclass
@@ -103,9 +106,17 @@ class Retriever:
         return index
 
     def retrieve(
-        self, question: str, top_k: int, filters: Filters, manifest: Manifest, store: ChunkStore
+        self,
+        question: str,
+        top_k: int,
+        filters: Filters,
+        manifest: Manifest,
+        store: ChunkStore,
+        mode: RetrievalMode | None = None,
     ) -> Retrieved:
+        """``mode`` overrides ``retrieval.mode`` for this question only."""
         cfg = self.config.retrieval
+        mode = mode or cfg.mode
         notices: list[str] = []
         where = None
         if filters:
@@ -114,12 +125,12 @@ class Retriever:
                 return Retrieved([], [f"no indexed file matches the filters ({filters.describe()})"])
             where = filters.chroma_where(manifest.files)
         keyword = None
-        if cfg.mode in ("bm25", "hybrid"):
+        if mode in ("bm25", "hybrid"):
             keyword = self.keyword_index(manifest, store)
             if self._keyword_notice:
                 notices.append(self._keyword_notice)
         vector = None
-        if cfg.mode in ("vector", "hybrid"):
+        if mode in ("vector", "hybrid"):
             vector = self.components.query_embed_model.get_query_embedding(question)
 
         want = max(top_k, cfg.rerank.candidates) if cfg.rerank else top_k
@@ -138,7 +149,7 @@ class Retriever:
             if keyword is not None:
                 sparse = keyword.search(question, fetch, self._mask(keyword, filters) if filters else None)
             sparse_done = len(sparse) < fetch
-            kept = self._select(self._fuse(dense, sparse), want)
+            kept = self._select(self._fuse(dense, sparse, mode), want)
             # Each side is done when it returned fewer hits than asked for: the index ran out.
             if len(kept) >= want or (dense_done and sparse_done):
                 break
@@ -155,11 +166,11 @@ class Retriever:
             self._masks[filters] = np.array([filters.matches(m) for m in keyword.metadatas], dtype=np.float32)
         return self._masks[filters]
 
-    def _fuse(self, dense: list[Hit], sparse: list[Hit]) -> list[Ranked]:
+    def _fuse(self, dense: list[Hit], sparse: list[Hit], mode: RetrievalMode) -> list[Ranked]:
         cfg = self.config.retrieval
-        if cfg.mode == "vector":
+        if mode == "vector":
             return [Ranked(h, h.score, {"vector": h.score}) for h in dense]
-        if cfg.mode == "bm25":
+        if mode == "bm25":
             return [Ranked(h, h.score, {"bm25": h.score}) for h in sparse]
         fused: dict[str, Ranked] = {}
         for name, hits, weight in (("vector", dense, cfg.vector_weight), ("bm25", sparse, cfg.bm25_weight)):
