@@ -285,12 +285,10 @@
         } else if (name === "sources") {
           sources = data.sources;
         } else if (name === "done") {
-          if (data.answer === null || data.answer === undefined) {
-            answer.remove();
-          } else {
-            renderAnswer(answer, data.answer, sources);
-          }
-          showNotice(turn, data.notice);
+          const answered = data.answer !== null && data.answer !== undefined;
+          if (answered) renderAnswer(answer, data.answer, sources);
+          else answer.remove();
+          showNotice(turn, data.notice || (answered ? "" : "No answer: this server has no LLM. The sources:"));
           renderSources(turn, sources);
           history.push({ role: "user", content: question });
           if (data.answer) history.push({ role: "assistant", content: data.answer });
