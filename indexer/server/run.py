@@ -7,6 +7,7 @@ import errno
 import ipaddress
 import logging
 import socket
+from typing import Any
 
 from indexer.api import Indexer
 from indexer.errors import IndexerError
@@ -52,8 +53,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(indexer: Indexer, host: str | None = None, port: int | None = None) -> None:
+def serve(indexer: Indexer, host: str | None = None, port: int | None = None, *, watch: bool = False) -> None:
+    """``watch``: keep the index in step with its folder while serving (``indexer.watch``); each
+    committed build is served from the next request on."""
     require_server_extra()
+    if watch:
+        from indexer.watch import require_watch_extra
+
+        require_watch_extra()
     import uvicorn
 
     from indexer.server.app import create_app
@@ -75,8 +82,33 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None) ->
         print(
             f"indexer: serving {indexer.config.vector_store.collection!r} on http://{host}:{port}", flush=True
         )
+        stop = None
+        if watch:
+            from indexer.watch import start_in_thread
+
+            _, stop = start_in_thread(indexer, on_sync=_log_sync)
         # uvicorn re-raises Ctrl-C after its graceful shutdown: by then we are done.
-        with contextlib.suppress(KeyboardInterrupt):
-            server.run(sockets=[sock])
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run(sockets=[sock])
+        finally:
+            if stop is not None:
+                stop.set()
     finally:
         sock.close()
+
+
+def _log_sync(result: Any) -> None:
+    if result.error:
+        log.warning("watch: sync failed: %s", result.error)
+        return
+    s = result.summary
+    if s.added or s.updated or s.deleted or s.skipped:
+        log.warning(
+            "watch: index synced (added %d, updated %d, deleted %d, skipped %d; %d chunks)",
+            s.added,
+            s.updated,
+            s.deleted,
+            len(s.skipped),
+            s.chunks,
+        )
