@@ -124,26 +124,21 @@ class FolderWatcher:
                 dirty = False
                 self.sync(stop)
 
+    def start_in_thread(self) -> threading.Event:
+        """Watch on a daemon thread (``indexer serve --watch``); set the event returned to stop."""
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                self.run(stop)
+            except Exception:  # a server keeps serving the last committed version
+                log.exception("the folder watcher stopped")
+
+        threading.Thread(target=run, name="indexer-watch", daemon=True).start()
+        return stop
+
     def _relevant(self, _change: Any, path: str) -> bool:
         if self._ignored is None:
             return True
         candidate = Path(path)
         return candidate != self._ignored and self._ignored not in candidate.parents
-
-
-def start_in_thread(
-    indexer: Indexer, *, on_sync: Callable[[SyncResult], None] | None = None
-) -> tuple[threading.Thread, threading.Event]:
-    """A watcher on a daemon thread (``indexer serve --watch``); set the event to stop it."""
-    watcher = FolderWatcher(indexer, on_sync=on_sync)
-    stop = threading.Event()
-
-    def run() -> None:
-        try:
-            watcher.run(stop)
-        except Exception:  # the server keeps serving the last committed version
-            log.exception("the folder watcher stopped")
-
-    thread = threading.Thread(target=run, name="indexer-watch", daemon=True)
-    thread.start()
-    return thread, stop

@@ -57,10 +57,11 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None, *,
     """``watch``: keep the index in step with its folder while serving (``indexer.watch``); each
     committed build is served from the next request on."""
     require_server_extra()
+    watcher = None
     if watch:
-        from indexer.watch import require_watch_extra
+        from indexer.watch import FolderWatcher
 
-        require_watch_extra()
+        watcher = FolderWatcher(indexer, on_sync=_log_sync)
     import uvicorn
 
     from indexer.server.app import create_app
@@ -76,17 +77,15 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None, *,
                 "your documents; set server.api_key",
                 host,
             )
+        if watcher is not None:
+            watcher.sync()  # build or catch up first, so there is an index to serve from the start
         app = create_app(indexer)
         config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, server_header=False)
         server = uvicorn.Server(config)
         print(
             f"indexer: serving {indexer.config.vector_store.collection!r} on http://{host}:{port}", flush=True
         )
-        stop = None
-        if watch:
-            from indexer.watch import start_in_thread
-
-            _, stop = start_in_thread(indexer, on_sync=_log_sync)
+        stop = watcher.start_in_thread() if watcher is not None else None
         # uvicorn re-raises Ctrl-C after its graceful shutdown: by then we are done.
         try:
             with contextlib.suppress(KeyboardInterrupt):
