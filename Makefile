@@ -34,3 +34,16 @@ clean:
 .PHONY: bench-build
 bench-build: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.build
+
+# The new ways in: `indexer mcp`, `indexer watch`, and the web page's browser test. A rule of its
+# own, appended to setup, so the main install above stays as it is.
+setup: $(VENV)/.ways-installed
+
+$(VENV)/.ways-installed: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[mcp,watch,browser-test]'
+	$(BIN)/python -m pip check
+	# The web page test drives Debian's Chromium (Playwright's browser download is unreachable here);
+	# without it that test fails and says why.
+	test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || { apt-get update && apt-get install -y chromium chromium-driver; } \
+		|| echo "warning: could not install chromium and chromium-driver (run as root?): the web page test will fail"
+	touch $@
