@@ -212,6 +212,33 @@ def test_a_server_serves_each_new_build_without_a_restart(tmp_path: Path) -> Non
         assert httpx.get(url + "/v1/index", timeout=60).json()["counts"]["documents"] == 4
 
 
+def test_while_a_build_commits_the_last_keyword_index_serves_without_gone_files(tmp_path: Path) -> None:
+    """Between a build's manifest commit and its keyword index save, a long-running process keeps
+    its keyword index (no rebuild from the whole collection per commit, no notice), minus the
+    chunks of files that are gone; once the keyword index is saved, it switches to it."""
+    from indexer.ingestion.pipeline import build_index
+    from indexer.query.retrieval import sync_keyword_index
+
+    folder = tmp_path / "docs"
+    _seed(folder)
+    config = write_config(tmp_path, folder, llm={"provider": "none"})
+    Indexer.from_config(config).build()
+    served = Indexer.from_config(config)
+    assert [s.file for s in served.retrieve("desiccant pack radio mast", 1, mode="bm25")] == ["radio.txt"]
+
+    (folder / "radio.txt").unlink()
+    _write(folder, "anchor.md", "# Anchor\n\nThe anchor chain is inspected for rust every spring.\n")
+    builder = Indexer.from_config(config)
+    build_index(builder.config, builder.components)  # committed; the keyword index not saved yet
+    files = {s.file for s in served.retrieve("desiccant pack radio mast anchor", 5, mode="bm25")}
+    assert "radio.txt" not in files
+    assert served._engine.last_notices == []
+
+    sync_keyword_index(builder.config, builder.components)  # what Indexer.build does next
+    assert [s.file for s in served.retrieve("anchor chain rust", 1, mode="bm25")] == ["anchor.md"]
+    assert served._engine.last_notices == []
+
+
 def test_serve_watch_and_watch_cli_stop_cleanly(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _seed(folder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SPACE_RE = re.compile(r"\s+")
+# Seconds a keyword index may lag the committed manifest while a build finishes (see keyword_index).
+KEYWORD_GRACE_S = 120.0
 
 RetrievalMode = Literal["vector", "bm25", "hybrid"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("vector", "bm25", "hybrid")
@@ -76,6 +79,7 @@ class Retriever:
         self._keyword_manifest: Manifest | None = None
         self._masks: dict[Filters, np.ndarray] = {}
         self._reranker: Any = None
+        self._stale_since = 0.0
 
     def keyword_index(self, manifest: Manifest, store: ChunkStore) -> KeywordIndex:
         if self._keyword is not None and self._keyword_manifest is manifest:
@@ -85,6 +89,18 @@ class Retriever:
             self._keyword_manifest = manifest
             return self._keyword
         persist_dir = self.config.vector_store.persist_dir
+        if persist_dir is not None and self._keyword is not None:
+            folder = keyword_folder(persist_dir, self.config.vector_store.collection)
+            if KeywordIndex.saved_state(folder) != state:
+                # A build is committing batch by batch, or has yet to save its keyword index (it
+                # does right after the last commit): keep the last index a while, re-checking
+                # the saved state per question, rather than rebuild BM25 from the whole collection
+                # at each commit. Its hits of replaced or deleted files are dropped (``_visible``).
+                now = time.monotonic()
+                self._stale_since = self._stale_since or now
+                if now - self._stale_since < KEYWORD_GRACE_S:
+                    return self._keyword
+        self._stale_since = 0.0
         self._keyword_notice = None
         index = None
         if persist_dir is not None:
@@ -149,6 +165,7 @@ class Retriever:
             if keyword is not None:
                 sparse = keyword.search(question, fetch, self._mask(keyword, filters) if filters else None)
             sparse_done = len(sparse) < fetch
+            sparse = self._visible(sparse)
             kept = self._select(self._fuse(dense, sparse, mode), want)
             # Each side is done when it returned fewer hits than asked for: the index ran out.
             if len(kept) >= want or (dense_done and sparse_done):
@@ -158,6 +175,12 @@ class Retriever:
         if cfg.rerank and kept:
             kept = self._rerank(question, kept)
         return Retrieved(kept[:top_k], notices)
+
+    def _visible(self, hits: list[Hit]) -> list[Hit]:
+        """Keyword hits the committed manifest still holds: a keyword index kept while a build
+        commits may name versions of files that are gone."""
+        committed = self.components.committed_view.committed()
+        return hits if committed is None else [h for h in hits if committed.holds(h)]
 
     def _mask(self, keyword: KeywordIndex, filters: Filters) -> np.ndarray:
         if filters not in self._masks:
