@@ -6,10 +6,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models
+EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test
 QUESTION ?= How often should the silica gel desiccant pack in the mast be replaced?
 
-.PHONY: setup llama-cpp demo test lint clean doctor
+.PHONY: setup llama-cpp browser demo test lint clean doctor
 
 setup: $(STAMP) llama-cpp
 
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml tools/llama_cpp_wheel.py
 	rm -f $(VENV)/.llama-wheel
 	$(MAKE) --no-print-directory llama-cpp
 	$(BIN)/python -m pip install --quiet --find-links "$$(cat $(VENV)/.llama-wheel)" -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 # Runs on every setup (it only prints a folder when the wheel is cached): changing
@@ -37,7 +38,14 @@ demo: setup
 	$(BIN)/indexer build configs/sample.yaml
 	$(BIN)/indexer query configs/sample.yaml "$(QUESTION)"
 
-test: setup
+# The web page's test drives Debian's Chromium (Playwright's own browser download is unreachable
+# here); without it that test fails and says why.
+browser:
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver || \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "warning: could not install chromium and chromium-driver (run as root?): the web page test will fail"
+
+test: setup browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 lint: setup

@@ -13,6 +13,7 @@ from indexer.ingestion.status import IndexStatus
 from indexer.query.chat import ChatSession
 from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
 from indexer.query.filters import FilterValue
+from indexer.query.retrieval import RetrievalMode
 
 
 class Indexer:
@@ -64,12 +65,17 @@ class Indexer:
         return index_status(self.config, self.components)
 
     def retrieve(
-        self, question: str, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Mapping[str, FilterValue] | None = None,
+        mode: RetrievalMode | None = None,
     ) -> list[Source]:
         """The ``top_k`` best passages (default ``query.top_k``), ranked 1..n: exactly that many when
         the index holds enough that pass the filters and cutoff. ``filters``: ``{"path": "guides/*",
-        "type": "pdf", "page": 3}`` (added to the config's ``retrieval.filters``)."""
-        return self._engine.retrieve(question, top_k, filters=filters)
+        "type": "pdf", "page": 3}`` (added to the config's ``retrieval.filters``). ``mode``:
+        ``vector``, ``bm25`` or ``hybrid`` for this question (default ``retrieval.mode``)."""
+        return self._engine.retrieve(question, top_k, filters=filters, mode=mode)
 
     def query(
         self,
@@ -77,12 +83,13 @@ class Indexer:
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
+        mode: RetrievalMode | None = None,
     ) -> Answer:
         """Retrieve, then answer with the LLM, citing passages by rank. ``history``: earlier chat
         turns as ``(role, text)`` pairs; the question is first rewritten into a standalone one,
         which retrieval and the answer use. Without an LLM, ``answer`` is None and ``notice`` says
         why."""
-        return self._engine.query(question, top_k, filters=filters, history=history)
+        return self._engine.query(question, top_k, filters=filters, history=history, mode=mode)
 
     def stream(
         self,
@@ -90,11 +97,12 @@ class Indexer:
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
+        mode: RetrievalMode | None = None,
     ) -> AnswerStream:
         """As ``query``, but the answer's tokens are yielded as they are generated: ``sources``
         are known before the first token, ``answer`` holds the whole text once the stream is
         consumed, and ``close()`` stops generation."""
-        return self._engine.stream(question, top_k, filters=filters, history=history)
+        return self._engine.stream(question, top_k, filters=filters, history=history, mode=mode)
 
     def chat(self, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None) -> ChatSession:
         """A multi-turn session: ``session.ask(q)`` streams, ``session.remember(q, stream)``."""

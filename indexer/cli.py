@@ -322,15 +322,86 @@ def serve(
     port: Annotated[
         int | None, typer.Option("--port", min=1, max=65535, help="Port (default server.port, 8000).")
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep the index in step with its folder while serving.")
+    ] = False,
 ) -> None:
-    """Serve the index of CONFIG over HTTP: /v1/query, /v1/retrieve, OpenAI-compatible /v1/chat/completions,
-    /v1/embeddings, /v1/models, /v1/index, /health; docs at /docs. Needs the `server` extra."""
+    """Serve the index of CONFIG over HTTP: a web page at /, /v1/query, /v1/retrieve, OpenAI-compatible
+    /v1/chat/completions, /v1/embeddings, /v1/models, /v1/index, /health; docs at /docs. Needs the
+    `server` extra (and `watch` for --watch)."""
 
     def work() -> None:
         from indexer.server.run import require_server_extra, serve
 
         require_server_extra()
-        serve(_open(config, set_), host=host, port=port)
+        if watch:
+            from indexer.watch import require_watch_extra
+
+            require_watch_extra()
+        serve(_open(config, set_), host=host, port=port, watch=watch)
+
+    _run(work)
+
+
+@app.command()
+def watch(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON line per sync on stdout.")] = False,
+) -> None:
+    """Keep the index of CONFIG in step with its folder: after each burst of changes (adds, edits,
+    deletes, renames), run the same sync as `indexer build`. Ctrl-C stops. Needs the `watch` extra."""
+
+    def work() -> None:
+        from indexer.watch import FolderWatcher, SyncResult, require_watch_extra
+
+        require_watch_extra()
+        ix = _open(config, set_)
+
+        def report(result: SyncResult) -> None:
+            if json_out:
+                summary = result.summary.to_dict() if result.summary else None
+                typer.echo(json.dumps({"summary": summary, "error": result.error}))
+                return
+            if result.error:
+                typer.echo(f"error: {result.error}", err=True)
+                return
+            s = result.summary
+            assert s is not None
+            typer.echo(
+                f"Synced: {s.documents} documents, {s.chunks} chunks in {s.seconds:.1f} s (added {s.added}, "
+                f"updated {s.updated}, deleted {s.deleted}, unchanged {s.unchanged})"
+            )
+            for skipped in s.skipped:
+                typer.echo(f"  skipped {skipped['file']}: {skipped['reason']}")
+
+        watcher = FolderWatcher(ix, on_sync=report)
+        typer.echo(f"Watching {watcher.folder} (Ctrl-C stops)", err=True)
+        try:
+            watcher.run()
+        except KeyboardInterrupt:
+            typer.echo("stopped watching", err=True)
+
+    _run(work)
+
+
+@app.command("mcp")
+def mcp_command(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    http: Annotated[
+        bool, typer.Option("--http", help="Streamable HTTP on 127.0.0.1 instead of stdio.")
+    ] = False,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port for --http.")] = 8765,
+) -> None:
+    """Serve the index of CONFIG to MCP clients (agents, editors): tools `search` and `ask`, resources
+    for the index status and each indexed file. stdio by default. Needs the `mcp` extra."""
+
+    def work() -> None:
+        from indexer.mcp_server import require_mcp_extra, run
+
+        require_mcp_extra()
+        run(_open(config, set_), http=http, port=port)
 
     _run(work)
 

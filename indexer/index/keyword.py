@@ -184,6 +184,15 @@ class KeywordIndex:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    @staticmethod
+    def saved_state(folder: Path) -> str | None:
+        """The manifest state the saved index reflects, read without loading the index."""
+        try:
+            state = json.loads((folder / _STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return state.get("manifest_state") if isinstance(state, dict) else None
+
     @classmethod
     def load(cls, folder: Path) -> KeywordIndex | None:
         """The saved index, or ``None`` when there is none (or it is unreadable or of another

@@ -164,6 +164,26 @@ class ChunkStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
+    def document(self, doc_id: str) -> list[Hit]:
+        """The committed chunks of one document, in reading order."""
+        try:
+            got = self._collection.get(
+                where={DOC_ID: doc_id},
+                include=["documents", "metadatas"],  # type: ignore[list-item]
+            )
+        except Exception as exc:
+            raise StoreError(f"reading chunks failed: {type(exc).__name__}: {exc}") from None
+        docs = got["documents"] or [""] * len(got["ids"])
+        metas = got["metadatas"] or [{}] * len(got["ids"])
+        hits = [
+            Hit(id=i, text=d or "", metadata=dict(m or {}))
+            for i, d, m in zip(got["ids"], docs, metas, strict=True)
+        ]
+        committed = self._committed() if self._committed is not None else None
+        if committed is not None:
+            hits = [h for h in hits if committed.holds(h)]
+        return sorted(hits, key=lambda h: (_int(h.metadata.get("start_char")), h.id))
+
     def iter_chunks(self) -> Iterator[Hit]:
         """Every stored chunk (text and metadata, no vector), page by page."""
         offset = 0
@@ -184,6 +204,13 @@ class ChunkStore:
             for i, d, m in zip(ids, docs, metas, strict=True):
                 yield Hit(id=i, text=d or "", metadata=dict(m or {}))
             offset += len(ids)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _flat(metadata: dict[str, Any]) -> dict[str, str | int | float | bool]:

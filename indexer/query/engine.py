@@ -21,7 +21,7 @@ from indexer.errors import IndexerError, ModelError
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
-from indexer.query.retrieval import Ranked, Retriever
+from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retriever
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -164,23 +164,26 @@ class QueryEngine:
         self._notices: list[str] = []
 
     def manifest(self) -> Manifest:
-        """The index's manifest, checked against the config once per engine."""
-        if self._manifest is None:
-            manifest = self.components.manifest_file.load()
-            if manifest is None:
-                raise IndexerError(
-                    f"no index yet at {self.components.manifest_file.path.parent}: "
-                    "run `indexer build CONFIG` first"
-                )
+        """The index's committed manifest, checked against the config each time a new one is
+        committed: a long-running process (a server, a folder watcher's) follows every build, and
+        costs one stat of the manifest file per question while nothing changed."""
+        manifest = self.components.committed_view.current()
+        if manifest is None:
+            raise IndexerError(
+                f"no index yet at {self.components.manifest_file.path.parent}: "
+                "run `indexer build CONFIG` first"
+            )
+        if manifest is not self._manifest:
             check_compatible(manifest, asdict(self.components.query_identity), None)
             self._manifest = manifest
-        return self._manifest
+        return manifest
 
     def retrieve(
         self,
         question: str,
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
+        mode: RetrievalMode | None = None,
     ) -> list[Source]:
         """See ``Indexer.retrieve``; why fewer than ``top_k`` came back, if so, is in ``last_notices``."""
         question = _checked(question)
@@ -193,7 +196,7 @@ class QueryEngine:
             )
         wanted = Filters.from_mapping(self.config.retrieval.filters, filters)
         retrieved = self._retriever.retrieve(
-            question, top_k or self.config.query.top_k, wanted, manifest, store
+            question, top_k or self.config.query.top_k, wanted, manifest, store, _checked_mode(mode)
         )
         self._notices = retrieved.notices
         return [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
@@ -208,11 +211,12 @@ class QueryEngine:
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
+        mode: RetrievalMode | None = None,
     ) -> AnswerStream:
         """See ``Indexer.stream``."""
         question = _checked(question)
         standalone = self.condense(question, history) if history else question
-        sources = self.retrieve(standalone, top_k, filters)
+        sources = self.retrieve(standalone, top_k, filters, mode=mode)
         notices = list(self._notices)
         llm = self.components.llm
         if llm is None:
@@ -229,9 +233,10 @@ class QueryEngine:
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
+        mode: RetrievalMode | None = None,
     ) -> Answer:
         """See ``Indexer.query``."""
-        return self.stream(question, top_k, filters=filters, history=history).result()
+        return self.stream(question, top_k, filters=filters, history=history, mode=mode).result()
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
         return prompt_messages(self.config.query, question, sources)
@@ -359,6 +364,12 @@ def _turn(turn: ChatMessage | tuple[str, str] | Mapping[str, str]) -> tuple[str,
 def _join(notices: list[str]) -> str | None:
     text = "; ".join(n for n in notices if n)
     return text or None
+
+
+def _checked_mode(mode: str | None) -> RetrievalMode | None:
+    if mode is not None and mode not in RETRIEVAL_MODES:
+        raise IndexerError(f"unknown retrieval mode {mode!r}: use one of {', '.join(RETRIEVAL_MODES)}")
+    return mode  # type: ignore[return-value]
 
 
 def _checked(question: str) -> str:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from indexer.components import Components
 from indexer.config.models import Config
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _SPACE_RE = re.compile(r"\s+")
+# Seconds a keyword index may lag the committed manifest while a build finishes (see keyword_index).
+KEYWORD_GRACE_S = 120.0
+
+RetrievalMode = Literal["vector", "bm25", "hybrid"]
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("vector", "bm25", "hybrid")
 
 
 @dataclass
@@ -73,6 +79,7 @@ class Retriever:
         self._keyword_manifest: Manifest | None = None
         self._masks: dict[Filters, np.ndarray] = {}
         self._reranker: Any = None
+        self._stale_since = 0.0
 
     def keyword_index(self, manifest: Manifest, store: ChunkStore) -> KeywordIndex:
         if self._keyword is not None and self._keyword_manifest is manifest:
@@ -82,6 +89,18 @@ class Retriever:
             self._keyword_manifest = manifest
             return self._keyword
         persist_dir = self.config.vector_store.persist_dir
+        if persist_dir is not None and self._keyword is not None:
+            folder = keyword_folder(persist_dir, self.config.vector_store.collection)
+            if KeywordIndex.saved_state(folder) != state:
+                # A build is committing batch by batch, or has yet to save its keyword index (it
+                # does right after the last commit): keep the last index a while, re-checking
+                # the saved state per question, rather than rebuild BM25 from the whole collection
+                # at each commit. Its hits of replaced or deleted files are dropped (``_visible``).
+                now = time.monotonic()
+                self._stale_since = self._stale_since or now
+                if now - self._stale_since < KEYWORD_GRACE_S:
+                    return self._keyword
+        self._stale_since = 0.0
         self._keyword_notice = None
         index = None
         if persist_dir is not None:
@@ -103,9 +122,17 @@ class Retriever:
         return index
 
     def retrieve(
-        self, question: str, top_k: int, filters: Filters, manifest: Manifest, store: ChunkStore
+        self,
+        question: str,
+        top_k: int,
+        filters: Filters,
+        manifest: Manifest,
+        store: ChunkStore,
+        mode: RetrievalMode | None = None,
     ) -> Retrieved:
+        """``mode`` overrides ``retrieval.mode`` for this question only."""
         cfg = self.config.retrieval
+        mode = mode or cfg.mode
         notices: list[str] = []
         where = None
         if filters:
@@ -114,12 +141,12 @@ class Retriever:
                 return Retrieved([], [f"no indexed file matches the filters ({filters.describe()})"])
             where = filters.chroma_where(manifest.files)
         keyword = None
-        if cfg.mode in ("bm25", "hybrid"):
+        if mode in ("bm25", "hybrid"):
             keyword = self.keyword_index(manifest, store)
             if self._keyword_notice:
                 notices.append(self._keyword_notice)
         vector = None
-        if cfg.mode in ("vector", "hybrid"):
+        if mode in ("vector", "hybrid"):
             vector = self.components.query_embed_model.get_query_embedding(question)
 
         want = max(top_k, cfg.rerank.candidates) if cfg.rerank else top_k
@@ -138,7 +165,8 @@ class Retriever:
             if keyword is not None:
                 sparse = keyword.search(question, fetch, self._mask(keyword, filters) if filters else None)
             sparse_done = len(sparse) < fetch
-            kept = self._select(self._fuse(dense, sparse), want)
+            sparse = self._visible(sparse)
+            kept = self._select(self._fuse(dense, sparse, mode), want)
             # Each side is done when it returned fewer hits than asked for: the index ran out.
             if len(kept) >= want or (dense_done and sparse_done):
                 break
@@ -148,6 +176,12 @@ class Retriever:
             kept = self._rerank(question, kept)
         return Retrieved(kept[:top_k], notices)
 
+    def _visible(self, hits: list[Hit]) -> list[Hit]:
+        """Keyword hits the committed manifest still holds: a keyword index kept while a build
+        commits may name versions of files that are gone."""
+        committed = self.components.committed_view.committed()
+        return hits if committed is None else [h for h in hits if committed.holds(h)]
+
     def _mask(self, keyword: KeywordIndex, filters: Filters) -> np.ndarray:
         if filters not in self._masks:
             import numpy as np
@@ -155,11 +189,11 @@ class Retriever:
             self._masks[filters] = np.array([filters.matches(m) for m in keyword.metadatas], dtype=np.float32)
         return self._masks[filters]
 
-    def _fuse(self, dense: list[Hit], sparse: list[Hit]) -> list[Ranked]:
+    def _fuse(self, dense: list[Hit], sparse: list[Hit], mode: RetrievalMode) -> list[Ranked]:
         cfg = self.config.retrieval
-        if cfg.mode == "vector":
+        if mode == "vector":
             return [Ranked(h, h.score, {"vector": h.score}) for h in dense]
-        if cfg.mode == "bm25":
+        if mode == "bm25":
             return [Ranked(h, h.score, {"bm25": h.score}) for h in sparse]
         fused: dict[str, Ranked] = {}
         for name, hits, weight in (("vector", dense, cfg.vector_weight), ("bm25", sparse, cfg.bm25_weight)):

@@ -23,6 +23,7 @@ from indexer.server import sse
 from indexer.server.auth import APIKeyMiddleware
 from indexer.server.errors import APIError, api_error_from, error_body, install_handlers, log
 from indexer.server.limits import BodyLimitMiddleware
+from indexer.server.page import mount_page
 from indexer.server.queue import Generation, GenerationQueue, QueueFull
 from indexer.server.schemas import (
     ChatCompletionRequest,
@@ -128,6 +129,8 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
                 503, str(exc), code="queue_full", headers={"Retry-After": str(exc.retry_after)}
             ) from None
 
+    mount_page(app)
+
     # -- endpoints ----------------------------------------------------------------------------
 
     @app.get("/health", response_model=HealthResponse, tags=["service"])
@@ -144,7 +147,9 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
     async def retrieve(body: RetrieveRequest) -> dict[str, Any]:
         """The passages that best match the question, best first. Runs concurrently with answers."""
         question = check_question(body.question)
-        sources = await in_thread(service.retrieve, question, check_top_k(body.top_k), body.filters)
+        sources = await in_thread(
+            service.retrieve, question, check_top_k(body.top_k), body.filters, body.mode
+        )
         return {"sources": sources}
 
     @app.post("/v1/query", response_model=QueryResponse, responses=_BUSY, tags=["rag"])
@@ -157,6 +162,8 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
             top_k=check_top_k(body.top_k),
             filters=body.filters,
             max_tokens=body.max_tokens,
+            mode=body.mode,
+            history=[turn.model_dump() for turn in body.history],
         )
         generation = await start(job, request)
         if body.stream:

@@ -12,7 +12,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from indexer.server.errors import error_body
 
-OPEN_PATHS = frozenset({"/health"})
+# The web page and its assets hold no data: they load without the key, then ask for it.
+OPEN_PATHS = frozenset({"/health", "/"})
+OPEN_PREFIXES = ("/static/",)
 
 
 class APIKeyMiddleware:
@@ -22,7 +24,13 @@ class APIKeyMiddleware:
         self._digest = hashlib.sha256(api_key.encode("utf-8")).digest()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS or self._authorized(scope):
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or path in OPEN_PATHS
+            or path.startswith(OPEN_PREFIXES)
+            or self._authorized(scope)
+        ):
             await self.app(scope, receive, send)
             return
         response = JSONResponse(

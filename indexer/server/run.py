@@ -7,6 +7,7 @@ import errno
 import ipaddress
 import logging
 import socket
+from typing import Any
 
 from indexer.api import Indexer
 from indexer.errors import IndexerError
@@ -52,8 +53,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(indexer: Indexer, host: str | None = None, port: int | None = None) -> None:
+def serve(indexer: Indexer, host: str | None = None, port: int | None = None, *, watch: bool = False) -> None:
+    """``watch``: keep the index in step with its folder while serving (``indexer.watch``); each
+    committed build is served from the next request on."""
     require_server_extra()
+    watcher = None
+    if watch:
+        from indexer.watch import FolderWatcher
+
+        watcher = FolderWatcher(indexer, on_sync=_log_sync)
     import uvicorn
 
     from indexer.server.app import create_app
@@ -69,14 +77,37 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None) ->
                 "your documents; set server.api_key",
                 host,
             )
+        if watcher is not None:
+            watcher.sync()  # build or catch up first, so there is an index to serve from the start
         app = create_app(indexer)
         config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, server_header=False)
         server = uvicorn.Server(config)
         print(
             f"indexer: serving {indexer.config.vector_store.collection!r} on http://{host}:{port}", flush=True
         )
+        stop = watcher.start_in_thread() if watcher is not None else None
         # uvicorn re-raises Ctrl-C after its graceful shutdown: by then we are done.
-        with contextlib.suppress(KeyboardInterrupt):
-            server.run(sockets=[sock])
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                server.run(sockets=[sock])
+        finally:
+            if stop is not None:
+                stop.set()
     finally:
         sock.close()
+
+
+def _log_sync(result: Any) -> None:
+    if result.error:
+        log.warning("watch: sync failed: %s", result.error)
+        return
+    s = result.summary
+    if s.added or s.updated or s.deleted or s.skipped:
+        log.warning(
+            "watch: index synced (added %d, updated %d, deleted %d, skipped %d; %d chunks)",
+            s.added,
+            s.updated,
+            s.deleted,
+            len(s.skipped),
+            s.chunks,
+        )

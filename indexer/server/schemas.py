@@ -30,10 +30,23 @@ class RetrieveRequest(_Strict):
         None,
         description='Metadata filters, e.g. {"path": "guides/*", "type": "pdf"}; added to retrieval.filters.',
     )
+    mode: Literal["vector", "bm25", "hybrid"] | None = Field(
+        None, description="Retrieval mode for this request (default: retrieval.mode)."
+    )
+
+
+class HistoryTurn(_Strict):
+    role: Literal["user", "assistant"]
+    content: str
 
 
 class QueryRequest(RetrieveRequest):
     stream: bool = Field(False, description="Stream Server-Sent Events: tokens, then sources, then done.")
+    history: list[HistoryTurn] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Earlier turns of the conversation, oldest first: the question is read as a follow-up.",
+    )
     max_tokens: int | None = Field(
         None, ge=1, description="Cap on the answer's tokens (≤ llm.max_new_tokens)."
     )

@@ -13,6 +13,7 @@ from typing import Any
 from indexer.api import Indexer
 from indexer.components.vector_store import describe
 from indexer.errors import IndexerError
+from indexer.query.retrieval import RetrievalMode
 from indexer.server.queue import Generation
 
 
@@ -23,6 +24,7 @@ class AnswerRequest:
     filters: dict[str, Any] | None = None
     history: list[dict[str, str]] = field(default_factory=list)
     max_tokens: int | None = None
+    mode: RetrievalMode | None = None
 
 
 @dataclass
@@ -70,9 +72,14 @@ class RagService:
     # -- retrieval (runs concurrently, on worker threads) -------------------------------------
 
     def retrieve(
-        self, question: str, top_k: int | None, filters: dict[str, Any] | None
+        self,
+        question: str,
+        top_k: int | None,
+        filters: dict[str, Any] | None,
+        mode: RetrievalMode | None = None,
     ) -> list[dict[str, Any]]:
-        return [s.to_dict() for s in self.indexer.retrieve(question, top_k=top_k, filters=filters)]
+        found = self.indexer.retrieve(question, top_k=top_k, filters=filters, mode=mode)
+        return [s.to_dict() for s in found]
 
     # -- answers (on the generation thread, one at a time) ---------------------------------------
 
@@ -83,7 +90,11 @@ class RagService:
 
         def job(generation: Generation) -> None:
             stream = self.indexer.stream(
-                request.question, top_k=request.top_k, filters=request.filters, history=request.history
+                request.question,
+                top_k=request.top_k,
+                filters=request.filters,
+                history=request.history,
+                mode=request.mode,
             )
             try:
                 generation.emit("sources", [s.to_dict() for s in stream.sources])

@@ -1,0 +1,217 @@
+"""``indexer mcp CONFIG``: the index as a Model Context Protocol server, for agents and editors.
+
+Built on the official ``mcp`` SDK (v2, ``MCPServer``); needs the ``mcp`` extra
+(``pip install 'indexer[mcp]'``). Tools ``search`` and ``ask`` and the resources are thin calls into
+``indexer.api.Indexer``, the same core as the CLI and the HTTP server. stdio by default; streamable
+HTTP on loopback with ``--http``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import quote
+
+from pydantic import Field
+
+from indexer.api import Indexer
+from indexer.errors import IndexerError
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+log = logging.getLogger("indexer.mcp")
+
+STATUS_URI = "indexer://status"
+FILE_URI_PREFIX = "indexer://files/"
+FILE_URI_TEMPLATE = FILE_URI_PREFIX + "{+path}"
+
+Mode = Literal["vector", "bm25", "hybrid"]
+FilterValue = str | int | float | bool | list[str | int | float | bool]
+
+# Argument types of the tools: module-level, so the SDK can resolve them into the tools' schemas.
+Question = Annotated[str, Field(min_length=1, description="The question or search text.")]
+TopK = Annotated[int | None, Field(ge=1, description="Passages to return (default: query.top_k).")]
+ModeArg = Annotated[
+    Mode | None, Field(description="Retrieval mode: vector, bm25 or hybrid (default: retrieval.mode).")
+]
+Filters = Annotated[
+    dict[str, FilterValue] | None,
+    Field(description='Metadata filters, e.g. {"path": "guides/*", "type": "pdf", "page": 3}.'),
+]
+
+
+def require_mcp_extra() -> None:
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ImportError as exc:
+        raise IndexerError(
+            f"`indexer mcp` needs the mcp extra ({exc.name} is missing): pip install 'indexer[mcp]'"
+        ) from None
+
+
+def file_uri(doc_id: str) -> str:
+    return FILE_URI_PREFIX + quote(doc_id, safe="/")
+
+
+def create_server(indexer: Indexer) -> MCPServer:
+    """An ``MCPServer`` over ``indexer``: tools ``search`` and ``ask``, resources for the index's
+    status and for each indexed file (by its path relative to ``data.input_dir``)."""
+    import anyio
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+    from mcp_types import Resource
+
+    from indexer import __version__
+
+    max_top_k = indexer.config.server.max_top_k
+    # llama.cpp runs one generation at a time; retrieval alone may run alongside.
+    generation = threading.Lock()
+
+    async def in_thread(fn: Any, *args: Any) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(fn, *args)
+        except IndexerError as exc:
+            raise ToolError(str(exc)) from None
+
+    class IndexServer(MCPServer):
+        async def list_resources(self) -> list[Resource]:
+            """The static resources, and one per indexed file: the set changes with every build."""
+            listed = await super().list_resources()
+            manifest = await anyio.to_thread.run_sync(indexer.components.manifest_file.load)
+            for doc_id, record in sorted((manifest.files if manifest else {}).items()):
+                listed.append(
+                    Resource(
+                        uri=file_uri(doc_id),
+                        name=doc_id,
+                        description=f"The indexed passages of {doc_id} ({record.chunks} chunks)",
+                        mime_type="text/plain",
+                    )
+                )
+            return listed
+
+    server = IndexServer(
+        "indexer",
+        version=__version__,
+        instructions=(
+            "Search and ask questions about a private, local document collection. `search` returns "
+            "passages with their file, page or section and scores; `ask` answers with [n] citations "
+            "of those passages (or returns the passages alone when no LLM is configured)."
+        ),
+        log_level="WARNING",
+    )
+
+    def checked(top_k: int | None) -> int | None:
+        if top_k is not None and top_k > max_top_k:
+            raise ToolError(f"top_k: must be at most {max_top_k} (server.max_top_k), got {top_k}")
+        return top_k
+
+    @server.tool()
+    async def search(
+        question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
+    ) -> dict[str, Any]:
+        """Find the passages of the indexed documents that best match the question, best first:
+        each with its file, page or section, score and text."""
+        top_k = checked(top_k)
+        found = await in_thread(lambda: indexer.retrieve(question, top_k, filters=filters, mode=mode))
+        return {"passages": [_passage(s) for s in found]}
+
+    @server.tool()
+    async def ask(
+        question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
+    ) -> dict[str, Any]:
+        """Answer the question from the indexed documents, citing passages as [n] (n = a source's
+        rank). Without an LLM, `answer` is null, `notice` says why, and the sources are returned."""
+        top_k = checked(top_k)
+
+        def answer() -> dict[str, Any]:
+            with generation:
+                result = indexer.query(question, top_k, filters=filters, mode=mode)
+            data = result.to_dict()
+            data["sources"] = [_passage(s) for s in result.sources]
+            if result.answer is None:  # llm.provider none carries no notice of its own
+                data["notice"] = result.notice or "no LLM is configured (llm.provider: none): sources only"
+            return data
+
+        return await in_thread(answer)
+
+    @server.resource(STATUS_URI, name="index-status", mime_type="application/json")
+    async def status() -> str:
+        """The index's manifest summary, counts, and files changed since the last build."""
+        try:
+            report = await anyio.to_thread.run_sync(indexer.status)
+        except IndexerError as exc:
+            raise ResourceError(str(exc)) from None
+        return json.dumps(report.to_dict(), indent=1)
+
+    @server.resource(FILE_URI_TEMPLATE, name="indexed-file", mime_type="text/plain")
+    async def indexed_file(path: str) -> str:
+        """An indexed file's passages, in reading order, by its path relative to data.input_dir."""
+
+        def read() -> str:
+            manifest = indexer.components.manifest_file.load()
+            if manifest is None or path not in manifest.files:
+                raise ResourceError(f"{path!r} is not an indexed file (see the resource list)")
+            store = indexer.components.chunk_store(create=False)
+            hits = store.document(path) if store is not None else []
+            parts = []
+            for n, hit in enumerate(hits, start=1):
+                where = ", ".join(
+                    f"{k} {hit.metadata[k]}" for k in ("page", "section") if hit.metadata.get(k)
+                )
+                parts.append(f"--- passage {n}{f' ({where})' if where else ''} ---\n{hit.text}")
+            return f"{path}: {len(hits)} passages\n\n" + "\n\n".join(parts)
+
+        try:
+            return await anyio.to_thread.run_sync(read)
+        except IndexerError as exc:
+            raise ResourceError(str(exc)) from None
+
+    return server
+
+
+def _passage(source: Any) -> dict[str, Any]:
+    data = source.to_dict()
+    data["citation"] = source.citation()
+    return data
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Over stdio, stdout is the protocol's wire: anything a library prints while the model loads
+    (C code included, hence the file descriptor) goes to stderr instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def run(indexer: Indexer, *, http: bool = False, port: int = 8765) -> None:
+    """Load the index and the model (failing now, with a clear error, if it cannot be served), then
+    serve MCP over stdio, or streamable HTTP on 127.0.0.1:``port`` (path ``/mcp``)."""
+    require_mcp_extra()
+    with _stdout_to_stderr():
+        indexer.retrieve("warm-up", top_k=1)
+        _ = indexer.components.llm
+        server = create_server(indexer)
+    if http:
+        print(
+            f"indexer: MCP over streamable HTTP on http://127.0.0.1:{port}/mcp", file=sys.stderr, flush=True
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run("streamable-http", host="127.0.0.1", port=port)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run("stdio")
