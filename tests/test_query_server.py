@@ -130,3 +130,54 @@ def test_openai_like_needs_base_url_and_model(built_sample: Path) -> None:
 
     with pytest.raises(ConfigError, match="base_url"):
         Indexer.from_config(built_sample, {"llm.provider": "openai_like"})
+
+
+def _server_config(folder: Path, base_url: str) -> Path:
+    from tests.conftest import SAMPLE_DIR, write_config
+
+    llm = {"provider": "openai_like", "base_url": base_url, "model": "tiny", "max_new_tokens": 16}
+    return write_config(folder, SAMPLE_DIR, llm=llm, query={"top_k": 1})
+
+
+def test_eval_answers_and_judges_through_the_server(tmp_path: Path, llama_server: str) -> None:
+    """Eval, its usage counts and the judge use only the ChatModel interface, so an openai_like
+    LLM works as the in-process one does (this crashed with an AttributeError before)."""
+    import json
+
+    from indexer.eval.session import evaluate, make_spec
+    from tests.conftest import SAMPLE_QUESTIONS
+
+    spec = make_spec(_server_config(tmp_path, llama_server), datasets=[SAMPLE_QUESTIONS], limit=2, judge=True)
+    outcome = evaluate(spec, out=tmp_path / "runs")
+    (result,) = outcome.summary["results"]
+    assert result["counts"]["answered"] == 2 and result["counts"]["answer_errors"] == 0
+    assert result["latency"]["tokens"]["completion_mean"] > 0
+    records = [json.loads(x) for x in (outcome.run_dir / "questions.jsonl").read_text().splitlines()]
+    for record in records:
+        assert record["tokens"]["prompt"] > 0 and record["tokens"]["completion"] > 0
+        for name in ("faithfulness", "relevancy"):
+            # The server constrains the reply to the verdict schema (response_format), so it parses.
+            assert record["judge"][name]["verdict"] in ("yes", "partly", "no"), record["judge"][name]
+    assert result["counts"]["judge"]["faithfulness"]["failed"] == 0
+
+
+def test_generate_drafts_questions_through_the_server(tmp_path: Path, llama_server: str) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    out = tmp_path / "questions.jsonl"
+    result = run_cli(
+        "eval",
+        "generate",
+        str(_server_config(tmp_path, llama_server)),
+        "--n",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["written"] == 2, summary
+    assert all(json.loads(line)["question"] for line in out.read_text().splitlines())

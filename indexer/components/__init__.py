@@ -25,8 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
+    from indexer.components.chat_model import ChatModel
     from indexer.components.embedding import EmbeddingIdentity
-    from indexer.components.llm import ChatLlamaCPP
     from indexer.index.manifest import CommittedView, ManifestFile
     from indexer.index.store import ChunkStore
 
@@ -35,7 +35,7 @@ class Components:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._llm_resolved = False
-        self._llm: ChatLlamaCPP | None = None
+        self._llm: ChatModel | None = None
         self.llm_notice: str | None = None
 
     @cached_property
@@ -149,7 +149,7 @@ class Components:
         return ManifestFileForServer(self.chroma_client, vs.collection)
 
     @property
-    def llm(self) -> ChatLlamaCPP | None:
+    def llm(self) -> ChatModel | None:
         """The LLM, or ``None`` (with ``llm_notice`` set) when none is configured or found."""
         if not self._llm_resolved:
             from indexer.components.llm import load_llm

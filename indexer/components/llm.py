@@ -16,6 +16,8 @@ two. This subclass keeps LlamaIndex's LLM interface and model loading, but:
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import os
 import re
@@ -37,6 +39,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.llms.llama_cpp import LlamaCPP
 from pydantic import PrivateAttr
 
+from indexer.components.chat_model import JsonReply, Usage
 from indexer.components.chat_templates import TemplateChoice, choose_template, sentinel, split_rendered
 from indexer.config.models import LLMConfig
 from indexer.errors import ModelError
@@ -84,6 +87,7 @@ class ChatLlamaCPP(LlamaCPP):
     _seed: int = PrivateAttr()
     _extra_stop: list[str] = PrivateAttr()
     _last_prompt: RenderedPrompt | None = PrivateAttr(default=None)
+    _last_usage: Usage | None = PrivateAttr(default=None)
 
     def __init__(self, model_path: Path, config: LLMConfig) -> None:
         threads = config.n_threads or cpu_count()
@@ -134,6 +138,14 @@ class ChatLlamaCPP(LlamaCPP):
     def last_prompt(self) -> RenderedPrompt | None:
         """The prompt llama.cpp received last: what the template made of the messages."""
         return self._last_prompt
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self._model.n_ctx())
+
+    @property
+    def last_usage(self) -> Usage | None:
+        return self._last_usage
 
     @property
     def template(self) -> TemplateChoice:
@@ -321,13 +333,37 @@ class ChatLlamaCPP(LlamaCPP):
         runs) stops llama.cpp after the token in progress; the next call starts cleanly and still
         reuses the KV cache of the shared prompt prefix."""
         chunks = self._generate(messages, stream=True, **kwargs)
+        prompt_tokens = len(self._last_prompt.tokens) if self._last_prompt else 0
+        text = ""
         try:
             for chunk in chunks:
                 delta = chunk["choices"][0]["text"]
                 if delta:
+                    text += delta
                     yield delta
         finally:
             chunks.close()
+            self._last_usage = Usage(prompt_tokens, len(self._tokenize_text(text)))
+
+    def complete_json(
+        self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
+    ) -> JsonReply:
+        """Sampling restricted by a grammar built from ``schema``: even a small model's reply
+        parses."""
+        response = self.chat(
+            messages, grammar=_json_grammar(json.dumps(schema, sort_keys=True)), max_tokens=max_tokens
+        )
+        raw = response.raw or {}
+        usage = raw.get("usage") or {}
+        self._last_usage = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        return JsonReply(response.message.content or "", raw.get("choices", [{}])[0].get("finish_reason"))
+
+
+@functools.lru_cache(maxsize=16)
+def _json_grammar(schema_json: str) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
 
 
 def _role(role: MessageRole | str) -> str:

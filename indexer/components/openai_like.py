@@ -16,6 +16,7 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
+from indexer.components.chat_model import JsonReply, Usage
 from indexer.config.models import LLMConfig
 from indexer.errors import ModelError
 
@@ -47,10 +48,17 @@ class OpenAILikeLLM:
             base_url=self.base_url, api_key=config.api_key or "none", timeout=config.timeout, max_retries=0
         )
         self.exact_token_counts = True
+        self._last_usage: Usage | None = None
+        # Which response_format this server takes for JSON-constrained replies, once known.
+        self._json_format: str | None = None
 
     @property
     def n_ctx(self) -> int:
         return self.config.n_ctx
+
+    @property
+    def last_usage(self) -> Usage | None:
+        return self._last_usage
 
     def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[str]:
         """Text pieces as the server sends them. The request is made here, so an unreachable
@@ -58,30 +66,74 @@ class OpenAILikeLLM:
         stream = self._request(messages, stream=True, **kwargs)
 
         def pieces() -> Iterator[str]:
+            text = ""
             try:
                 for chunk in stream:
                     if not chunk.choices:
                         continue
                     delta = chunk.choices[0].delta.content
                     if delta:
+                        text += delta
                         yield delta
             except Exception as exc:
                 raise self._error(exc) from None
             finally:
                 stream.close()  # closes the HTTP response: the server stops generating
+                self._last_usage = Usage(self.count_tokens(messages), self._count_text(text))
 
         return pieces()
 
-    def complete(self, messages: Sequence[ChatMessage], **kwargs: Any) -> str:
-        response = self._request(messages, stream=False, **kwargs)
-        return response.choices[0].message.content or ""
+    def complete_json(
+        self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
+    ) -> JsonReply:
+        """A reply constrained by the server: OpenAI's ``json_schema`` response format (llama.cpp's
+        server, vLLM, LM Studio, Ollama), else ``json_object`` with a ``schema`` (llama-cpp-python's
+        server); a server that takes neither is a clear error."""
+        import openai
+
+        formats = {
+            "json_schema": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}},
+            "json_object": {"type": "json_object", "schema": schema},
+        }
+        order = [self._json_format] if self._json_format else list(formats)
+        refusals = []
+        for name in order:
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.config.model or "",
+                    messages=_payload(messages),  # type: ignore[arg-type]
+                    max_tokens=max_tokens,
+                    temperature=self.config.temperature,
+                    seed=self.config.seed,
+                    response_format=formats[name],  # type: ignore[arg-type]
+                )
+            except openai.APIStatusError as exc:
+                # Servers refuse a format they lack with 400, 422, or (llama-cpp-python) 500.
+                refusals.append(f"{name}: HTTP {exc.status_code}")
+                continue
+            except Exception as exc:
+                raise self._error(exc) from None
+            self._json_format = name
+            choice = response.choices[0]
+            usage = response.usage
+            self._last_usage = Usage(
+                usage.prompt_tokens if usage else self.count_tokens(messages),
+                usage.completion_tokens if usage else self._count_text(choice.message.content or ""),
+            )
+            return JsonReply(choice.message.content or "", choice.finish_reason)
+        raise ModelError(
+            f"the LLM server at {self.base_url} (llm.base_url) offers no JSON-constrained replies "
+            f"({'; '.join(refusals)}), which the judge and `indexer eval generate` need: use a "
+            "server that supports response_format (llama.cpp's server, llama-cpp-python's, vLLM, "
+            "Ollama), or llm.provider llama_cpp"
+        )
 
     def _request(self, messages: Sequence[ChatMessage], *, stream: bool, **kwargs: Any) -> Any:
         config = self.config
         try:
             return self._client.chat.completions.create(
                 model=config.model or "",
-                messages=[{"role": _role(m.role), "content": m.content or ""} for m in messages],  # type: ignore[misc]
+                messages=_payload(messages),  # type: ignore[arg-type]
                 max_tokens=int(kwargs.pop("max_tokens", config.max_new_tokens)),
                 temperature=config.temperature,
                 top_p=config.top_p,
@@ -153,6 +205,10 @@ class OpenAILikeLLM:
             "%s offers no tokenize endpoint: prompt sizes are estimated from their length", self.base_url
         )
         return None
+
+
+def _payload(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    return [{"role": _role(m.role), "content": m.content or ""} for m in messages]
 
 
 def _role(role: MessageRole | str) -> str:

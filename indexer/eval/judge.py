@@ -82,7 +82,7 @@ def _messages(user: str) -> list[ChatMessage]:
 
 
 def _fits(llm: Any, messages: list[ChatMessage]) -> bool:
-    return llm.count_tokens(messages) + JUDGE_MAX_TOKENS <= llm.llama.n_ctx()
+    return llm.count_tokens(messages) + JUDGE_MAX_TOKENS <= llm.n_ctx
 
 
 def _ask(llm: Any, messages: list[ChatMessage]) -> Verdict:

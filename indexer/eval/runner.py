@@ -207,8 +207,7 @@ def _answer(
         return
     t_end = time.perf_counter()
     answer = stream.answer or ""
-    prompt = llm.last_prompt
-    completion_tokens = len(llm.llama.tokenize(answer.encode("utf-8"), add_bos=False, special=True))
+    usage = llm.last_usage
     latency.update(
         answer_retrieval_ms=round((t_gen - t0) * 1000, 2),
         ttft_ms=round(((first or t_end) - t_gen) * 1000, 2),
@@ -218,7 +217,10 @@ def _answer(
         answer=answer,
         references=question.answers,
         sources=[s.chunk_id for s in stream.sources],
-        tokens={"prompt": len(prompt.tokens) if prompt else None, "completion": completion_tokens},
+        tokens={
+            "prompt": usage.prompt_tokens if usage else None,
+            "completion": usage.completion_tokens if usage else None,
+        },
     )
     if question.answers:
         if "exact_match" in metrics:
@@ -320,7 +322,9 @@ def _aggregate(result: ResultSet, metrics: list[str]) -> None:
                 "p50": _r(m.percentile(values, 0.5)),
                 "p95": _r(m.percentile(values, 0.95)),
             }
-    completions = [r["tokens"]["completion"] for r in records if "tokens" in r]
+    completions = [
+        r["tokens"]["completion"] for r in records if r.get("tokens", {}).get("completion") is not None
+    ]
     prompts = [r["tokens"]["prompt"] for r in records if r.get("tokens", {}).get("prompt") is not None]
     if completions:
         gen_seconds = sum(r["latency"]["generation_ms"] for r in records if "tokens" in r) / 1000

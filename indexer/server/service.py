@@ -108,15 +108,16 @@ class RagService:
                     if pieces >= cap or time.monotonic() - started > timeout_s:
                         finish = "length"
                         break
+                stream.close()  # ends the generation, so its usage is recorded
                 llm = self.indexer.components.llm
-                prompt = getattr(llm, "last_prompt", None) if llm is not None else None
+                usage = llm.last_usage if llm is not None else None
                 generation.emit(
                     "done",
                     AnswerEnd(
                         answer=stream.answer,
                         notice=stream.notice,
                         finish_reason=finish,
-                        prompt_tokens=len(prompt.tokens) if prompt is not None else 0,
+                        prompt_tokens=usage.prompt_tokens if usage is not None else 0,
                         completion_tokens=pieces,
                     ),
                 )
