@@ -69,7 +69,12 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None) ->
                 "your documents; set server.api_key",
                 host,
             )
-        app = create_app(indexer)
+        if host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+            log.warning(
+                "listening on every interface: requests are answered only when addressed to localhost "
+                "names; list the names clients use (e.g. this machine's) in server.allowed_hosts"
+            )
+        app = create_app(indexer, bound_host=host)
         config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, server_header=False)
         server = uvicorn.Server(config)
         print(
