@@ -167,6 +167,8 @@ class ManifestFile:
             stat = self.path.stat()
         except FileNotFoundError:
             return ("missing",)
+        except OSError:  # persist_dir is a file, or unreadable: load() says so
+            return None
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def save(self, manifest: Manifest) -> None:
