@@ -3,7 +3,8 @@
 ``chunk_size`` counts tokens of the embedding model's own tokenizer: a chunk then fits the model's
 input exactly, where LlamaIndex's default (a GPT tokenizer) over- or under-fills it.
 
-Bounded on any input: a chunk holds at most ``chunk_size`` tokens, counted as below, and so at most
+Bounded on any input: a chunk holds at most ``chunk_size`` tokens, counted as below (every
+``MAX_CHARS_PER_TOKEN`` characters of a token and the space after it count one), and so at most
 ``chunk_size * MAX_CHARS_PER_TOKEN`` characters. The splitter's slack: a chunk is measured as the
 sum of the pieces it was merged from, and joining two pieces can tokenize their seam differently
 (a word cut by ``cut_by_tokens``), so the count of a chunk's whole text can differ from the sum by
@@ -14,7 +15,8 @@ punctuation) is cut by tokens instead of LlamaIndex's last resort, one piece per
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from llama_index.core.node_parser import SentenceSplitter
@@ -25,9 +27,10 @@ from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
 from indexer.ingestion.readers import HEADINGS
 
 # A tokenizer may give one token to a whole run of characters: wordpiece (MiniLM, BERT) turns any
-# word over 100 characters into a single [UNK], so a 50 MB word would "fit" in one chunk. Counted
-# here, a token covers at most this many characters and the rest of its span counts as more tokens
-# (real wordpiece tokens are far shorter, so ordinary text counts exactly as the model sees it).
+# word over 100 characters into a single [UNK], so a 50 MB word would "fit" in one chunk, and it
+# gives none to whitespace, so a megabyte of spaces would too. Counted here, a token with the text
+# up to the next token covers at most this many characters; the rest counts as more tokens.
+# (Wordpiece tokens are far shorter, so ordinary text counts exactly as the model sees it.)
 MAX_CHARS_PER_TOKEN = 16
 # Long texts are counted window by window, stopping once over the limit: the splitter only needs to
 # know that a whole document is too big, and encoding 50 MB at once would cost gigabytes of offsets.
@@ -37,6 +40,16 @@ Spans = Callable[[str], Sequence[tuple[int, int]]]
 """A text's tokens as (start, end) character offsets, without special tokens."""
 
 
+def _segments(text: str, spans: Spans) -> Iterator[tuple[int, int]]:
+    """The text cut at every token's start: each piece is a token and what follows it, so the
+    pieces cover the whole text (whitespace included)."""
+    starts = [start for start, _ in spans(text) if start > 0]
+    bounds = [0, *starts, len(text)]
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            yield a, b
+
+
 def _cost(start: int, end: int) -> int:
     return max(1, -(-(end - start) // MAX_CHARS_PER_TOKEN))
 
@@ -44,29 +57,27 @@ def _cost(start: int, end: int) -> int:
 def token_count(spans: Spans, text: str, limit: int | None = None) -> int:
     """Tokens of ``text`` as chunks count them; above ``limit``, some number above it."""
     total = 0
-    for start in range(0, len(text), _COUNT_WINDOW):
-        total += sum(_cost(s, e) for s, e in spans(text[start : start + _COUNT_WINDOW]))
+    for at in range(0, len(text), _COUNT_WINDOW):
+        total += sum(_cost(a, b) for a, b in _segments(text[at : at + _COUNT_WINDOW], spans))
         if limit is not None and total > limit:
             return total
     return total
 
 
 def cut_by_tokens(text: str, spans: Spans, limit: int) -> list[str]:
-    """Pieces of at most ``limit`` tokens each, cut at token boundaries (inside a token only when
-    one token alone is over the limit). Text longer than ``limit`` tokens gives two pieces or more,
-    so the splitter's recursion always ends."""
+    """Pieces of at most ``limit`` tokens each, cut where a token starts (inside one only when it
+    alone is over the budget left). Text longer than ``limit`` tokens gives two pieces or more, so
+    the splitter's recursion always ends."""
     pieces: list[str] = []
     window = limit * MAX_CHARS_PER_TOKEN
     at = 0
     while at < len(text):
         part = text[at : at + window]
         budget, cut = limit, len(part)
-        for start, end in spans(part):
-            cost = _cost(start, end)
+        for a, b in _segments(part, spans):
+            cost = _cost(a, b)
             if cost > budget:
-                cut = start if start > 0 else budget * MAX_CHARS_PER_TOKEN
-                if budget > 0 and end - start > budget * MAX_CHARS_PER_TOKEN:
-                    cut = start + budget * MAX_CHARS_PER_TOKEN  # one long token: cut it
+                cut = a + budget * MAX_CHARS_PER_TOKEN  # its first characters, as many as fit
                 break
             budget -= cost
         cut = max(1, cut)

@@ -21,6 +21,7 @@ def test_text_without_separators_is_cut_by_tokens_and_huge_files_are_skipped(tmp
     (docs / "one_word.txt").write_text("a" * 150_000)  # one "word": a single [UNK] to wordpiece
     (docs / "cjk.txt").write_text("数据索引检索" * 2_000)  # no spaces, no punctuation
     (docs / "digits.txt").write_text("0123456789" * 5_000)
+    (docs / "spaces.txt").write_text("start" + " " * 100_000 + "end of the spaces")  # no tokens
     (docs / "too_big.txt").write_text("b " * 120_000)
     config = small_config(
         tmp_path / "cfg",
