@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import StoreError
-from indexer.index.write_errors import write_error
+from indexer.index.write_errors import is_disk_full, write_error
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -178,6 +178,11 @@ class ChunkStore:
                 include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
             )
         except Exception as exc:
+            if is_disk_full(exc):  # Chroma applies pending writes before it searches
+                raise StoreError(
+                    "vector search failed: the disk is full, so Chroma cannot apply its pending "
+                    f"writes ({type(exc).__name__}: {exc}). Free some space and ask again."
+                ) from None
             raise StoreError(f"vector search failed: {type(exc).__name__}: {exc}") from None
         ids = result["ids"][0]
         docs = (result["documents"] or [[]])[0]

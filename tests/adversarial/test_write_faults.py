@@ -58,13 +58,22 @@ def test_read_only_persist_dir(tmp_path: Path, fault_read_only_folder: list[Path
 
 class DiskFull:
     """``arm("chroma")``: Chroma's SQLite reports a full disk on a write, as chromadb raises it;
+    ``arm("query")``: Chroma cannot apply its pending writes before a search;
     ``arm("manifest")``: our own file write gets ENOSPC. ``disarm()``: space again."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._monkeypatch = monkeypatch
 
     def arm(self, where: str) -> None:
-        if where == "chroma":
+        if where == "query":
+            from chromadb.api.models.Collection import Collection
+            from chromadb.errors import InternalError
+
+            def query(self: Any, *args: Any, **kwargs: Any) -> None:
+                raise InternalError("Failed to apply logs: database or disk is full")
+
+            self._monkeypatch.setattr(Collection, "query", query)
+        elif where == "chroma":
             from chromadb.api.models.Collection import Collection
             from chromadb.errors import InternalError
 
@@ -116,3 +125,14 @@ def test_a_full_disk_during_a_build_keeps_the_committed_index(
     # Space again: the next build completes the change.
     summary = cli("build", str(config), "--json").json()
     assert summary["documents"] == 4 and summary["updated"] == 1 and summary["added"] == 1
+
+
+def test_a_query_while_the_disk_is_full_says_so(tmp_path: Path, fault_disk_full: DiskFull) -> None:
+    config = small_config(tmp_path / "cfg", write_docs(tmp_path / "docs"))
+    assert cli("build", str(config)).returncode == 0
+    fault_disk_full.arm("query")
+    for mode in ("vector", "hybrid"):
+        result = cli("query", str(config), QUESTION, "--mode", mode)
+        assert_one_paragraph_error(result, "the disk is full")
+    # Keyword search does not go through Chroma's search: it still answers.
+    assert cli("query", str(config), QUESTION, "--mode", "bm25").returncode == 0
