@@ -80,8 +80,10 @@ def measure(
     exact: list[set[int]],
     hnsw: dict[str, int] | None,
     folder: str,
+    sweep_ef: list[int] = (),  # type: ignore[assignment]
 ) -> dict[str, Any]:
     import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings
 
     from indexer.components.vector_store import get_collection, hnsw_settings
@@ -100,6 +102,21 @@ def measure(
         part = vectors[at : at + batch]
         collection.add(ids=[str(i) for i in range(at, at + len(part))], embeddings=part)
     insert_s = time.perf_counter() - started
+    result = {"settings": hnsw_settings(collection), "insert_s": insert_s}
+    result.update(search(collection, questions, exact))
+    sweep = []
+    for ef in sweep_ef:
+        # A process keeps the HNSW index it loaded, search_ef included: reopen, as a new process would.
+        collection.modify(configuration={"hnsw": {"ef_search": ef}})
+        SharedSystemClient.clear_system_cache()
+        client = chromadb.PersistentClient(path=folder, settings=Settings(anonymized_telemetry=False))
+        sweep.append({"search_ef": ef, **search(client.get_collection("bench"), questions, exact)})
+    result["sweep"] = sweep
+    SharedSystemClient.clear_system_cache()
+    return result
+
+
+def search(collection: Any, questions: np.ndarray, exact: list[set[int]]) -> dict[str, float]:
     collection.query(query_embeddings=[questions[0]], n_results=TOP_K)  # warm-up: loads the index
     latencies, hits = [], 0
     for q, truth in zip(questions, exact, strict=True):
@@ -109,9 +126,7 @@ def measure(
         hits += len(truth & {int(i) for i in got["ids"][0]})
     latencies.sort()
     return {
-        "settings": hnsw_settings(collection),
         "recall": hits / (TOP_K * len(questions)),
-        "insert_s": insert_s,
         "p50_ms": statistics.median(latencies),
         "p95_ms": latencies[int(0.95 * (len(latencies) - 1))],
     }
@@ -122,6 +137,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--data", choices=["clustered", "uniform"], default="clustered")
+    parser.add_argument(
+        "--sweep", type=int, nargs="*", default=[], help="search_ef values to re-measure indexer's graph with"
+    )
+    parser.add_argument("--skip-before", action="store_true", help="only indexer's settings")
     args = parser.parse_args()
 
     from indexer.config.models import HnswConfig
@@ -136,20 +155,29 @@ def main() -> None:
         exact_ms = (time.perf_counter() - started) * 1000 / len(questions)
         print(f"\n{n} vectors (exact search, numpy: {exact_ms:.2f} ms/question)")
         results = {}
-        for label, hnsw in (("before (legacy)", BEFORE), ("indexer defaults", ours)):
+        variants = [("before (legacy)", BEFORE, [])] if not args.skip_before else []
+        variants.append(("indexer defaults", ours, args.sweep))
+        for label, hnsw, sweep in variants:
             with tempfile.TemporaryDirectory(prefix="hnsw-bench-") as folder:
-                results[label] = r = measure(vectors, questions, exact, hnsw, folder)
+                results[label] = r = measure(vectors, questions, exact, hnsw, folder, sweep)
             s = r["settings"]
             print(
                 f"  {label:17} search_ef {s.get('search_ef')}, construction_ef {s.get('construction_ef')}, "
                 f"m {s.get('m')}: recall@{TOP_K} {r['recall']:.4f}, query p50 {r['p50_ms']:.2f} ms, "
                 f"p95 {r['p95_ms']:.2f} ms, insert {r['insert_s']:.1f} s"
             )
-        base, new = results["before (legacy)"], results["indexer defaults"]
-        print(
-            f"  ratio indexer/before: query p50 x{new['p50_ms'] / base['p50_ms']:.2f}, "
-            f"insert x{new['insert_s'] / base['insert_s']:.2f}"
-        )
+        new = results["indexer defaults"]
+        for point in new["sweep"]:
+            print(
+                f"    same graph, search_ef {point['search_ef']}: recall@{TOP_K} {point['recall']:.4f}, "
+                f"query p50 {point['p50_ms']:.2f} ms, p95 {point['p95_ms']:.2f} ms"
+            )
+        if "before (legacy)" in results:
+            base = results["before (legacy)"]
+            print(
+                f"  ratio indexer/before: query p50 x{new['p50_ms'] / base['p50_ms']:.2f}, "
+                f"insert x{new['insert_s'] / base['insert_s']:.2f}"
+            )
 
 
 if __name__ == "__main__":
