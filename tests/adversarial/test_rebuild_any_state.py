@@ -23,6 +23,7 @@ QUESTION = "How often is the silica gel desiccant replaced?"
         b'{"format_version": 2, "files": []}',  # valid JSON, not a manifest
         b"\xff\xfe\x00garbage",  # not text at all
     ],
+    ids=["cut-short", "not-a-manifest", "binary"],
 )
 def test_rebuild_replaces_a_damaged_manifest_and_keeps_foreign_collections(
     tmp_path: Path, damage: bytes
@@ -44,9 +45,8 @@ def test_rebuild_replaces_a_damaged_manifest_and_keeps_foreign_collections(
     manifest = json.loads((storage / "indexer-manifest.json").read_text())
     assert manifest["collection"] == "test-g2"  # above every generation found
     assert (storage / "indexer-manifest.json.damaged").read_bytes() == damage
-    collections = probe(storage, "test")["collections"]
-    assert collections == ["someone-else", "test-g2"] or set(collections) >= {"someone-else", "test-g2"}
-    assert not {"test", "test-g1"} & set(collections)  # the damaged index's leftovers, dropped
+    # The damaged index's generations (test, test-g1) are dropped; the foreign collection stays.
+    assert probe(storage, "test")["collections"] == ["someone-else", "test-g2"]
 
     assert cli("status", str(config), "--json").json()["up_to_date"]
     sources = cli("query", str(config), QUESTION, "--json").json()["sources"]
