@@ -60,3 +60,7 @@ clean:
 .PHONY: bench-build
 bench-build: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.build
+
+.PHONY: bench-hnsw
+bench-hnsw: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.hnsw_recall

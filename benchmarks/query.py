@@ -240,7 +240,8 @@ def generation(
     threads = cfg.n_threads or len(os.sched_getaffinity(0))
     direct = llama_cpp.Llama(
         model_path=str(model), n_ctx=cfg.n_ctx, n_threads=threads, n_threads_batch=threads,
-        n_gpu_layers=cfg.n_gpu_layers, seed=cfg.seed, verbose=False,
+        n_gpu_layers=cfg.n_gpu_layers, n_batch=cfg.n_batch, n_ubatch=cfg.n_batch,
+        flash_attn=cfg.flash_attn, seed=cfg.seed, verbose=False,
     )  # fmt: skip
 
     def timed(pieces: Any, t0: float) -> tuple[float, float, int]:

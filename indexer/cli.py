@@ -47,21 +47,44 @@ ModeOpt = Annotated[
 
 T = TypeVar("T")
 
+# Longest passage text and citation printed per source; --json carries the whole (bounded) chunk.
+_SNIPPET_CHARS = 160
+_CITATION_CHARS = 200
+
+
+def _echo(message: str = "", err: bool = False, nl: bool = True) -> None:
+    """Every line the CLI prints goes through here: file names, passages and answers come from
+    documents, and must not reach the terminal as escape sequences (see ``indexer.terminal``)."""
+    from indexer.terminal import printable
+
+    typer.echo(printable(message, multiline=True), err=err, nl=nl)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Warnings name files ("skipped NAME: ..."): made printable like everything else."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from indexer.terminal import printable
+
+        return printable(super().format(record), multiline=True)
+
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
     try:
         yield
     except IndexerError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        _echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        _echo("interrupted", err=True)
         raise typer.Exit(130) from None
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PrintableFormatter("warning: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
@@ -103,16 +126,16 @@ def build(
             rebuild=rebuild, dry_run=dry_run, strict=strict, show_progress=should_show(quiet=json_out)
         )
         if json_out:
-            typer.echo(json.dumps(summary.to_dict()))
+            _echo(json.dumps(summary.to_dict()))
             return
         verb = "Would index" if dry_run else "Indexed"
-        typer.echo(
+        _echo(
             f"{verb} {summary.documents} documents, {summary.chunks} chunks in {summary.seconds:.1f} s "
             f"(added {summary.added}, updated {summary.updated}, deleted {summary.deleted}, "
             f"unchanged {summary.unchanged}; {summary.chunks_embedded} chunks embedded)"
         )
         for skipped in summary.skipped:
-            typer.echo(f"  skipped {skipped['file']}: {skipped['reason']}")
+            _echo(f"  skipped {skipped['file']}: {skipped['reason']}")
 
     _run(work)
 
@@ -136,10 +159,10 @@ def query(
         ix = _open(config, set_, **extra)
         stream = ix.stream(question, top_k=top_k, filters=parse_filter_options(filter_ or []))
         if json_out:
-            typer.echo(json.dumps(stream.result().to_dict()))
+            _echo(json.dumps(stream.result().to_dict()))
             return
         if stream.notice:
-            typer.echo(f"note: {stream.notice}", err=True)
+            _echo(f"note: {stream.notice}", err=True)
         _stream_answer(stream)
         _print_sources(stream.sources)
 
@@ -154,7 +177,7 @@ def status(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) ->
     def work() -> None:
         report = _open(config, set_).status()
         if json_out:
-            typer.echo(json.dumps(report.to_dict()))
+            _echo(json.dumps(report.to_dict()))
             return
         _print_status(report)
 
@@ -176,17 +199,17 @@ def chat(
     def work() -> None:
         ix = _open(config, set_, **{"retrieval.mode": mode})
         session = ix.chat(top_k=top_k, filters=parse_filter_options(filter_ or []))
-        typer.echo(f"Chatting with {config}. Commands: /sources, /reset, /exit (or Ctrl-D).")
+        _echo(f"Chatting with {config}. Commands: /sources, /reset, /exit (or Ctrl-D).")
         while True:
             try:
                 sys.stdout.write("> ")
                 sys.stdout.flush()
                 line = sys.stdin.readline()
             except KeyboardInterrupt:
-                typer.echo("")
+                _echo("")
                 return
             if not line:  # end of input
-                typer.echo("")
+                _echo("")
                 return
             text = line.strip()
             if not text:
@@ -195,24 +218,24 @@ def chat(
                 return
             if text == "/reset":
                 session.reset()
-                typer.echo("(conversation forgotten)")
+                _echo("(conversation forgotten)")
                 continue
             if text == "/sources":
                 _print_sources(session.sources)
                 continue
             if text.startswith("/"):
-                typer.echo(f"unknown command {text}: use /sources, /reset or /exit")
+                _echo(f"unknown command {text}: use /sources, /reset or /exit")
                 continue
             try:
                 stream = session.ask(text)
             except IndexerError as exc:  # one bad turn does not end the session
-                typer.echo(f"error: {exc}", err=True)
+                _echo(f"error: {exc}", err=True)
                 continue
             except KeyboardInterrupt:  # during retrieval: back to the prompt
-                typer.echo("[stopped]", err=True)
+                _echo("[stopped]", err=True)
                 continue
             if stream.notice:
-                typer.echo(f"note: {stream.notice}", err=True)
+                _echo(f"note: {stream.notice}", err=True)
             if stream.answer is None:
                 _print_sources(stream.sources)
             else:
@@ -224,52 +247,60 @@ def chat(
 
 def _print_status(report: Any) -> None:
     if not report.built:
-        typer.echo(f"No index yet at {report.index}: run `indexer build CONFIG`.")
-        typer.echo(f"{len(report.new)} file(s) to index.")
+        _echo(f"No index yet at {report.index}: run `indexer build CONFIG`.")
+        _echo(f"{len(report.new)} file(s) to index.")
         return
     m = report.manifest
     emb = m.get("embedding", {})
-    typer.echo(f"Index {report.index} (collection {report.collection})")
-    typer.echo(f"  documents {report.documents}, chunks {report.chunks}")
-    typer.echo(
+    _echo(f"Index {report.index} (collection {report.collection})")
+    _echo(f"  documents {report.documents}, chunks {report.chunks}")
+    _echo(
         f"  embedding {emb.get('name')} (dimension {emb.get('dimension')}, fingerprint "
         f"{emb.get('fingerprint')}, normalize {emb.get('normalize')})"
     )
-    typer.echo(f"  chunking {m.get('chunking')}")
-    typer.echo(f"  built {m.get('created_at')}, updated {m.get('updated_at')} ({m.get('build_seconds')} s)")
+    _echo(f"  chunking {m.get('chunking')}")
+    _echo(f"  built {m.get('created_at')}, updated {m.get('updated_at')} ({m.get('build_seconds')} s)")
     if report.interrupted:
-        typer.echo(
+        _echo(
             f"  a build was interrupted ({report.chunks_in_store} chunks stored, {report.chunks} committed): "
             "queries see the committed index; the next build finishes the clean-up"
         )
+    if report.store_missing:
+        _echo(
+            f"  MISSING the vectors of this index are gone (no {report.collection!r} collection or no "
+            "chroma.sqlite3 in the index folder): queries find nothing. The next build indexes every "
+            "file again (or use --rebuild)."
+        )
     for problem in report.problems:
-        typer.echo(f"  MISMATCH {problem} (rebuild with --rebuild)")
+        _echo(f"  MISMATCH {problem} (rebuild with --rebuild)")
     if report.up_to_date:
-        typer.echo(f"Up to date: {report.unchanged} file(s) unchanged.")
+        _echo(f"Up to date: {report.unchanged} file(s) unchanged.")
     else:
-        typer.echo(
+        _echo(
             f"Since the last build: {len(report.new)} new, {len(report.changed)} changed, "
             f"{len(report.deleted)} deleted, {report.unchanged} unchanged."
         )
         for label, names in (("new", report.new), ("changed", report.changed), ("deleted", report.deleted)):
             for name in names:
-                typer.echo(f"  {label:8} {name}")
+                _echo(f"  {label:8} {name}")
     for name, reason in report.skipped.items():
-        typer.echo(f"  skipped  {name}: {reason}")
+        _echo(f"  skipped  {name}: {reason}")
 
 
 def _stream_answer(stream: Any) -> None:
     """Print the answer token by token; Ctrl-C stops generation and keeps what was printed."""
+    from indexer.terminal import printable
+
     if stream.answer is None:
         return
     try:
         for token in stream:
-            sys.stdout.write(token)
+            sys.stdout.write(printable(token, multiline=True))
             sys.stdout.flush()
     except KeyboardInterrupt:
         stream.close()
-        typer.echo("\n[stopped]", err=True)
-    typer.echo("\n")
+        _echo("\n[stopped]", err=True)
+    _echo("\n")
 
 
 @app.command()
@@ -288,18 +319,18 @@ def doctor(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) ->
         typer.echo(json.dumps(report.to_dict()))
     else:
         for title, rows in report.sections:
-            typer.echo(title)
+            _echo(title)
             for name, value in rows:
-                typer.echo(f"  {name + ':':<22} {value}")
+                _echo(f"  {name + ':':<22} {value}")
         if report.prompt is not None:
-            typer.echo(f"Sample prompt ({report.prompt_tokens} tokens, as llama.cpp receives it):")
-            typer.echo("  " + report.prompt.replace("\n", "\n  "))
+            _echo(f"Sample prompt ({report.prompt_tokens} tokens, as llama.cpp receives it):")
+            _echo("  " + report.prompt.replace("\n", "\n  "))
         for warning in report.warnings:
-            typer.echo(f"warning: {warning}", err=True)
+            _echo(f"warning: {warning}", err=True)
         for problem in report.problems:
-            typer.echo(f"problem: {problem}", err=True)
+            _echo(f"problem: {problem}", err=True)
         if not report.problems:
-            typer.echo("No problems found.")
+            _echo("No problems found.")
     if report.problems:
         raise typer.Exit(1)
 
@@ -309,7 +340,7 @@ def show_config(config: ConfigArg, set_: SetOpt = None) -> None:
     """Print the resolved, validated config (after extends, ${VAR} and --set)."""
     from indexer.config import config_to_yaml, load_config, parse_set_options
 
-    _run(lambda: typer.echo(config_to_yaml(load_config(config, parse_set_options(set_ or []))), nl=False))
+    _run(lambda: _echo(config_to_yaml(load_config(config, parse_set_options(set_ or []))), nl=False))
 
 
 @app.command()
@@ -327,8 +358,8 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the index of CONFIG over HTTP: a web page at /, /v1/query, /v1/retrieve, OpenAI-compatible
-    /v1/chat/completions, /v1/embeddings, /v1/models, /v1/index, /health; docs at /docs. Needs the
-    `server` extra (and `watch` for --watch)."""
+    /v1/chat/completions, /v1/embeddings, /v1/models, /v1/index, /health; the schema at /openapi.json
+    (docs at /docs with server.docs: true). Needs the `server` extra (and `watch` for --watch)."""
 
     def work() -> None:
         from indexer.server.run import require_server_extra, serve
@@ -407,15 +438,17 @@ def mcp_command(
 
 
 def _print_sources(sources: list[Any]) -> None:
+    from indexer.terminal import printable
+
     if not sources:
-        typer.echo("No matching passages.")
+        _echo("No matching passages.")
         return
-    typer.echo("Sources:")
+    _echo("Sources:")
     for s in sources:
-        snippet = " ".join(s.text.split())
-        snippet = snippet if len(snippet) <= 160 else snippet[:157] + "..."
-        typer.echo(f"  [{s.rank}] {s.citation()}  (score {s.score:.3f})")
-        typer.echo(f"      {snippet}")
+        snippet = printable(" ".join(s.text.split()), limit=_SNIPPET_CHARS)
+        citation = printable(s.citation(), limit=_CITATION_CHARS)
+        _echo(f"  [{s.rank}] {citation}  (score {s.score:.3f})")
+        _echo(f"      {snippet}")
 
 
 def main() -> None:
@@ -505,31 +538,31 @@ def eval_run(
         )
         outcome = evaluate(spec, out=out, chart=not no_chart, show_progress=should_show(quiet=json_out))
         if json_out:
-            typer.echo(json.dumps(outcome.to_dict()))
+            _echo(json.dumps(outcome.to_dict()))
         else:
             _print_eval(outcome)
         return outcome.failures
 
     failures = _run(work)
     if failures:
-        typer.echo("fail-under: the run falls short:\n  " + "\n  ".join(failures), err=True)
+        _echo("fail-under: the run falls short:\n  " + "\n  ".join(failures), err=True)
         raise typer.Exit(1)
 
 
 def _print_eval(outcome: Any) -> None:
     for result in outcome.summary["results"]:
         counts = result["counts"]
-        typer.echo(
+        _echo(
             f"{result['variant']} @ {result['dataset']}: {counts['questions']} questions "
             f"({counts['judged']} judged, {counts['answered']} answered)"
         )
         for name, value in result["summary"].items():
-            typer.echo(f"  {name:<22}{value:.4f}")
+            _echo(f"  {name:<22}{value:.4f}")
         for name, judged in counts.get("judge", {}).items():
-            typer.echo(f"  {name}: {judged['scored']} verdicts, {judged['failed']} judge failures")
+            _echo(f"  {name}: {judged['scored']} verdicts, {judged['failed']} judge failures")
         for notice in result["notices"]:
-            typer.echo(f"  note: {notice}")
-    typer.echo(f"Run saved to {outcome.run_dir} (report.md, summary.json, questions.jsonl)")
+            _echo(f"  note: {notice}")
+    _echo(f"Run saved to {outcome.run_dir} (report.md, summary.json, questions.jsonl)")
 
 
 @eval_app.command("compare")
@@ -548,9 +581,9 @@ def eval_compare(
     def work() -> None:
         comparison = compare_runs(run_a, run_b, metric=metric, threshold=threshold)
         if json_out:
-            typer.echo(json.dumps(comparison.to_dict()))
+            _echo(json.dumps(comparison.to_dict()))
         else:
-            typer.echo(render_comparison(comparison), nl=False)
+            _echo(render_comparison(comparison), nl=False)
 
     _run(work)
 
@@ -575,13 +608,13 @@ def eval_generate(
             ix.config, ix.components, n=n, out=out, seed=seed, show_progress=should_show(quiet=json_out)
         )
         if json_out:
-            typer.echo(json.dumps(summary.to_dict()))
+            _echo(json.dumps(summary.to_dict()))
             return
-        typer.echo(
+        _echo(
             f"Wrote {summary.written} questions to {out} ({summary.failed} drafts failed to parse, "
             f"from {summary.sampled} of {summary.chunks} chunks)"
         )
         for failure in summary.failures[:5]:
-            typer.echo(f"  failed: {failure}")
+            _echo(f"  failed: {failure}")
 
     _run(work)

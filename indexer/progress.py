@@ -54,6 +54,8 @@ def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator
     )
     from rich.progress import Progress as RichProgress
 
+    from indexer.terminal import rich_safe
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -62,4 +64,5 @@ def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator
         TimeRemainingColumn(),
     )
     with RichProgress(*columns, console=Console(stderr=True), transient=True) as bar:
-        yield _RichTask(bar, bar.add_task(description, total=total))
+        # Descriptions may carry a dataset's folder name: rich would read its brackets as markup.
+        yield _RichTask(bar, bar.add_task(rich_safe(description), total=total))

@@ -16,6 +16,9 @@ from indexer.config.models import Config
 
 log = logging.getLogger(__name__)
 
+# The file an embedded Chroma (1.x) keeps its records in, inside persist_dir.
+CHROMA_DATABASE_FILE = "chroma.sqlite3"
+
 # OpenMP's default is to spin while waiting; on a busy machine (Chroma's threads, other jobs) the
 # spinning threads wait out whole scheduler slices, and embedding a one-line query with torch took
 # ~1 s instead of ~20 ms in benchmarks/query.py. It must be chosen before torch loads, which happens
@@ -100,6 +103,34 @@ class Components:
             return lambda text: counter.encode(text, add_special_tokens=False).ids
         return tokenizer.tokenize
 
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """The embedding tokenizer's tokens of ``text`` as character spans: what chunking counts
+        and cuts by (``ingestion/chunking.py``)."""
+        return self._token_spans(text)
+
+    @cached_property
+    def _token_spans(self) -> Any:
+        tokenizer = self.embed_model._model.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            counter = Tokenizer.from_str(backend.to_str())
+            counter.no_truncation()
+            counter.no_padding()
+            return lambda text: counter.encode(text, add_special_tokens=False).offsets
+
+        # A slow (Python) tokenizer has no offsets: spans of its tokens' lengths, laid end to end.
+        def spans(text: str) -> list[tuple[int, int]]:
+            out, at = [], 0
+            for token in tokenizer.tokenize(text):
+                width = max(1, len(token.removeprefix("##").lstrip("▁Ġ")))
+                out.append((at, at + width))
+                at += width
+            return out
+
+        return spans
+
     @cached_property
     def embedding_max_tokens(self) -> int:
         return int(self.embed_model._model.max_seq_length or 0)
@@ -116,11 +147,18 @@ class Components:
         from indexer.components.vector_store import get_collection
         from indexer.index.store import ChunkStore
 
+        if not create and self.database_missing():
+            return None  # opening the client would create an empty database in its place
         name = collection or self.collection_name()
         found = get_collection(self.chroma_client, self.config.vector_store, create=create, name=name)
         if found is None:
             return None
         return ChunkStore(found, self.chroma_client.get_max_batch_size(), self.committed_view.committed)
+
+    def database_missing(self) -> bool:
+        """An embedded index whose Chroma database file is gone (deleted by hand, a bad restore)."""
+        persist_dir = self.config.vector_store.persist_dir
+        return persist_dir is not None and not (persist_dir / CHROMA_DATABASE_FILE).exists()
 
     def collection_name(self) -> str:
         manifest = self.committed_view.current()

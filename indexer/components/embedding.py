@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from indexer.components.devices import check_device
 from indexer.config.models import EmbeddingConfig
 from indexer.errors import ModelError
 
@@ -67,6 +68,7 @@ def load_embedding(config: EmbeddingConfig) -> HuggingFaceEmbedding:
 @functools.lru_cache(maxsize=4)
 def _load_cached(config_json: str) -> HuggingFaceEmbedding:
     config = EmbeddingConfig.model_validate_json(config_json)
+    check_device(config.device, "embedding.device")
     location = resolve_model_location(config.model)
     if Path(location).is_dir() or config.model == "default":
         # A local folder needs no hub; without this, transformers still pings it for updates.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from indexer.components.devices import check_device
 from indexer.config.models import RerankConfig
 from indexer.errors import ModelError
 
@@ -17,6 +18,7 @@ def load_reranker(config: RerankConfig) -> Any:
     """
     from sentence_transformers import CrossEncoder
 
+    check_device(config.device, "retrieval.rerank.device")
     try:
         return CrossEncoder(config.model, device=config.device)
     except Exception as exc:  # no such folder, not in the cache while offline, not a cross-encoder

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import VectorStoreConfig
 from indexer.errors import StoreError
+from indexer.index.write_errors import is_disk_full, write_error
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
 
-def describe(config: VectorStoreConfig) -> str:
+def describe(config: VectorStoreConfig, *, reveal_paths: bool = True) -> str:
     if config.host is not None:
         scheme = "https" if config.ssl else "http"
         return f"Chroma server {scheme}://{config.host}:{config.port}"
-    return f"Chroma folder {config.persist_dir}"
+    folder = config.persist_dir if reveal_paths or config.persist_dir is None else config.persist_dir.name
+    return f"Chroma folder {folder}"
 
 
 def open_client(config: VectorStoreConfig) -> ClientAPI:
@@ -50,17 +55,64 @@ def get_collection(
     """The index's collection (or ``name``); ``None`` when it does not exist and ``create`` is false."""
     name = name or config.collection
     try:
-        if create:
-            return client.get_or_create_collection(name=name, metadata={"hnsw:space": "cosine"})
         names = {_name(c) for c in client.list_collections()}
-        if name not in names:
+        if name in names:
+            collection = client.get_collection(name)
+            if create:  # a build: bring the search setting in line (construction is fixed)
+                _apply_search_ef(collection, config)
+            return collection
+        if not create:
             return None
-        return client.get_collection(name)
+        return client.create_collection(name=name, configuration=_hnsw_configuration(config))
     except Exception as exc:
+        if is_disk_full(exc):
+            raise write_error(exc, f"create collection {name!r}", describe(config)) from None
         raise StoreError(
             f"{describe(config)}: cannot open collection {name!r} "
             f"(vector_store.collection): {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _hnsw_configuration(config: VectorStoreConfig) -> dict[str, Any]:
+    # chromadb 1.x takes index settings as a configuration; the legacy "hnsw:*" metadata still
+    # works but cannot be changed later. Cosine space: scores are 1 - distance (index/store.py).
+    hnsw = config.hnsw
+    return {
+        "hnsw": {
+            "space": "cosine",
+            "ef_search": hnsw.search_ef,
+            "ef_construction": hnsw.construction_ef,
+            "max_neighbors": hnsw.m,
+        }
+    }
+
+
+def hnsw_settings(collection: Any) -> dict[str, Any]:
+    """The HNSW settings a collection actually has (recorded in the manifest)."""
+    stored = (getattr(collection, "configuration_json", None) or {}).get("hnsw") or {}
+    return {
+        "search_ef": stored.get("ef_search"),
+        "construction_ef": stored.get("ef_construction"),
+        "m": stored.get("max_neighbors"),
+    }
+
+
+def _apply_search_ef(collection: Any, config: VectorStoreConfig) -> None:
+    """search_ef can change on an existing collection; construction_ef and m only by a rebuild."""
+    current = hnsw_settings(collection)
+    wanted = config.hnsw
+    if current["search_ef"] is not None and current["search_ef"] != wanted.search_ef:
+        collection.modify(configuration={"hnsw": {"ef_search": wanted.search_ef}})
+    fixed = {"construction_ef": wanted.construction_ef, "m": wanted.m}
+    differ = {k: v for k, v in fixed.items() if current[k] is not None and current[k] != v}
+    if differ:
+        log.info(
+            "collection %r keeps its HNSW %s (set when it was created); `indexer build --rebuild` "
+            "applies vector_store.hnsw %s",
+            collection.name,
+            ", ".join(f"{k} {current[k]}" for k in differ),
+            ", ".join(f"{k} {v}" for k, v in differ.items()),
+        )
 
 
 def collection_names(client: ClientAPI) -> set[str]:

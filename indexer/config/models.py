@@ -48,6 +48,17 @@ class DataConfig(StrictModel):
     exclude: list[str] = Field(
         default_factory=list, description="Glob patterns (relative to input_dir) to skip."
     )
+    follow_symlinks: bool = Field(
+        False,
+        description="Index files that are symbolic links. Off: links are skipped and listed. On: a "
+        "link is followed only when its target lies inside input_dir; one leading outside is "
+        "skipped and listed either way.",
+    )
+    max_file_bytes: int = Field(
+        100_000_000,
+        gt=0,
+        description="Files larger than this are skipped and listed (bounds a build's time and memory).",
+    )
 
     @field_validator("required_exts")
     @classmethod
@@ -119,6 +130,19 @@ class EmbeddingConfig(StrictModel):
         return self
 
 
+class HnswConfig(StrictModel):
+    """Chroma's HNSW graph. Its defaults (search_ef 10) miss true nearest neighbours often enough to
+    matter: benchmarks/hnsw_recall.py measures recall against exact search, see the README."""
+
+    search_ef: int = Field(
+        128, gt=0, description="Candidates kept while searching: higher is better recall, slower."
+    )
+    construction_ef: int = Field(
+        200, gt=0, description="Candidates kept while inserting; fixed when the collection is created."
+    )
+    m: int = Field(32, gt=1, description="Links per node in the graph; fixed when the collection is created.")
+
+
 class VectorStoreConfig(StrictModel):
     provider: Literal["chroma"] = "chroma"
     persist_dir: Path | None = Field(None, description="Folder for an embedded Chroma database.")
@@ -130,6 +154,11 @@ class VectorStoreConfig(StrictModel):
         120.0, gt=0, description="Seconds a Chroma server request may take before it is an error."
     )
     collection: str = Field("indexer", description="Chroma collection name.")
+    hnsw: HnswConfig = Field(
+        default_factory=HnswConfig,
+        description="Vector search parameters (search_ef may change later; construction_ef and m "
+        "apply when a collection is created, e.g. by --rebuild).",
+    )
 
     @field_validator("collection")
     @classmethod
@@ -321,6 +350,17 @@ class ServerConfig(StrictModel):
     generation_timeout_s: float = Field(
         300.0, gt=0, description="An answer still generating after this long is cut (finish_reason 'length')."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names requests may be addressed to, beyond the bound address and "
+        "localhost, 127.0.0.1 and ::1 (any port); other Host headers get 400, which stops DNS "
+        "rebinding: a web page cannot reach the server under its own domain. '*' allows any.",
+    )
+    docs: bool = Field(
+        False,
+        description="Serve Swagger UI at /docs and ReDoc at /redoc. Off by default: those pages load "
+        "their scripts from a CDN. /openapi.json is always served.",
+    )
 
     @field_validator("api_key")
     @classmethod
@@ -342,3 +382,18 @@ class Config(StrictModel):
     query: QueryConfig = Field(default_factory=QueryConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @model_validator(mode="after")
+    def _index_outside_documents(self) -> Config:
+        # Refused rather than silently excluded: an index inside the documents folder is also seen
+        # by whatever else reads that folder (sync, backup, another config indexing it, which would
+        # then index our manifest and keyword files), and moving it costs one line of config.
+        persist = self.vector_store.persist_dir
+        documents = self.data.input_dir
+        if persist is not None and persist.resolve().is_relative_to(documents.resolve()):
+            raise ValueError(
+                f"vector_store.persist_dir {persist} is inside data.input_dir {documents}: the index "
+                "would index its own files. Put persist_dir outside the documents folder, e.g. "
+                "beside it."
+            )
+        return self

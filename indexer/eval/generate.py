@@ -118,7 +118,7 @@ def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> l
     from indexer.ingestion.readers import UnreadableFile, read_file
     from indexer.ingestion.sources import discover
 
-    splitter = make_splitter(config.chunking, components.tokenize)
+    splitter = make_splitter(config.chunking, components.token_spans)
     chunks = []
     for source in discover(config.data).sources:
         try:

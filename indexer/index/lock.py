@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import StoreError
+from indexer.index.write_errors import write_error
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,13 @@ def writer_lock(
 def _file_lock(folder: Path) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        # Created here, not by filelock: filelock reads a lock file it cannot open as "held by
+        # another", which would blame a read-only folder on a build that does not exist.
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / LOCK_FILE).touch(exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, "take the writer lock", folder) from None
     lock = FileLock(folder / LOCK_FILE, timeout=0, thread_local=False, is_singleton=False)
     try:
         lock.acquire()
@@ -94,7 +101,10 @@ def _file_lock(folder: Path) -> Iterator[None]:
         ) from None
     owner = folder / OWNER_FILE
     try:
-        owner.write_text(json.dumps(_owner()))
+        try:
+            owner.write_text(json.dumps(_owner()))
+        except OSError as exc:
+            raise write_error(exc, "record the writer lock's owner", folder) from None
         yield
     finally:
         owner.unlink(missing_ok=True)

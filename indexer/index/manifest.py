@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from indexer.errors import IndexMismatchError, StoreError
 from indexer.index.store import Committed
+from indexer.index.write_errors import write_error
 
 MANIFEST_FILE = "indexer-manifest.json"
 FORMAT_VERSION = 2
@@ -57,6 +58,10 @@ class Manifest(BaseModel):
         None, description="The Chroma collection holding the vectors (None: the configured name)."
     )
     generation: int = Field(0, description="Bumped by every --rebuild, which writes a new collection.")
+    vector_index: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The collection's HNSW settings (search_ef, construction_ef, m), as Chroma has them.",
+    )
     created_at: str = ""
     updated_at: str = ""
     build_seconds: float = 0.0
@@ -103,23 +108,27 @@ class Manifest(BaseModel):
         return json.dumps(self.model_dump(mode="json"), indent=1)
 
 
+class ManifestDamaged(StoreError):
+    """The manifest cannot be understood; ``--rebuild`` replaces it (and only it)."""
+
+
 def parse_manifest(text: str, where: str) -> Manifest:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StoreError(
+        raise ManifestDamaged(
             f"the index manifest {where} is not valid JSON ({exc}); rebuild with --rebuild"
         ) from None
     version = data.get("format_version", 1) if isinstance(data, dict) else None
     if isinstance(version, int) and version > FORMAT_VERSION:
-        raise StoreError(
+        raise ManifestDamaged(
             f"the index manifest {where} has format {version}, newer than this indexer understands "
             f"({FORMAT_VERSION}): upgrade indexer, or rebuild with --rebuild"
         )
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
-        raise StoreError(
+        raise ManifestDamaged(
             f"the index manifest {where} is damaged ({exc.errors()[0]['msg']}); rebuild with --rebuild"
         ) from None
 
@@ -135,7 +144,22 @@ class ManifestFile:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except UnicodeDecodeError as exc:
+            raise ManifestDamaged(
+                f"the index manifest {self.path} is not UTF-8 text ({exc.reason}); rebuild with --rebuild"
+            ) from None
+        except OSError as exc:  # persist_dir is a file, or unreadable
+            raise write_error(exc, "read the index manifest", self.path.parent) from None
         return parse_manifest(text, str(self.path))
+
+    def set_aside(self) -> Path | None:
+        """Keep a damaged manifest beside the index (one copy) before it is replaced."""
+        target = self.path.with_name(self.path.name + ".damaged")
+        try:
+            os.replace(self.path, target)
+        except FileNotFoundError:
+            return None
+        return target
 
     def version_token(self) -> Any:
         """Changes whenever the manifest is replaced; ``None`` when it cannot tell (always reload)."""
@@ -143,9 +167,17 @@ class ManifestFile:
             stat = self.path.stat()
         except FileNotFoundError:
             return ("missing",)
+        except OSError:  # persist_dir is a file, or unreadable: load() says so
+            return None
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def save(self, manifest: Manifest) -> None:
+        try:
+            self._save(manifest)
+        except OSError as exc:  # a full disk, a read-only folder: the old manifest stays whole
+            raise write_error(exc, "save the index manifest", self.path.parent) from None
+
+    def _save(self, manifest: Manifest) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".manifest-", suffix=".tmp")
         try:

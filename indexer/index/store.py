@@ -13,10 +13,12 @@ the cosine similarity users expect to read or to cut off at.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import StoreError
+from indexer.index.write_errors import is_disk_full, write_error
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -70,6 +72,12 @@ class ChunkStore:
     def name(self) -> str:
         return self._collection.name
 
+    def index_settings(self) -> dict[str, Any]:
+        """The collection's HNSW settings, as Chroma reports them."""
+        from indexer.components.vector_store import hnsw_settings
+
+        return hnsw_settings(self._collection)
+
     @property
     def max_batch_size(self) -> int:
         return self._max_batch
@@ -77,9 +85,23 @@ class ChunkStore:
     def count(self) -> int:
         return self._collection.count()
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Chroma's write errors (a full disk: ``InternalError``) as one clear ``StoreError``."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise write_error(exc, what, f"collection {self.name!r}") from None
+
     def add(self, chunks: Sequence[Chunk], embeddings: Any = None) -> None:
         """Write chunks with their vectors: ``embeddings`` (one row per chunk, e.g. a numpy array,
         which Chroma takes without a Python list per vector) or each chunk's ``embedding``."""
+        with self._writing("write chunks"):
+            self._add(chunks, embeddings)
+
+    def _add(self, chunks: Sequence[Chunk], embeddings: Any) -> None:
         for start in range(0, len(chunks), self._max_batch):
             batch = chunks[start : start + self._max_batch]
             vectors = (
@@ -96,12 +118,14 @@ class ChunkStore:
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Remove every chunk of these documents, in a few calls rather than one per document."""
-        for start in range(0, len(doc_ids), 256):
-            self._collection.delete(where={DOC_ID: {"$in": list(doc_ids[start : start + 256])}})  # type: ignore[dict-item]
+        with self._writing("remove chunks"):
+            for start in range(0, len(doc_ids), 256):
+                self._collection.delete(where={DOC_ID: {"$in": list(doc_ids[start : start + 256])}})  # type: ignore[dict-item]
 
     def delete_ids(self, ids: Sequence[str]) -> None:
-        for start in range(0, len(ids), self._max_batch):
-            self._collection.delete(ids=list(ids[start : start + self._max_batch]))
+        with self._writing("remove chunks"):
+            for start in range(0, len(ids), self._max_batch):
+                self._collection.delete(ids=list(ids[start : start + self._max_batch]))
 
     def versions(self, page: int = 5000) -> Iterator[tuple[str, str, str]]:
         """``(chunk id, doc_id, file_hash)`` of every chunk, paged so memory stays flat."""
@@ -121,7 +145,8 @@ class ChunkStore:
         where: dict[str, Any] = {DOC_ID: doc_id}
         if keep_hash is not None:
             where = {"$and": [{DOC_ID: doc_id}, {FILE_HASH: {"$ne": keep_hash}}]}
-        self._collection.delete(where=where)  # type: ignore[arg-type]
+        with self._writing("remove chunks"):
+            self._collection.delete(where=where)  # type: ignore[arg-type]
 
     def search(
         self, embedding: Sequence[float], top_k: int, where: dict[str, Any] | None = None
@@ -153,6 +178,11 @@ class ChunkStore:
                 include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
             )
         except Exception as exc:
+            if is_disk_full(exc):  # Chroma applies pending writes before it searches
+                raise StoreError(
+                    "vector search failed: the disk is full, so Chroma cannot apply its pending "
+                    f"writes ({type(exc).__name__}: {exc}). Free some space and ask again."
+                ) from None
             raise StoreError(f"vector search failed: {type(exc).__name__}: {exc}") from None
         ids = result["ids"][0]
         docs = (result["documents"] or [[]])[0]

@@ -2,12 +2,21 @@
 
 ``chunk_size`` counts tokens of the embedding model's own tokenizer: a chunk then fits the model's
 input exactly, where LlamaIndex's default (a GPT tokenizer) over- or under-fills it.
+
+Bounded on any input: a chunk holds at most ``chunk_size`` tokens, counted as below (every
+``MAX_CHARS_PER_TOKEN`` characters of a token and the space after it count one), and so at most
+``chunk_size * MAX_CHARS_PER_TOKEN`` characters. The splitter's slack: a chunk is measured as the
+sum of the pieces it was merged from, and joining two pieces can tokenize their seam differently
+(a word cut by ``cut_by_tokens``), so the count of a chunk's whole text can differ from the sum by
+about one token per seam. Text with no separator at all (a 50 MB single word, base64, CJK without
+punctuation) is cut by tokens instead of LlamaIndex's last resort, one piece per character.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from llama_index.core.node_parser import SentenceSplitter
@@ -17,17 +26,84 @@ from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
 from indexer.ingestion.readers import HEADINGS
 
+# A tokenizer may give one token to a whole run of characters: wordpiece (MiniLM, BERT) turns any
+# word over 100 characters into a single [UNK], so a 50 MB word would "fit" in one chunk, and it
+# gives none to whitespace, so a megabyte of spaces would too. Counted here, a token with the text
+# up to the next token covers at most this many characters; the rest counts as more tokens.
+# (Wordpiece tokens are far shorter, so ordinary text counts exactly as the model sees it.)
+MAX_CHARS_PER_TOKEN = 16
+# Long texts are counted window by window, stopping once over the limit: the splitter only needs to
+# know that a whole document is too big, and encoding 50 MB at once would cost gigabytes of offsets.
+_COUNT_WINDOW = 8192
 
-def make_splitter(
-    config: ChunkingConfig, tokenize: Callable[[str], Sequence[Any]] | None
-) -> SentenceSplitter:
-    return SentenceSplitter(
+Spans = Callable[[str], Sequence[tuple[int, int]]]
+"""A text's tokens as (start, end) character offsets, without special tokens."""
+
+
+def _segments(text: str, spans: Spans) -> Iterator[tuple[int, int]]:
+    """The text cut at every token's start: each piece is a token and what follows it, so the
+    pieces cover the whole text (whitespace included)."""
+    starts = [start for start, _ in spans(text) if start > 0]
+    bounds = [0, *starts, len(text)]
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            yield a, b
+
+
+def _cost(start: int, end: int) -> int:
+    return max(1, -(-(end - start) // MAX_CHARS_PER_TOKEN))
+
+
+def token_count(spans: Spans, text: str, limit: int | None = None) -> int:
+    """Tokens of ``text`` as chunks count them; above ``limit``, some number above it."""
+    total = 0
+    for at in range(0, len(text), _COUNT_WINDOW):
+        total += sum(_cost(a, b) for a, b in _segments(text[at : at + _COUNT_WINDOW], spans))
+        if limit is not None and total > limit:
+            return total
+    return total
+
+
+def cut_by_tokens(text: str, spans: Spans, limit: int) -> list[str]:
+    """Pieces of at most ``limit`` tokens each, cut where a token starts (inside one only when it
+    alone is over the budget left). Text longer than ``limit`` tokens gives two pieces or more, so
+    the splitter's recursion always ends."""
+    pieces: list[str] = []
+    window = limit * MAX_CHARS_PER_TOKEN
+    at = 0
+    while at < len(text):
+        part = text[at : at + window]
+        budget, cut = limit, len(part)
+        for a, b in _segments(part, spans):
+            cost = _cost(a, b)
+            if cost > budget:
+                cut = a + budget * MAX_CHARS_PER_TOKEN  # its first characters, as many as fit
+                break
+            budget -= cost
+        cut = max(1, cut)
+        pieces.append(part[:cut])
+        at += cut
+    return pieces
+
+
+def make_splitter(config: ChunkingConfig, spans: Spans) -> SentenceSplitter:
+    """A SentenceSplitter counting ``spans``' tokens, whose last resort cuts by tokens."""
+    limit = config.chunk_size
+
+    def count(text: str) -> Sequence[Any]:
+        return range(token_count(spans, text, limit))  # the splitter only takes its len()
+
+    splitter = SentenceSplitter(
         chunk_size=config.chunk_size,
         chunk_overlap=config.chunk_overlap,
-        tokenizer=tokenize,
+        tokenizer=count,
         include_metadata=False,
         include_prev_next_rel=False,
     )
+    # LlamaIndex's last resort splits into single characters, each then tokenized on its own: for a
+    # 50 MB word, tens of millions of calls. Cutting by tokens gives pieces that already fit.
+    splitter._sub_sentence_split_fns[-1] = lambda text: cut_by_tokens(text, spans, limit)
+    return splitter
 
 
 def chunk_document(

@@ -35,7 +35,7 @@ from indexer.components import Components
 from indexer.config.models import Config
 from indexer.errors import DataError, StoreError
 from indexer.index.lock import writer_lock
-from indexer.index.manifest import FileRecord, Manifest, check_compatible
+from indexer.index.manifest import FileRecord, Manifest, ManifestDamaged, check_compatible
 from indexer.index.store import Chunk, ChunkStore
 from indexer.ingestion.chunking import chunk_document, make_splitter
 from indexer.ingestion.plan import SyncPlan, plan_sync
@@ -118,6 +118,15 @@ def physical_collection(base: str, generation: int) -> str:
     return base if generation == 0 else f"{base[:500]}-g{generation}"
 
 
+def _generation_of(base: str, name: str) -> int:
+    """The generation ``name`` holds for the index ``base``, or -1 when it is not one of its."""
+    if name == base:
+        return 0
+    prefix = f"{base[:500]}-g"
+    suffix = name.removeprefix(prefix)
+    return int(suffix) if name.startswith(prefix) and suffix.isdigit() else -1
+
+
 def build_index(
     config: Config,
     components: Components,
@@ -172,16 +181,12 @@ def _dry_run_summary(
         updated=len(plan.updated),
         deleted=len(plan.deleted),
         unchanged=len(plan.unchanged),
-        skipped=[{"file": s.doc_id, "reason": _unsupported_reason(s)} for s in plan.unsupported],
+        skipped=[{"file": doc_id, "reason": reason} for doc_id, reason in plan.skipped_now()],
         seconds=round(time.perf_counter() - started, 3),
         dry_run=True,
         rebuild=rebuild,
         changes={**plan.changes(), "added": plan.added + plan.retried},
     )
-
-
-def _unsupported_reason(source: SourceFile) -> str:
-    return f"unsupported file type {source.path.suffix or '(no extension)'!r}"
 
 
 class _Build:
@@ -222,13 +227,29 @@ class _Build:
     def run(self) -> BuildSummary:
         config, components = self.config, self.components
         base = config.vector_store.collection
-        previous = self.manifest_file.load()
+        leftovers: list[str] = []
+        try:
+            previous = self.manifest_file.load()
+        except ManifestDamaged:
+            if not self.rebuild:
+                raise
+            # --rebuild from a manifest nobody can read: keep a copy of it, start a generation
+            # above every one of ours, and drop the others once the new one is committed. Only
+            # collections named as ours (the configured name and its -gN generations) are touched.
+            kept = self.manifest_file.set_aside()
+            log.warning("the index manifest is damaged; rebuilding (the old one is kept as %s)", kept)
+            previous = None
+            leftovers = sorted(self._generations())
         if previous is not None and not self.rebuild:
             _check_before_work(config, components, previous)
 
         if self.rebuild:
-            generation = previous.generation + 1 if previous is not None else 0
+            if previous is not None:
+                generation = previous.generation + 1
+            else:
+                generation = max((_generation_of(base, n) for n in leftovers), default=-1) + 1
             manifest = self._new_manifest(physical_collection(base, generation), generation)
+            manifest.retired = [n for n in leftovers if n != manifest.collection]
             self.staging = previous is not None
             if previous is not None:
                 # Record the new collection as retired-unless-committed, so that a rebuild killed
@@ -251,6 +272,7 @@ class _Build:
             self._drop_retired(manifest)
             self._recover(store, manifest)
 
+        manifest.vector_index = store.index_settings()
         plan = plan_sync(config, self.discovery, None if self.rebuild else manifest)
         self.summary.unchanged = len(plan.unchanged)
         self.summary.changes = plan.changes()
@@ -280,9 +302,18 @@ class _Build:
             self._switch_to(manifest, previous)
         else:
             self.commit(manifest)
+            self._drop_retired(manifest)  # a rebuild over a damaged manifest: its leftovers
         self.summary.documents = len(manifest.files)
         self.summary.chunks = manifest.chunk_count
         return self.summary
+
+    def _generations(self) -> list[str]:
+        """The collections of this index's generations that exist: the configured name and
+        ``NAME-gN`` (see ``physical_collection``)."""
+        from indexer.components.vector_store import collection_names
+
+        base = self.config.vector_store.collection
+        return [n for n in collection_names(self.components.chroma_client) if _generation_of(base, n) >= 0]
 
     def _store(self, name: str) -> ChunkStore:
         store = self.components.chunk_store(create=True, collection=name)
@@ -358,14 +389,15 @@ class _Build:
             self._remove(store, manifest, damaged)
 
     def _remember_unsupported(self, plan: SyncPlan, manifest: Manifest) -> None:
-        for source in plan.unsupported:
-            reason = _unsupported_reason(source)
-            log.warning("skipped %s: %s", source.doc_id, reason)
-            self.summary.skipped.append({"file": source.doc_id, "reason": reason})
-            manifest.skipped[source.doc_id] = reason
+        skipped_now = plan.skipped_now()
+        for doc_id, reason in skipped_now:
+            log.warning("skipped %s: %s", doc_id, reason)
+            self.summary.skipped.append({"file": doc_id, "reason": reason})
+            manifest.skipped[doc_id] = reason
+            manifest.skipped_hashes.pop(doc_id, None)  # never read: retried at the next build
         for doc_id in plan.still_skipped:
             self.summary.skipped.append({"file": doc_id, "reason": manifest.skipped[doc_id]})
-        present = set(plan.current) | {s.doc_id for s in plan.unsupported}
+        present = set(plan.current) | {doc_id for doc_id, _ in skipped_now}
         for doc_id in [d for d in manifest.skipped if d not in present]:
             del manifest.skipped[doc_id]
             manifest.skipped_hashes.pop(doc_id, None)
@@ -389,7 +421,7 @@ class _Build:
         else:
             check_compatible(manifest, identity, config.chunking.model_dump())
         _warn_if_truncating(config, components)
-        splitter = make_splitter(config.chunking, components.tokenize)
+        splitter = make_splitter(config.chunking, components.token_spans)
         previously_indexed = set(manifest.files)
         todo = plan.todo
 

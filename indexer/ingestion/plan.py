@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from indexer.config.models import Config
 from indexer.index.manifest import Manifest
 from indexer.ingestion.readers import FORMATS_EXTRA
-from indexer.ingestion.sources import Discovery, SourceFile, file_hash, settings_digest
+from indexer.ingestion.sources import Discovery, Refused, SourceFile, file_hash, settings_digest
 
 
 @dataclass
@@ -27,6 +27,14 @@ class SyncPlan:
     still_skipped: list[str] = field(default_factory=list)
     """Skipped before and unchanged: not read again, listed again."""
     unsupported: list[SourceFile] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    """Never read: outside the folder, too large, or cannot be opened (see ``sources.discover``)."""
+
+    def skipped_now(self) -> list[tuple[str, str]]:
+        """(id, reason) of every file this plan skips without reading it."""
+        return [(s.doc_id, unsupported_reason(s)) for s in self.unsupported] + [
+            (r.doc_id, r.reason) for r in self.refused
+        ]
 
     @property
     def todo(self) -> list[str]:
@@ -45,10 +53,20 @@ def chunk_settings_key(config: Config) -> str:
 
 def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -> SyncPlan:
     key = chunk_settings_key(config)
-    current = {s.doc_id: (s, file_hash(s.path, key)) for s in discovery.sources}
+    current: dict[str, tuple[SourceFile, str]] = {}
+    refused = list(discovery.refused)
+    for source in discovery.sources:
+        try:
+            current[source.doc_id] = (source, file_hash(source.path, key))
+        except OSError as exc:  # permission denied, removed meanwhile, an I/O error
+            refused.append(Refused(source.doc_id, f"cannot read ({exc.strerror or exc})"))
     files = previous.files if previous else {}
     skipped = previous.skipped if previous else {}
-    plan = SyncPlan(current=current, unsupported=discovery.unsupported)
+    plan = SyncPlan(
+        current=current,
+        unsupported=discovery.unsupported,
+        refused=sorted(refused, key=lambda r: r.doc_id),
+    )
     for doc_id, (_, digest) in current.items():
         record = files.get(doc_id)
         if record is None:
@@ -64,6 +82,10 @@ def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -
             plan.unchanged.append(doc_id)
     plan.deleted = [d for d in files if d not in current]
     return plan
+
+
+def unsupported_reason(source: SourceFile) -> str:
+    return f"unsupported file type {source.path.suffix or '(no extension)'!r}"
 
 
 def _worth_retrying(previous: Manifest, doc_id: str, digest: str) -> bool:

@@ -94,7 +94,7 @@ def index_records(
     if deleted:
         manifest_file.save(manifest)
 
-    splitter = make_splitter(config.chunking, components.tokenize)
+    splitter = make_splitter(config.chunking, components.token_spans)
     todo = [d for d in current if d not in old or old[d].hash != current[d][1]]
     pending: list[tuple[TextRecord, str, list[Chunk]]] = []
     flush_chunks = _FLUSH_BATCHES * config.embedding.batch_size  # as in a file build

@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,22 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A selected file that is never read: it leads outside the folder, is too large, or cannot be
+    opened. Skipped and listed with its reason, like an unreadable file."""
+
+    doc_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Discovery:
     sources: list[SourceFile]
     """Files of a type indexer reads, sorted by id."""
     unsupported: list[SourceFile]
     """Files that are selected but of a type no reader handles: skipped and listed."""
+    refused: list[Refused] = field(default_factory=list)
+    """Files that are selected but must not or cannot be read: skipped and listed."""
 
 
 def discover(config: DataConfig) -> Discovery:
@@ -45,28 +56,66 @@ def discover(config: DataConfig) -> Discovery:
         raise DataError(f"data.input_dir {root} is not a folder")
     pattern = "**/*" if config.recursive else "*"
     exts = set(config.required_exts) if config.required_exts is not None else None
+    # The folder's real location: every file must resolve inside it. (Path.glob does not descend
+    # into symlinked folders, but a symlinked *file* would otherwise be read wherever it points.)
+    real_root = root.resolve()
     found: list[SourceFile] = []
     unsupported: list[SourceFile] = []
+    refused: list[Refused] = []
     for path in root.glob(pattern):
-        if not path.is_file() or (exts is not None and path.suffix.lower() not in exts):
+        if path.is_dir() or (exts is not None and path.suffix.lower() not in exts):
             continue
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") for part in Path(rel).parts):
             continue  # hidden files and folders (.git, .DS_Store) are never documents
         if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(path.name, pat) for pat in config.exclude):
             continue
-        source = SourceFile(path=path, doc_id=rel, size=path.stat().st_size)
+        problem = _refusal(path, real_root, config)
+        if problem is not None:
+            refused.append(Refused(rel, problem))
+            continue
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            refused.append(Refused(rel, f"cannot read ({exc.strerror or exc})"))
+            continue
+        if size > config.max_file_bytes:
+            refused.append(
+                Refused(rel, f"{size} bytes, larger than data.max_file_bytes ({config.max_file_bytes})")
+            )
+            continue
+        source = SourceFile(path=path, doc_id=rel, size=size)
         (found if is_supported(path) else unsupported).append(source)
     if not found:
         where = "or its sub-folders " if config.recursive else ""
         what = f"with extensions {', '.join(sorted(exts))}" if exts is not None else "of a supported type"
         others = f"; unsupported: {', '.join(s.doc_id for s in unsupported[:5])}" if unsupported else ""
+        others += "".join(f"; skipped {r.doc_id}: {r.reason}" for r in refused[:5])
         raise DataError(
             f"no documents to index: data.input_dir {root} {where}has no files {what}"
             + (f" (after exclude {config.exclude})" if config.exclude else "")
             + others
         )
-    return Discovery(sorted(found, key=lambda f: f.doc_id), sorted(unsupported, key=lambda f: f.doc_id))
+    return Discovery(
+        sorted(found, key=lambda f: f.doc_id),
+        sorted(unsupported, key=lambda f: f.doc_id),
+        sorted(refused, key=lambda r: r.doc_id),
+    )
+
+
+def _refusal(path: Path, real_root: Path, config: DataConfig) -> str | None:
+    """Why ``path`` must not be read, or ``None``. A link is judged by where it finally leads."""
+    if path.is_symlink() and not config.follow_symlinks:
+        return "symbolic link (not followed: data.follow_symlinks is off)"
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # a dangling link, a link loop
+        return f"cannot read (broken symbolic link: {getattr(exc, 'strerror', None) or exc})"
+    if not target.is_relative_to(real_root):
+        return "symbolic link to a file outside data.input_dir (never followed)"
+    if not target.is_file():
+        return "not a regular file"
+    return None
 
 
 def settings_digest(settings: dict[str, Any]) -> str:

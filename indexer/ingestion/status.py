@@ -35,9 +35,14 @@ class IndexStatus:
     unchanged: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
 
+    store_missing: bool = False
+    """The manifest names an index whose vectors are gone (the database file or the collection)."""
+
     @property
     def up_to_date(self) -> bool:
-        return self.built and not (self.new or self.changed or self.deleted or self.interrupted)
+        return self.built and not (
+            self.new or self.changed or self.deleted or self.interrupted or self.store_missing
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -58,18 +63,21 @@ def index_status(config: Config, components: Components) -> IndexStatus:
     plan = plan_sync(config, discovery, manifest)
     status.new = plan.added + plan.retried  # retried: changed since it was skipped
     status.changed, status.deleted, status.unchanged = plan.updated, plan.deleted, len(plan.unchanged)
+    status.skipped = dict(plan.skipped_now())
     if manifest is None:
         return status
     status.manifest = manifest.describe()
     status.documents, status.chunks = len(manifest.files), manifest.chunk_count
-    status.skipped = dict(manifest.skipped)
+    status.skipped = {**manifest.skipped, **status.skipped}
     status.problems = compatibility_problems(
         manifest, config_identity(config.embedding), config.chunking.model_dump()
     )
     status.compatible = not status.problems
-    store = components.chunk_store(create=False)
+    store = components.chunk_store(create=False)  # never creates a database or a collection
     if store is not None:
         status.chunks_in_store = store.count()
+    else:
+        status.store_missing = True
     status.interrupted = bool(manifest.pending) or (
         status.chunks_in_store is not None and status.chunks_in_store != status.chunks
     )

@@ -38,6 +38,35 @@ def parse_filter_options(options: Iterable[str]) -> dict[str, FilterValue]:
     return filters
 
 
+def filter_problem(key: Any, value: Any) -> str | None:
+    """What is wrong with one filter, naming it as ``filters.KEY``; ``None`` when it is fine.
+
+    Keys and values reach Chroma's ``where`` and the keyword index's mask cache: an operator key
+    (``$or``) or a list would be read as query syntax or fail deep inside them."""
+    if not isinstance(key, str) or not key.strip():
+        return f"filters: keys must be non-empty metadata names, got {key!r}"
+    if key.startswith("$"):
+        return (
+            f"filters.{key}: keys starting with '$' are query operators, not metadata names; "
+            'give key: value pairs, e.g. {"path": "guides/*", "page": 3}'
+        )
+    if isinstance(value, bool | int | float | str):
+        return None
+    kind = "a list" if isinstance(value, list | tuple) else type(value).__name__
+    return (
+        f"filters.{key}: must be one string, number or boolean, not {kind} "
+        "(several filters must all hold; one key cannot take several values)"
+    )
+
+
+def check_filters(filters: Mapping[str, Any] | None) -> None:
+    """Raise ``ConfigError`` naming the first bad filter."""
+    for key, value in (filters or {}).items():
+        problem = filter_problem(key, value)
+        if problem is not None:
+            raise ConfigError(problem)
+
+
 def _as_number(value: FilterValue) -> list[FilterValue]:
     """The typed forms a filter value may be stored as (Chroma compares types strictly)."""
     forms: list[FilterValue] = [value]
@@ -73,6 +102,7 @@ class Filters:
         """Merge filter mappings (config first, then the call's): a later key replaces an earlier."""
         merged: dict[str, FilterValue] = {}
         for mapping in mappings:
+            check_filters(mapping)
             merged.update(mapping or {})
         path, types, fields = [], [], []
         for key, value in merged.items():

@@ -22,6 +22,7 @@ from indexer.errors import IndexerError
 from indexer.server import sse
 from indexer.server.auth import APIKeyMiddleware
 from indexer.server.errors import APIError, api_error_from, error_body, install_handlers, log
+from indexer.server.hosts import HostAllowListMiddleware, allowed_names
 from indexer.server.limits import BodyLimitMiddleware
 from indexer.server.page import mount_page
 from indexer.server.queue import Generation, GenerationQueue, QueueFull
@@ -54,7 +55,11 @@ _BUSY: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True) -> FastAPI:
+def create_app(
+    source: Indexer | str | os.PathLike[str], *, warm_up: bool = True, bound_host: str | None = None
+) -> FastAPI:
+    """The app; ``bound_host`` is the address it listens on (default ``server.host``), which the
+    Host allow-list accepts besides the localhost names."""
     indexer = source if isinstance(source, Indexer) else Indexer.from_config(source)
     service = RagService(indexer)
     settings = indexer.config.server
@@ -74,6 +79,9 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
         description="A local RAG endpoint over your own documents, with an OpenAI-compatible API.",
         lifespan=lifespan,
         responses=_ERRORS,
+        # Swagger UI and ReDoc load their scripts from a CDN: off unless asked for (server.docs).
+        docs_url="/docs" if settings.docs else None,
+        redoc_url="/redoc" if settings.docs else None,
     )
     app.state.service = service
     app.state.queue = queue
@@ -82,8 +90,12 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(APIKeyMiddleware, api_key=settings.api_key)
+    # Outermost: a request for a foreign Host is refused before the key or the body is looked at.
+    hosts = allowed_names(bound_host or settings.host, settings.allowed_hosts)
+    app.add_middleware(HostAllowListMiddleware, allowed=hosts)
 
     def check_question(question: str, param: str = "question") -> str:
+        check_unicode(question, param)
         text = question.strip()
         if not text:
             raise APIError(400, f"{param}: must not be empty or only whitespace", param=param)
@@ -141,7 +153,8 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
     @app.get("/v1/index", response_model=IndexResponse, tags=["service"])
     async def index() -> dict[str, Any]:
         """The index's manifest (embedding model, chunking, files) and counts."""
-        return await in_thread(service.index_info)
+        # Without a key anyone who reaches the server reads this: no absolute paths then.
+        return await in_thread(service.index_info, settings.api_key is not None)
 
     @app.post("/v1/retrieve", response_model=RetrieveResponse, tags=["rag"])
     async def retrieve(body: RetrieveRequest) -> dict[str, Any]:
@@ -244,6 +257,8 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
             raise APIError(400, "input: token arrays are not supported; send text", param="input")
         if any(not t.strip() for t in texts):  # type: ignore[union-attr]
             raise APIError(400, "input: texts must not be empty", param="input")
+        for i, text in enumerate(texts):
+            check_unicode(text, f"input.{i}" if isinstance(body.input, list) else "input")  # type: ignore[arg-type]
         if body.dimensions is not None and body.dimensions != service.embedding_dimension:
             raise APIError(
                 400,
@@ -263,6 +278,20 @@ def create_app(source: Indexer | str | os.PathLike[str], *, warm_up: bool = True
         }
 
     return app
+
+
+def check_unicode(text: str, param: str) -> None:
+    """JSON may carry a lone surrogate (``"\\ud800"``), which is no Unicode character: the
+    tokenizers cannot encode it. A 400 naming the field, not a 500 from deep inside the model."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise APIError(
+            400,
+            f"{param}: contains a lone surrogate ({text[exc.start]!r} at character {exc.start}), "
+            "which is not valid Unicode text",
+            param=param,
+        ) from None
 
 
 # -- answers: collecting, streaming, cancelling -------------------------------------------------
@@ -406,6 +435,7 @@ def _split_messages(body: ChatCompletionRequest) -> tuple[str, list[dict[str, st
                     400, f"messages.{i}.content: only text parts are supported", param=f"messages.{i}.content"
                 )
             content = "".join(part.text or "" for part in content)
+        check_unicode(content or "", f"messages.{i}.content")
         texts.append((message.role, content or ""))
     role, question = texts[-1]
     if role != "user":

@@ -77,9 +77,14 @@ def serve(indexer: Indexer, host: str | None = None, port: int | None = None, *,
                 "your documents; set server.api_key",
                 host,
             )
+        if host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+            log.warning(
+                "listening on every interface: requests are answered only when addressed to localhost "
+                "names; list the names clients use (e.g. this machine's) in server.allowed_hosts"
+            )
         if watcher is not None:
             watcher.sync()  # build or catch up first, so there is an index to serve from the start
-        app = create_app(indexer)
+        app = create_app(indexer, bound_host=host)
         config = uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5, server_header=False)
         server = uvicorn.Server(config)
         print(

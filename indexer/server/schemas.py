@@ -7,12 +7,23 @@ from __future__ import annotations
 from dataclasses import MISSING, fields
 from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from indexer.query.engine import Source as EngineSource
+from indexer.query.filters import filter_problem
 
-# JSON scalars only; the query engine defines what a filter means.
-FilterValue = str | int | float | bool | list[str | int | float | bool]
+# JSON scalars only; the query engine defines what a filter means. Checked before pydantic's own
+# validation (``_filters_are_scalars``) so a list or an operator key gets one message naming it.
+FilterValue = str | int | float | bool
+
+
+def _filters_are_scalars(value: Any) -> Any:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = filter_problem(key, item)
+            if problem is not None:
+                raise ValueError(problem.removeprefix("filters: ").removeprefix("filters."))
+    return value
 
 
 class _Strict(BaseModel):
@@ -38,6 +49,8 @@ class RetrieveRequest(_Strict):
 class HistoryTurn(_Strict):
     role: Literal["user", "assistant"]
     content: str
+
+    _scalar_filters = field_validator("filters", mode="before")(_filters_are_scalars)
 
 
 class QueryRequest(RetrieveRequest):
@@ -115,6 +128,8 @@ class ChatCompletionRequest(_Lenient):
     top_p: float | None = Field(None, ge=0, le=1, description="Accepted; llm.top_p applies.")
     top_k: int | None = Field(None, ge=1, description="Extension: passages to retrieve.")
     filters: dict[str, FilterValue] | None = Field(None, description="Extension: metadata filters.")
+
+    _scalar_filters = field_validator("filters", mode="before")(_filters_are_scalars)
 
 
 class EmbeddingsRequest(_Lenient):

@@ -6,8 +6,10 @@ is adapted in one place.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from indexer.api import Indexer
@@ -134,17 +136,33 @@ class RagService:
         tokens = sum(len(components.tokenize(text)) for text in texts)
         return [list(map(float, v)) for v in vectors], tokens
 
-    def index_info(self) -> dict[str, Any]:
+    def index_info(self, reveal_paths: bool = True) -> dict[str, Any]:
+        """The manifest and counts; without ``reveal_paths``, every absolute path is cut to its
+        last part (folder or file name), so the machine's layout stays private."""
         components = self.indexer.components
         manifest = components.manifest_file.load()
         if manifest is None:
             raise IndexerError("the index has no manifest: run `indexer build CONFIG`")
         store = components.chunk_store(create=False)
-        return {
+        info = {
             "model": self.model_id,
-            "vector_store": describe(self.config.vector_store),
+            "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
             "collection": self.config.vector_store.collection,
             "counts": {**manifest.counts(), "vectors": store.count() if store is not None else 0},
             "llm": self.has_llm,
             "manifest": manifest.model_dump(mode="json"),
         }
+        return info if reveal_paths else _without_absolute_paths(info)
+
+
+_ABSOLUTE_RE = re.compile(r"^(/|~/|[A-Za-z]:[\\/]|\\\\)")
+
+
+def _without_absolute_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_absolute_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_absolute_paths(v) for v in value]
+    if isinstance(value, str) and _ABSOLUTE_RE.match(value):
+        return PurePosixPath(value.replace("\\", "/")).name
+    return value
