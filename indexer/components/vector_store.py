@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import VectorStoreConfig
@@ -41,12 +44,45 @@ def open_client(config: VectorStoreConfig) -> ClientAPI:
         return client
     except Exception as exc:  # connection refused, bad folder permissions, version mismatch
         hint = ""
+        if config.host is None:
+            hint = (
+                " If the database is damaged, `indexer build CONFIG --rebuild` sets its files aside "
+                "and builds the index again."
+            )
         if config.host is not None:
             hint = (
                 " Is the server running and reachable? Start one with `chroma run --path DIR --port "
                 f"{config.port}`, or fix vector_store.host / vector_store.port."
             )
         raise StoreError(f"cannot open {describe(config)}: {type(exc).__name__}: {exc}{hint}") from None
+
+
+# Chroma's own files in a persist folder: its SQLite database and one folder per vector segment.
+_CHROMA_FILE_RE = re.compile(
+    r"^chroma\.sqlite3(-wal|-shm|-journal)?$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+
+
+def set_aside_database(persist_dir: Path) -> Path | None:
+    """Move Chroma's files out of ``persist_dir`` into a ``damaged-chroma-TIME`` folder beside
+    indexer's own files, so a rebuild can start from an empty database and nothing is deleted.
+    ``None`` when there was nothing of Chroma's to move."""
+    found = (
+        [p for p in persist_dir.iterdir() if _CHROMA_FILE_RE.match(p.name)] if persist_dir.is_dir() else []
+    )
+    if not found:
+        return None
+    target = persist_dir / f"damaged-chroma-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    target.mkdir()
+    for path in found:
+        path.rename(target / path.name)
+    # chromadb caches one system per folder, a failed one too, and would hand it out again: drop
+    # it so the next client opens the new, empty database. (Private API; no public way exists.)
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(persist_dir), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(persist_dir), None)
+    return target
 
 
 def get_collection(

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
+from pathlib import Path
 from typing import Any, TypeVar
 
 from indexer.components import Components
@@ -159,7 +160,23 @@ def build_index(
         client=components.chroma_client if persist_dir is None else None,
         collection=config.vector_store.collection,
     ):
+        if rebuild and persist_dir is not None:
+            _set_aside_unopenable_database(components, persist_dir)
         return _Build(config, components, rebuild, strict, show_progress, started, discovery).run()
+
+
+def _set_aside_unopenable_database(components: Components, persist_dir: Path) -> None:
+    """``--rebuild`` over a Chroma database that will not open (damaged on disk): its files are
+    moved aside, never deleted, and the index is built into a new one."""
+    from indexer.components.vector_store import set_aside_database
+
+    try:
+        components.chroma_client  # noqa: B018 - opening it is the test
+    except StoreError:
+        kept = set_aside_database(persist_dir)
+        if kept is None:
+            raise
+        log.warning("the Chroma database cannot be opened; rebuilding (its files are kept in %s)", kept)
 
 
 def _check_before_work(config: Config, components: Components, previous: Manifest) -> None:

@@ -51,3 +51,23 @@ def test_rebuild_replaces_a_damaged_manifest_and_keeps_foreign_collections(
     assert cli("status", str(config), "--json").json()["up_to_date"]
     sources = cli("query", str(config), QUESTION, "--json").json()["sources"]
     assert sources[0]["file"] == "mast.txt"
+
+
+def test_rebuild_sets_aside_a_damaged_chroma_database(tmp_path: Path) -> None:
+    config = small_config(tmp_path / "cfg", write_docs(tmp_path / "docs"))
+    storage = tmp_path / "cfg" / "storage"
+    assert cli("build", str(config)).returncode == 0
+    damage = b"\x00not a database\x00" * 4096
+    (storage / "chroma.sqlite3").write_bytes(damage)
+
+    for command in (["status"], ["build"], ["query", QUESTION]):
+        assert_one_paragraph_error(cli(*command[:1], str(config), *command[1:]), "--rebuild")
+
+    rebuilt = cli("build", str(config), "--rebuild", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.json()["documents"] == 3
+    (kept,) = storage.glob("damaged-chroma-*")
+    assert (kept / "chroma.sqlite3").read_bytes() == damage  # moved aside, never deleted
+    assert cli("status", str(config), "--json").json()["up_to_date"]
+    sources = cli("query", str(config), QUESTION, "--json").json()["sources"]
+    assert sources[0]["file"] == "mast.txt"
