@@ -45,12 +45,12 @@ class RetrieveRequest(_Strict):
         None, description="Retrieval mode for this request (default: retrieval.mode)."
     )
 
+    _scalar_filters = field_validator("filters", mode="before")(_filters_are_scalars)
+
 
 class HistoryTurn(_Strict):
     role: Literal["user", "assistant"]
     content: str
-
-    _scalar_filters = field_validator("filters", mode="before")(_filters_are_scalars)
 
 
 class QueryRequest(RetrieveRequest):
