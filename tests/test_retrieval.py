@@ -58,9 +58,21 @@ def test_hybrid_fuses_both_rankings(corpus_config: Path) -> None:
     source = Indexer.from_config(corpus_config).retrieve(BOTH_QUERY, top_k=1)[0]
     assert set(source.scores) == {"vector", "bm25"}  # found by both, and says with which scores
     assert source.to_dict()["scores"].keys() == {"vector", "bm25"}
-    # Weights move the fusion: with the keyword side off, hybrid ranks as the dense side does.
-    dense_only = _files(corpus_config, BOTH_QUERY, "hybrid", top_k=3, **{"retrieval.bm25_weight": 0})
-    assert dense_only == _files(corpus_config, BOTH_QUERY, "vector", top_k=3)
+
+    # Weights move the fusion: with the keyword side off, hybrid ranks as the dense side does,
+    # and with the dense side off, as BM25 does (both fusion functions).
+    vector = _files(corpus_config, BOTH_QUERY, "vector", top_k=3)
+    bm25 = _files(corpus_config, BOTH_QUERY, "bm25", top_k=3)
+    for off_bm25, off_dense in (
+        (
+            {"retrieval.fusion": "rrf", "retrieval.bm25_weight": 0},
+            {"retrieval.fusion": "rrf", "retrieval.vector_weight": 0},
+        ),
+        ({"retrieval.alpha": 1.0}, {"retrieval.alpha": 0.0}),
+    ):
+        assert _files(corpus_config, BOTH_QUERY, "hybrid", top_k=3, **off_bm25) == vector
+        # (BM25 matches fewer passages than asked for: hybrid fills the rest from the dense side.)
+        assert _files(corpus_config, BOTH_QUERY, "hybrid", top_k=3, **off_dense)[: len(bm25)] == bm25
 
 
 def test_tokenizer_keeps_identifiers_whole_and_in_parts() -> None:
