@@ -205,6 +205,19 @@ def test_a_stale_keyword_index_is_never_used_silently_and_the_next_build_refresh
     assert fresh.sources[0].file == "parts/heater.md" and fresh.notice is None
 
 
+def test_a_keyword_index_of_an_older_format_is_rebuilt_with_lucenes_bm25(tmp_path: Path) -> None:
+    config = write_config(tmp_path, write_corpus(tmp_path / "docs"), llm={"provider": "none"})
+    Indexer.from_config(config).build()
+    folder = keyword_folder(tmp_path / "storage", "test")
+    state = json.loads((folder / "state.json").read_text())
+    (folder / "state.json").write_text(json.dumps({**state, "format_version": 1}))  # bm25s' 1.5/0.75
+    assert KeywordIndex.load(folder) is None  # never searched as if it were current
+
+    Indexer.from_config(config).build()  # nothing changed on disk: the keyword index is rewritten
+    rebuilt = KeywordIndex.load(folder)
+    assert rebuilt is not None and (rebuilt._bm25.k1, rebuilt._bm25.b) == (0.9, 0.4)
+
+
 def test_cli_filter_top_k_and_mode(corpus_config: Path) -> None:
     result = run_cli(
         "query", str(corpus_config), "part number", "--retrieve-only", "--json",
