@@ -188,10 +188,12 @@ def _measure(config: Path, rng: random.Random, queries: int) -> dict[str, Any]:
             embed.get_query_embedding(q)
             embed_times.append((time.perf_counter() - t0) * 1000)
         result[name] = round(statistics.median(embed_times), 1)
-    # Each mode with the default settings (questions through onnxruntime), and vector search with
-    # questions through torch for comparison.
+    # Each mode with the default settings (questions through onnxruntime, convex fusion), vector
+    # search with questions through torch, and hybrid with reciprocal rank fusion (which fetches
+    # fewer hits per side) for comparison.
     variants = {mode: {"retrieval.mode": mode} for mode in MODES}
     variants["vector+torch"] = {"retrieval.mode": "vector", "embedding.query_backend": "torch"}
+    variants["hybrid+rrf"] = {"retrieval.mode": "hybrid", "retrieval.fusion": "rrf"}
     for name, overrides in variants.items():
         engine = Indexer.from_config(config, overrides)
         for q in questions[:3]:  # warm up: model, collection, keyword index loaded

@@ -58,9 +58,21 @@ def test_hybrid_fuses_both_rankings(corpus_config: Path) -> None:
     source = Indexer.from_config(corpus_config).retrieve(BOTH_QUERY, top_k=1)[0]
     assert set(source.scores) == {"vector", "bm25"}  # found by both, and says with which scores
     assert source.to_dict()["scores"].keys() == {"vector", "bm25"}
-    # Weights move the fusion: with the keyword side off, hybrid ranks as the dense side does.
-    dense_only = _files(corpus_config, BOTH_QUERY, "hybrid", top_k=3, **{"retrieval.bm25_weight": 0})
-    assert dense_only == _files(corpus_config, BOTH_QUERY, "vector", top_k=3)
+
+    # Weights move the fusion: with the keyword side off, hybrid ranks as the dense side does,
+    # and with the dense side off, as BM25 does (both fusion functions).
+    vector = _files(corpus_config, BOTH_QUERY, "vector", top_k=3)
+    bm25 = _files(corpus_config, BOTH_QUERY, "bm25", top_k=3)
+    for off_bm25, off_dense in (
+        (
+            {"retrieval.fusion": "rrf", "retrieval.bm25_weight": 0},
+            {"retrieval.fusion": "rrf", "retrieval.vector_weight": 0},
+        ),
+        ({"retrieval.alpha": 1.0}, {"retrieval.alpha": 0.0}),
+    ):
+        assert _files(corpus_config, BOTH_QUERY, "hybrid", top_k=3, **off_bm25) == vector
+        # (BM25 matches fewer passages than asked for: hybrid fills the rest from the dense side.)
+        assert _files(corpus_config, BOTH_QUERY, "hybrid", top_k=3, **off_dense)[: len(bm25)] == bm25
 
 
 def test_tokenizer_keeps_identifiers_whole_and_in_parts() -> None:
@@ -191,6 +203,19 @@ def test_a_stale_keyword_index_is_never_used_silently_and_the_next_build_refresh
     assert KeywordIndex.load(folder).state == manifest_state(ix.components.manifest_file.load())
     fresh = Indexer.from_config(config, {"retrieval.mode": "bm25"}).stream("HTR-0042-Z")
     assert fresh.sources[0].file == "parts/heater.md" and fresh.notice is None
+
+
+def test_a_keyword_index_of_an_older_format_is_rebuilt_with_lucenes_bm25(tmp_path: Path) -> None:
+    config = write_config(tmp_path, write_corpus(tmp_path / "docs"), llm={"provider": "none"})
+    Indexer.from_config(config).build()
+    folder = keyword_folder(tmp_path / "storage", "test")
+    state = json.loads((folder / "state.json").read_text())
+    (folder / "state.json").write_text(json.dumps({**state, "format_version": 1}))  # bm25s' 1.5/0.75
+    assert KeywordIndex.load(folder) is None  # never searched as if it were current
+
+    Indexer.from_config(config).build()  # nothing changed on disk: the keyword index is rewritten
+    rebuilt = KeywordIndex.load(folder)
+    assert rebuilt is not None and (rebuilt._bm25.k1, rebuilt._bm25.b) == (0.9, 0.4)
 
 
 def test_cli_filter_top_k_and_mode(corpus_config: Path) -> None:

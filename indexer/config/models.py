@@ -290,12 +290,32 @@ class RerankConfig(StrictModel):
 class RetrievalConfig(StrictModel):
     mode: Literal["vector", "bm25", "hybrid"] = Field(
         "hybrid",
-        description="'vector' (dense, Chroma), 'bm25' (keyword) or 'hybrid' (both, fused by "
-        "reciprocal rank).",
+        description="'vector' (dense, Chroma), 'bm25' (keyword) or 'hybrid' (both, fused: see fusion).",
     )
-    vector_weight: float = Field(1.0, ge=0, description="hybrid: weight of the dense ranking.")
-    bm25_weight: float = Field(1.0, ge=0, description="hybrid: weight of the keyword ranking.")
-    rrf_k: int = Field(60, gt=0, description="hybrid: the k of reciprocal rank fusion, 1/(k + rank).")
+    # The defaults below were chosen by configs/eval-fusion.yaml (see the README's sweep table).
+    fusion: Literal["rrf", "convex"] = Field(
+        "convex",
+        description="hybrid: 'convex' (alpha * dense + (1 - alpha) * bm25 over normalised scores) or "
+        "'rrf' (weighted reciprocal rank: vector_weight, bm25_weight, rrf_k).",
+    )
+    alpha: float = Field(
+        0.55, ge=0, le=1, description="hybrid, convex: weight of the dense side; 1 - alpha is BM25's."
+    )
+    normalization: Literal["minmax", "zscore", "theoretical"] = Field(
+        "minmax",
+        description="hybrid, convex: how each side's scores are made comparable, per question: "
+        "'minmax', 'zscore', or 'theoretical' (cosine by [-1, 1], BM25 by its maximum).",
+    )
+    fusion_depth: int = Field(
+        100,
+        gt=0,
+        le=1000,
+        description="hybrid, convex: hits fetched per side at least, and the ones the normalisation "
+        "statistics come from (so they do not depend on top_k).",
+    )
+    vector_weight: float = Field(1.0, ge=0, description="hybrid, rrf: weight of the dense ranking.")
+    bm25_weight: float = Field(1.0, ge=0, description="hybrid, rrf: weight of the keyword ranking.")
+    rrf_k: int = Field(60, gt=0, description="hybrid, rrf: the k of reciprocal rank fusion, 1/(k + rank).")
     similarity_cutoff: float | None = Field(
         None,
         ge=-1,
@@ -320,8 +340,9 @@ class RetrievalConfig(StrictModel):
 
     @model_validator(mode="after")
     def _some_weight(self) -> RetrievalConfig:
-        if self.mode == "hybrid" and self.vector_weight == 0 and self.bm25_weight == 0:
-            raise ValueError("hybrid mode needs vector_weight or bm25_weight above 0")
+        rrf = self.mode == "hybrid" and self.fusion == "rrf"
+        if rrf and self.vector_weight == 0 and self.bm25_weight == 0:
+            raise ValueError("hybrid mode with rrf fusion needs vector_weight or bm25_weight above 0")
         return self
 
 

@@ -34,7 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: BM25 with k1 0.9, b 0.4 (bm25s bakes both into the saved index, so older ones are rebuilt).
+FORMAT_VERSION = 2
+# Lucene/Anserini's BM25 parameters, the reference BEIR baselines use. bm25s defaults to 1.5/0.75,
+# which scored 0.0103 nDCG@10 lower on the MS MARCO subset (long passages are over-penalised).
+BM25_K1 = 0.9
+BM25_B = 0.4
 _STATE_FILE = "state.json"
 _CHUNKS_FILE = "chunks.jsonl"
 
@@ -134,7 +139,7 @@ class KeywordIndex:
             state=state,
         )
         if items:
-            index._bm25 = bm25s.BM25()
+            index._bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B, method="lucene")
             index._bm25.index([tokenize(t) or [""] for t in index.texts], show_progress=False)
         return index
 

@@ -1,10 +1,9 @@
 """Retrieval: the passages a question is answered from.
 
 Dense search goes through ``ChunkStore.search`` (Chroma), keyword search through the BM25 index;
-``hybrid`` fuses the two rankings by weighted reciprocal rank (``w / (rrf_k + rank)``), which
-needs no score calibration between cosine similarities and BM25 scores. Then: a similarity cutoff
-on the dense side, de-duplication, an optional cross-encoder, and exactly ``top_k`` results when
-the index holds that many eligible passages.
+``hybrid`` fuses the two (``indexer.query.fusion``: a convex combination of normalised scores, or
+reciprocal rank). Then: a similarity cutoff on the dense side, de-duplication, an optional
+cross-encoder, and exactly ``top_k`` results when the index holds that many eligible passages.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ from indexer.config.models import Config
 from indexer.index.keyword import KeywordIndex, build_from_store, keyword_folder, manifest_state
 from indexer.index.manifest import Manifest
 from indexer.index.store import DOC_ID, ChunkStore, Hit
+from indexer.query import fusion
 from indexer.query.filters import Filters
+from indexer.query.fusion import Ranked
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,13 +34,6 @@ KEYWORD_GRACE_S = 120.0
 
 RetrievalMode = Literal["vector", "bm25", "hybrid"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("vector", "bm25", "hybrid")
-
-
-@dataclass
-class Ranked:
-    hit: Hit
-    score: float
-    scores: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,6 +145,8 @@ class Retriever:
 
         want = max(top_k, cfg.rerank.candidates) if cfg.rerank else top_k
         fetch = want * 2 + 8
+        if mode == "hybrid" and cfg.fusion == "convex":
+            fetch = max(fetch, cfg.fusion_depth)
         while True:
             dense: list[Hit] = []
             dense_done = True
@@ -195,13 +191,9 @@ class Retriever:
             return [Ranked(h, h.score, {"vector": h.score}) for h in dense]
         if mode == "bm25":
             return [Ranked(h, h.score, {"bm25": h.score}) for h in sparse]
-        fused: dict[str, Ranked] = {}
-        for name, hits, weight in (("vector", dense, cfg.vector_weight), ("bm25", sparse, cfg.bm25_weight)):
-            for rank, hit in enumerate(hits, start=1):
-                entry = fused.setdefault(hit.id, Ranked(hit, 0.0))
-                entry.score += weight / (cfg.rrf_k + rank)
-                entry.scores[name] = hit.score
-        return sorted(fused.values(), key=lambda r: r.score, reverse=True)
+        if cfg.fusion == "convex":
+            return fusion.convex(dense, sparse, cfg.alpha, cfg.normalization, cfg.fusion_depth)
+        return fusion.rrf(dense, sparse, cfg.vector_weight, cfg.bm25_weight, cfg.rrf_k)
 
     def _select(self, ranked: list[Ranked], want: int) -> list[Ranked]:
         """The best ``want`` passages, skipping repeats of a better one: the same text (a copied
