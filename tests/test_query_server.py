@@ -4,8 +4,6 @@ tiny GGUF: answers, streaming, and clear, bounded errors when the server is down
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ import pytest
 
 from indexer import Indexer
 from indexer.errors import ModelError
-from tests.support.live_server import free_port, wait_for_http
+from tests.support.live_server import free_port, llama_cpp_server
 
 pytest.importorskip("llama_cpp.server.app", reason="needs the llama-cpp-python[server] packages")
 pytest.importorskip("openai", reason="needs the indexer[openai] extra")
@@ -25,27 +23,9 @@ QUESTION = "What does error E-214 mean?"
 
 @pytest.fixture(scope="module")
 def llama_server(tiny_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(tiny_gguf), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "8192", "--n_threads", "1", "--model_alias", "tiny"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_for_http(
-            f"{base_url}/models",
-            process,
-            name="llama_cpp.server",
-            timeout=120,
-            output=lambda: log.read_text(errors="replace")[-2000:],
-        )
+    with llama_cpp_server(tiny_gguf, "tiny", log, n_ctx=8192, threads=1) as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def _server_indexer(config: Path, base_url: str, **overrides: object) -> Indexer:

@@ -5,8 +5,6 @@ F32 test model never does. Their text is not asserted, only structure and stoppi
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from indexer import Indexer
 from indexer.components.llm import ChatLlamaCPP, load_llm
 from indexer.config.models import LLMConfig
 from tests.conftest import run_cli
-from tests.support.live_server import free_port, live_server, wait_for_http
+from tests.support.live_server import live_server, llama_cpp_server
 
 QUESTION = "How often should the silica gel desiccant pack in the mast be replaced?"
 SHORT = [
@@ -175,22 +173,9 @@ def test_doctor_fails_with_one_line_per_problem(built_sample: Path, gemma_gguf: 
 
 @pytest.fixture(scope="module")
 def smollm2_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     log = tmp_path_factory.mktemp("smol-server") / "server.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        wait_for_http(f"{base_url}/models", process, name="llama_cpp.server", timeout=120,
-                      output=lambda: log.read_text(errors="replace")[-2000:])  # fmt: skip
+    with llama_cpp_server(smollm2_gguf, "smollm2", log, n_ctx=2048) as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_openai_like_against_llama_cpp_server_running_smollm2(

@@ -88,20 +88,26 @@ class Components:
         return self._tokenize(text)
 
     @cached_property
-    def _tokenize(self) -> Any:
-        tokenizer = self.embed_model._model.tokenizer
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is not None:
-            # A copy of the Rust tokenizer without truncation: several times faster than
-            # ``tokenizer.tokenize``, with no "sequence longer than the model" warning, and it
-            # counts whole texts (the model's own copy truncates at its input length).
-            from tokenizers import Tokenizer
+    def _fast_tokenizer(self) -> Any:
+        """A copy of the model's Rust tokenizer without truncation, or ``None`` for a slow one:
+        several times faster than ``tokenizer.tokenize``, with no "sequence longer than the model"
+        warning, and it counts whole texts (the model's own copy truncates at its input length)."""
+        backend = getattr(self.embed_model._model.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return None
+        from tokenizers import Tokenizer
 
-            counter = Tokenizer.from_str(backend.to_str())
-            counter.no_truncation()
-            counter.no_padding()
+        counter = Tokenizer.from_str(backend.to_str())
+        counter.no_truncation()
+        counter.no_padding()
+        return counter
+
+    @cached_property
+    def _tokenize(self) -> Any:
+        counter = self._fast_tokenizer
+        if counter is not None:
             return lambda text: counter.encode(text, add_special_tokens=False).ids
-        return tokenizer.tokenize
+        return self.embed_model._model.tokenizer.tokenize
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """The embedding tokenizer's tokens of ``text`` as character spans: what chunking counts
@@ -110,15 +116,10 @@ class Components:
 
     @cached_property
     def _token_spans(self) -> Any:
-        tokenizer = self.embed_model._model.tokenizer
-        backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is not None:
-            from tokenizers import Tokenizer
-
-            counter = Tokenizer.from_str(backend.to_str())
-            counter.no_truncation()
-            counter.no_padding()
+        counter = self._fast_tokenizer
+        if counter is not None:
             return lambda text: counter.encode(text, add_special_tokens=False).offsets
+        tokenizer = self.embed_model._model.tokenizer
 
         # A slow (Python) tokenizer has no offsets: spans of its tokens' lengths, laid end to end.
         def spans(text: str) -> list[tuple[int, int]]:

@@ -90,3 +90,33 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str | None, str]]:
             name = line[6:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
+
+
+@contextmanager
+def llama_cpp_server(
+    model: Any, alias: str, log: Any, *, n_ctx: int, threads: int | None = None
+) -> Iterator[str]:
+    """``python -m llama_cpp.server`` serving ``model`` as ``alias`` on a free loopback port until
+    the block ends; yields its ``/v1`` base URL. Its output goes to ``log``."""
+    import sys
+
+    port = free_port()
+    args = ["--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx)]
+    args += ["--model_alias", alias] + (["--n_threads", str(threads)] if threads else [])
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", *args], stdout=out, stderr=subprocess.STDOUT
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_for_http(
+            f"{base_url}/models",
+            process,
+            name="llama_cpp.server",
+            timeout=120,
+            output=lambda: log.read_text(errors="replace")[-2000:],
+        )
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
