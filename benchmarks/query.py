@@ -233,7 +233,11 @@ def generation(
     overrides = {"llm.n_ctx": 8192, "llm.max_new_tokens": max_tokens, "llm.temperature": 0.1}
     ix = Indexer.from_config(config, overrides)
     ix.build()
-    question = "How often should the silica gel desiccant pack in the mast be replaced?"
+    # A question with a long answer: tokens/s needs many tokens, and a real model stops by itself.
+    question = (
+        "List every maintenance task the passages mention and how often each one is done, "
+        "in full sentences."
+    )
     llm = ix.components.llm
     assert llm is not None
     engine = QueryEngine(ix.config, ix.components)
