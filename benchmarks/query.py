@@ -235,8 +235,7 @@ def generation(
     ix.build()
     # A question with a long answer: tokens/s needs many tokens, and a real model stops by itself.
     question = (
-        "List every maintenance task the passages mention and how often each one is done, "
-        "in full sentences."
+        "List every maintenance task the passages mention and how often each one is done, in full sentences."
     )
     llm = ix.components.llm
     assert llm is not None
