@@ -235,3 +235,10 @@ def test_a_missing_bundled_package_names_its_extra(monkeypatch: pytest.MonkeyPat
         bundled_model_path("smollm2")
     with pytest.raises(ModelError, match="no such bundled model"):
         bundled_model_path("nope")
+
+
+def test_an_unknown_chat_template_is_a_config_error_naming_the_setting(smollm2_gguf: Path) -> None:
+    from indexer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"llm\.chat_template 'nope' is not a built-in template"):
+        _load(smollm2_gguf, chat_template="nope")

@@ -42,7 +42,7 @@ from pydantic import PrivateAttr
 from indexer.components.chat_model import JsonReply, Usage
 from indexer.components.chat_templates import TemplateChoice, choose_template, sentinel, split_rendered
 from indexer.config.models import LLMConfig
-from indexer.errors import ModelError
+from indexer.errors import IndexerError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -391,7 +391,7 @@ def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
         return None, f"{where}: showing retrieved sources only. {HOW_TO_ADD_A_MODEL}"
     try:
         return ChatLlamaCPP(path, config), None
-    except ModelError:
+    except IndexerError:  # ours already says what and where (e.g. a bad llm.chat_template)
         raise
     except Exception as exc:  # llama.cpp raises ValueError for a file it cannot load
         raise ModelError(
