@@ -212,12 +212,13 @@ def test_page_streams_an_answer_with_sources_and_keeps_the_conversation(
         assert [t["role"] for t in body["history"]] == ["user", "assistant"]
         assert body["history"][0]["content"] == QUESTION
 
-        # A full generation queue is a message, not a blank page.
+        # A full generation queue is a message, not a blank page. The fault is injected (a real
+        # full queue needs a second client holding the model): the server's 503 reply, verbatim.
         driver.execute_script(
             """
-            window.fetch = async () => new Response(
+            window.fetch = async function fault_queue_full() { return new Response(
               JSON.stringify({error: {message: "the generation queue is full", code: "queue_full"}}),
-              {status: 503, headers: {"Retry-After": "7", "Content-Type": "application/json"}});
+              {status: 503, headers: {"Retry-After": "7", "Content-Type": "application/json"}}); };
             """
         )
         _by(driver, "#question").send_keys("busy?")
