@@ -20,8 +20,7 @@ Embedding 100k real chunks would take most of an hour on 2 cores and measure the
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import json
 import statistics
 import tempfile
 import time
@@ -34,22 +33,6 @@ TOP_K = 10
 # None: the collection is created as indexer did before vector_store.hnsw existed, with only the
 # legacy metadata {"hnsw:space": "cosine"} and Chroma's defaults for everything else.
 BEFORE = None
-
-
-def cpu_description() -> str:
-    model, flags = platform.processor() or platform.machine(), ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model in ("", platform.machine()):
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    wanted = ("avx", "avx2", "avx512f", "avx512_vnni", "fma", "sse4_2", "neon")
-                    flags = " ".join(f for f in value.split() if f in wanted)
-    except OSError:
-        pass
-    return f"CPU: {model}; {os.cpu_count()} logical cores; SIMD flags: {flags or 'unknown'}"
 
 
 def make_vectors(n: int, queries: int, data: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -143,10 +126,11 @@ def main() -> None:
     parser.add_argument("--skip-before", action="store_true", help="only indexer's settings")
     args = parser.parse_args()
 
+    from benchmarks.machine import cpu_description
     from indexer.config.models import HnswConfig
 
     ours = HnswConfig().model_dump()
-    print(cpu_description())
+    print(json.dumps({"cpu": cpu_description()}))
     print(f"data: {args.data}, dimension {DIMENSION}, {args.queries} questions, recall@{TOP_K} vs exact")
     for n in args.sizes:
         vectors, questions = make_vectors(n, args.queries, args.data)

@@ -105,7 +105,7 @@ def models(names: list[str]) -> dict[str, Path]:
 
 
 def main() -> None:
-    from benchmarks.query import cpu_description
+    from benchmarks.machine import cpu_description
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

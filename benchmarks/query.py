@@ -217,6 +217,7 @@ def generation(
     import llama_cpp
 
     from indexer import Indexer
+    from indexer.components.llm import cpu_count
     from indexer.query.engine import QueryEngine
     from tests.conftest import SAMPLE_DIR, write_config
 
@@ -242,7 +243,7 @@ def generation(
     engine = QueryEngine(ix.config, ix.components)
     prompt = llm.render(engine.messages(question, ix.retrieve(question, top_k=top_k)))
     cfg = ix.config.llm
-    threads = cfg.n_threads or len(os.sched_getaffinity(0))
+    threads = cfg.n_threads or cpu_count()
     direct = llama_cpp.Llama(
         model_path=str(model), n_ctx=cfg.n_ctx, n_threads=threads, n_threads_batch=threads,
         n_gpu_layers=cfg.n_gpu_layers, n_batch=cfg.n_batch, n_ubatch=cfg.n_batch,
@@ -286,31 +287,9 @@ def generation(
     }
 
 
-def cpu_description() -> dict[str, Any]:
-    """The CPU every figure was measured on: model, cores and the SIMD flags that matter here."""
-    from indexer.doctor import cpu_flags, cpu_model
-
-    wanted = (
-        "avx2",
-        "fma",
-        "f16c",
-        "avx512f",
-        "avx512_vnni",
-        "avx512_bf16",
-        "amx_tile",
-        "amx_int8",
-        "amx_bf16",
-    )
-    flags = cpu_flags()
-    return {
-        "model": cpu_model(),
-        "cores": len(os.sched_getaffinity(0)),
-        "flags": [f for f in wanted if f in flags],
-        "load_1min": round(os.getloadavg()[0], 2),
-    }
-
-
 def main() -> None:
+    from benchmarks.machine import cpu_description
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -12,8 +12,9 @@ The templates are Jinja in the Hugging Face convention (``messages``, ``add_gene
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexer.errors import ConfigError
@@ -27,7 +28,7 @@ class ChatTemplate:
     markers: tuple[str, ...] = ()
     # Markers that begin a turn or end one: generating one means the answer is over.
     turn_markers: tuple[str, ...] = ()
-    stop: tuple[str, ...] = field(default=())
+    stop: tuple[str, ...] = ()
 
 
 # System prompts fold into the first user turn where a family has no system role.
@@ -176,7 +177,6 @@ def sentinel(index: int) -> str:
 def split_rendered(rendered: str, contents: Sequence[str]) -> list[tuple[str, bool]]:
     """Split a template rendered over sentinels into ``(text, is_template_text)`` pieces, with each
     message's own text put back as a piece of its own."""
-    import re
 
     pieces: list[tuple[str, bool]] = []
     position = 0

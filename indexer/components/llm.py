@@ -88,6 +88,9 @@ class ChatLlamaCPP(LlamaCPP):
     _extra_stop: list[str] = PrivateAttr()
     _last_prompt: RenderedPrompt | None = PrivateAttr(default=None)
     _last_usage: Usage | None = PrivateAttr(default=None)
+    # Template text -> its pieces around control tokens: the same few fragments ("<|im_start|>user\n")
+    # recur in every render, and context fitting renders many times per question.
+    _controls: dict[str, list[tuple[str, int | None]]] = PrivateAttr(default_factory=dict)
 
     def __init__(self, model_path: Path, config: LLMConfig) -> None:
         threads = config.n_threads or cpu_count()
@@ -239,6 +242,12 @@ class ChatLlamaCPP(LlamaCPP):
         return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
 
     def _split_controls(self, text: str) -> list[tuple[str, int | None]]:
+        cached = self._controls.get(text)
+        if cached is None:
+            cached = self._controls[text] = self._find_controls(text)
+        return cached
+
+    def _find_controls(self, text: str) -> list[tuple[str, int | None]]:
         found = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         model = self._model._model
         controls = {self.token_text(t): t for t in found if model.token_get_attr(t) & _CONTROL}
