@@ -394,6 +394,40 @@ class ServerConfig(StrictModel):
         return key
 
 
+class RayConfig(StrictModel):
+    """``build.engine: ray``: where the cluster is and how the embedding actors are sized."""
+
+    address: str | None = Field(
+        None,
+        description="auto (a running cluster), ray://host:port, or unset for an in-process local cluster.",
+    )
+    num_cpus: float = Field(1.0, gt=0, description="CPUs each embedding actor reserves.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs each embedding actor reserves.")
+    actors: int = Field(2, gt=0, description="Embedding actors (one model copy each).")
+    batch_size: int = Field(64, gt=0, description="Documents per task sent to an actor.")
+
+
+class BuildConfig(StrictModel):
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="local: this machine's processes; ray: read, chunk and embed on a Ray cluster "
+        "(the vector store must be a Chroma server).",
+    )
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="local: processes that read and chunk files while the model embeds; auto: one "
+        "per core beyond the first, at least one.",
+    )
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+    @field_validator("workers")
+    @classmethod
+    def _positive(cls, workers: int | str) -> int | str:
+        if isinstance(workers, int) and workers < 1:
+            raise ValueError("must be auto or at least 1")
+        return workers
+
+
 class Config(StrictModel):
     data: DataConfig
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
@@ -403,6 +437,7 @@ class Config(StrictModel):
     query: QueryConfig = Field(default_factory=QueryConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
 
     @model_validator(mode="after")
     def _index_outside_documents(self) -> Config:

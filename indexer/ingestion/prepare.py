@@ -1,0 +1,65 @@
+"""The parallel part of a build: files in, chunks with their vectors out.
+
+A build's plan (which files to index), its writer lease, its intent log and its commits stay in
+one process (``ingestion/pipeline.py``); what happens in between, reading, chunking and
+embedding, is independent per file, so an engine may spread it over processes (``LocalEngine``)
+or a cluster (``ingestion/ray_engine.py``). Every engine yields the same ``Prepared`` items: the
+same chunk ids and texts, whichever engine made them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from indexer.index.store import Chunk
+
+if TYPE_CHECKING:
+    from llama_index.core.node_parser import SentenceSplitter
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One file to (re)index, as the plan found it."""
+
+    doc_id: str
+    path: str
+    hash: str
+    size: int
+
+
+@dataclass
+class Prepared:
+    """A file read and chunked, and (once an engine embedded it) its chunks' vectors, one row per
+    chunk in order; ``error`` says why an unreadable file is skipped."""
+
+    item: WorkItem
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: Any = None
+    error: str | None = None
+
+
+class Engine(Protocol):
+    """Turns work items into prepared, embedded files. Items may come back in any order; an
+    engine keeps a bounded number in flight, so memory does not grow with the corpus."""
+
+    def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]: ...
+
+    def close(self) -> None: ...
+
+
+def read_and_chunk(item: WorkItem, splitter: SentenceSplitter) -> Prepared:
+    """Read one file and cut it into chunks (no vectors yet); an unreadable file gives an error."""
+    from pathlib import Path
+
+    from indexer.ingestion.chunking import chunk_document
+    from indexer.ingestion.readers import UnreadableFile, read_file
+
+    prepared = Prepared(item)
+    try:
+        docs = read_file(Path(item.path))
+        prepared.chunks = chunk_document(splitter, docs, doc_id=item.doc_id, file_hash=item.hash)
+    except UnreadableFile as exc:
+        prepared.error = str(exc)
+    return prepared
