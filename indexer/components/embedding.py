@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
 import os
-import weakref
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,12 +45,10 @@ class EmbeddingIdentity:
     # ones do (benchmarks/embedding_dtype.py), so indexes and questions may mix them.
     dtype: str = "float32"
 
+
 # The CPU flags that give bfloat16 matrix products in hardware; without them torch emulates bf16,
 # slower than float32.
 _BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-# Models that compute in a reduced format, with their autocast arguments: ``encode_passages`` opens
-# one autocast region around a whole encode, so each weight is cast once per call, not per batch.
-_AUTOCAST: weakref.WeakKeyDictionary[Any, tuple[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def resolve_dtype(config: EmbeddingConfig) -> tuple[str, str]:
@@ -154,13 +149,16 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
 
 
 def _compute_in(st_model: Any, device: str, dtype: str) -> None:
-    """Run the transformer's matrix products in ``dtype`` through ``torch.autocast``; LayerNorm,
-    softmax, pooling and the output stay float32.
+    """Run the transformer's matrix products in ``dtype`` under ``torch.autocast``; LayerNorm,
+    softmax, the residual sums, pooling and the output stay float32.
 
-    Autocast rather than ``st_model.to(dtype)``: converting every weight also rounds LayerNorm and
-    the attention softmax, which cost more accuracy than speed (benchmarks/embedding_dtype.py, the
-    README's figures). Wrapping the transformer's forward, not one call site, makes every route
-    through the model (passages, questions, LlamaIndex's own calls) compute the same way.
+    Not ``st_model.to(dtype)``: that also keeps the residual stream in ``dtype``, and its vectors
+    fell to cosine 0.997 of float32 ones where autocast keeps 0.99997, at no more speed
+    (benchmarks/embedding_dtype.py). The Linear weights are stored in ``dtype`` up front, which
+    changes no result (autocast casts them to it anyway) but saves that cast on every batch: under
+    inference mode autocast does not cache it. Wrapping the transformer's forward, not one call
+    site, makes every route through the model (passages, questions, LlamaIndex's own calls) compute
+    the same way.
     """
     import torch
 
@@ -172,6 +170,9 @@ def _compute_in(st_model: Any, device: str, dtype: str) -> None:
         )
     device_type = torch.device(device).type
     torch_dtype = getattr(torch, dtype)
+    for module in inner.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch_dtype)
     forward = inner.forward
 
     @functools.wraps(forward)
@@ -180,20 +181,6 @@ def _compute_in(st_model: Any, device: str, dtype: str) -> None:
             return forward(*args, **kwargs)
 
     inner.forward = forward_in_dtype
-    _AUTOCAST[st_model] = (device_type, torch_dtype)
-
-
-@contextlib.contextmanager
-def _autocast_region(st_model: Any) -> Iterator[None]:
-    settings = _AUTOCAST.get(st_model)
-    if settings is None:
-        yield
-        return
-    import torch
-
-    device_type, torch_dtype = settings
-    with torch.autocast(device_type, dtype=torch_dtype):
-        yield
 
 
 def query_config(config: EmbeddingConfig) -> EmbeddingConfig:
@@ -219,15 +206,14 @@ def encode_passages(model: HuggingFaceEmbedding, texts: list[str]) -> Any:
     call, so its length sorting (which keeps padding low) works on 64 texts instead of all of
     them, and each vector becomes a Python list on the way out.
     """
-    with _autocast_region(model._model):
-        return model._model.encode(
-            texts,
-            batch_size=model.embed_batch_size,
-            prompt_name="text",
-            normalize_embeddings=model.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+    return model._model.encode(
+        texts,
+        batch_size=model.embed_batch_size,
+        prompt_name="text",
+        normalize_embeddings=model.normalize,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
 
 
 def config_identity(config: EmbeddingConfig) -> dict[str, Any]:
