@@ -27,6 +27,7 @@ from indexer.components.openmp_env import set_wait_policy_before_torch
 from indexer.config import load_config
 from indexer.config.models import EmbeddingConfig
 from indexer.cpu import cpu_flags
+from indexer.doctor import diagnose
 from indexer.errors import ConfigError
 from indexer.index.manifest import EMBEDDING_KEYS
 from tests.conftest import ROOT, run_cli
@@ -156,3 +157,10 @@ def test_a_hub_model_has_no_fingerprint_until_downloaded_then_that_of_its_files(
     (repo / "refs" / "main").write_text("abc123")
     bundled = config_identity(EmbeddingConfig())["fingerprint"]
     assert config_identity(config)["fingerprint"] == bundled
+
+
+def test_doctor_shows_the_dtype_and_why(make_config) -> None:
+    config = load_config(make_config(llm={"provider": "none"}, embedding={"dtype": "auto"}))
+    rows = dict(dict(diagnose(config).sections)["Embedding"])
+    dtype, reason = resolve_dtype(config.embedding)
+    assert rows["dtype"] == f"{dtype} (embedding.dtype auto: {reason})"
