@@ -122,7 +122,7 @@ def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
     ix = Indexer.from_config(config)
     rng = random.Random(size)
     result: dict[str, Any] = {"chunks": size}
-    if ix.components.manifest_file.load() is None:  # else kept from an earlier run (--workdir)
+    if ix.index.manifest_file.load() is None:  # else kept from an earlier run (--workdir)
         result.update(_write_corpus(ix, size, rng))
     return {**result, **_measure(config, rng, queries)}
 
@@ -138,7 +138,7 @@ def _write_corpus(ix: Any, size: int, rng: random.Random) -> dict[str, Any]:
     base = np.asarray(ix.components.embed_model.get_text_embedding_batch(base_texts), dtype=np.float32)
     noise = np.random.default_rng(size)
 
-    store = ix.components.chunk_store(create=True)
+    store = ix.index.chunk_store(create=True)
     assert store is not None
     per_file, files = 10, {}
     started = time.perf_counter()
@@ -162,7 +162,7 @@ def _write_corpus(ix: Any, size: int, rng: random.Random) -> dict[str, Any]:
         loader={},
         files=files,
     )
-    ix.components.manifest_file.save(manifest)
+    ix.index.manifest_file.save(manifest)
     started = time.perf_counter()
     sync_keyword_index(ix.config, ix.components)
     return {"insert_s": round(insert_s, 1), "keyword_build_s": round(time.perf_counter() - started, 1)}
@@ -240,7 +240,7 @@ def generation(
     )
     llm = ix.components.llm
     assert llm is not None
-    engine = QueryEngine(ix.config, ix.components)
+    engine = QueryEngine(ix.components, ix.index)
     prompt = llm.render(engine.messages(question, ix.retrieve(question, top_k=top_k)))
     cfg = ix.config.llm
     threads = cfg.n_threads or cpu_count()

@@ -84,7 +84,7 @@ def create_server(indexer: Indexer) -> MCPServer:
         async def list_resources(self) -> list[Resource]:
             """The static resources, and one per indexed file: the set changes with every build."""
             listed = await super().list_resources()
-            manifest = await anyio.to_thread.run_sync(indexer.components.manifest_file.load)
+            manifest = await anyio.to_thread.run_sync(indexer.index.current)
             for doc_id, record in sorted((manifest.files if manifest else {}).items()):
                 listed.append(
                     Resource(
@@ -155,10 +155,10 @@ def create_server(indexer: Indexer) -> MCPServer:
         """An indexed file's passages, in reading order, by its path relative to data.input_dir."""
 
         def read() -> str:
-            manifest = indexer.components.manifest_file.load()
+            manifest = indexer.index.current()
             if manifest is None or path not in manifest.files:
                 raise ResourceError(f"{path!r} is not an indexed file (see the resource list)")
-            store = indexer.components.chunk_store(create=False)
+            store = indexer.index.chunk_store(create=False)
             hits = store.document(path) if store is not None else []
             parts = []
             for n, hit in enumerate(hits, start=1):

@@ -108,8 +108,9 @@ def evaluate_variant(
     show_progress: bool,
 ) -> ResultSet:
     started = time.perf_counter()
-    result = ResultSet(variant=variant, dataset=dataset, config=config, index=prepared)
-    engine = QueryEngine(components.config, components)  # this variant's settings, on the shared index
+    # The config recorded is the one the engine ran (on the shared index, without de-duplication).
+    result = ResultSet(variant=variant, dataset=dataset, config=components.config, index=prepared)
+    engine = QueryEngine(components, prepared.index)
     retrieval_metrics = [x for x in metrics if m.parse_metric(x)[0] in m.RETRIEVAL_METRICS]
     depth = max((m.parse_metric(x)[1] or 0 for x in retrieval_metrics), default=0)
     depth = max(depth, config.query.top_k)

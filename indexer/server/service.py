@@ -139,15 +139,15 @@ class RagService:
     def index_info(self, reveal_paths: bool = True) -> dict[str, Any]:
         """The manifest and counts; without ``reveal_paths``, every absolute path is cut to its
         last part (folder or file name), so the machine's layout stays private."""
-        components = self.indexer.components
-        manifest = components.manifest_file.load()
+        index = self.indexer.index
+        manifest = index.current()
         if manifest is None:
             raise IndexerError("the index has no manifest: run `indexer build CONFIG`")
-        store = components.chunk_store(create=False)
+        store = index.chunk_store(create=False)
         info = {
             "model": self.model_id,
             "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
-            "collection": self.config.vector_store.collection,
+            "collection": index.collection_name(),
             "counts": {**manifest.counts(), "vectors": store.count() if store is not None else 0},
             "llm": self.has_llm,
             "manifest": manifest.model_dump(mode="json"),
