@@ -26,6 +26,8 @@ from indexer.errors import IndexerError
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
 
+    from indexer.index.store import Hit
+
 log = logging.getLogger("indexer.mcp")
 
 STATUS_URI = "indexer://status"
@@ -65,6 +67,8 @@ def create_server(indexer: Indexer) -> MCPServer:
     status and for each indexed file (by its path relative to ``data.input_dir``)."""
     import anyio
     from mcp.server.mcpserver import MCPServer
+
+    from indexer.index.store import Hit
     from mcp.server.mcpserver.exceptions import ResourceError, ToolError
     from mcp_types import Resource
 
@@ -158,8 +162,11 @@ def create_server(indexer: Indexer) -> MCPServer:
             manifest = indexer.index.current()
             if manifest is None or path not in manifest.files:
                 raise ResourceError(f"{path!r} is not an indexed file (see the resource list)")
-            store = indexer.index.chunk_store(create=False)
-            hits = store.document(path) if store is not None else []
+            def passages() -> list[Hit]:
+                store = indexer.index.chunk_store(create=False)
+                return store.document(path) if store is not None else []
+
+            hits = indexer.index.reading(passages)
             parts = []
             for n, hit in enumerate(hits, start=1):
                 where = ", ".join(

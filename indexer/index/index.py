@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer.config.models import VectorStoreConfig
 from indexer.errors import StoreError
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The file an embedded Chroma (1.x) keeps its records in, inside persist_dir.
 CHROMA_DATABASE_FILE = "chroma.sqlite3"
@@ -77,6 +78,7 @@ class Index:
         self.config = vector_store
         self._keyword: tuple[str, KeywordIndex] | None = None
         self._keyword_revision: Any = None
+        self._client_seen: Any = None  # the manifest version the embedded client was opened at
 
     # -- handles ----------------------------------------------------------------------------------
 
@@ -84,7 +86,29 @@ class Index:
     def client(self) -> ClientAPI:
         from indexer.components.vector_store import open_client
 
+        if self.config.persist_dir is not None:
+            self._client_seen = ManifestFile(self.config.persist_dir).version_token()
         return open_client(self.config)
+
+    def reading(self, work: Callable[[], T]) -> T:
+        """Run a read of the live index. An embedded Chroma keeps its vector index in memory per
+        process and does not see another process's writes: the client is opened again when a
+        build elsewhere committed since, and once more if the read fails midway (that build had
+        just removed chunks the old copy still names)."""
+        if self.config.persist_dir is None:
+            return work()
+        if "client" in self.__dict__ and self.manifest_file.version_token() != self._client_seen:
+            self._reopen()
+        try:
+            return work()
+        except StoreError:
+            self._reopen()
+            return work()
+
+    def _reopen(self) -> None:
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            client.close()  # releases Chroma's per-process system when nothing else holds it
 
     @cached_property
     def manifest_file(self) -> ManifestFile:

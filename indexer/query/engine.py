@@ -22,7 +22,7 @@ from indexer.index.index import Index
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
-from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retriever
+from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retrieved, Retriever
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -193,16 +193,20 @@ class QueryEngine:
         """See ``Indexer.retrieve``; why fewer than ``top_k`` came back, if so, is in ``last_notices``."""
         question = _checked(question)
         manifest = self.manifest()
-        store = self.index.chunk_store(create=False)
-        if store is None:
-            raise IndexerError(
-                f"the index's collection {self.index.collection_name()!r} is missing: "
-                "run `indexer build CONFIG --rebuild`"
-            )
         wanted = Filters.from_mapping(self.config.retrieval.filters, filters)
-        retrieved = self._retriever.retrieve(
-            question, top_k or self.config.query.top_k, wanted, manifest, store, _checked_mode(mode)
-        )
+
+        def search() -> Retrieved:
+            store = self.index.chunk_store(create=False)
+            if store is None:
+                raise IndexerError(
+                    f"the index's collection {self.index.collection_name()!r} is missing: "
+                    "run `indexer build CONFIG --rebuild`"
+                )
+            return self._retriever.retrieve(
+                question, top_k or self.config.query.top_k, wanted, manifest, store, _checked_mode(mode)
+            )
+
+        retrieved = self.index.reading(search)
         self._notices = retrieved.notices
         return [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
 

@@ -15,6 +15,7 @@ from typing import Any
 from indexer.api import Indexer
 from indexer.components.vector_store import describe
 from indexer.errors import IndexerError
+from indexer.index.store import ChunkStore
 from indexer.query.retrieval import RetrievalMode
 from indexer.server.queue import Generation
 
@@ -143,16 +144,20 @@ class RagService:
         manifest = index.current()
         if manifest is None:
             raise IndexerError("the index has no manifest: run `indexer build CONFIG`")
-        store = index.chunk_store(create=False)
+        vectors = index.reading(lambda: _count(index.chunk_store(create=False)))
         info = {
             "model": self.model_id,
             "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
             "collection": index.collection_name(),
-            "counts": {**manifest.counts(), "vectors": store.count() if store is not None else 0},
+            "counts": {**manifest.counts(), "vectors": vectors},
             "llm": self.has_llm,
             "manifest": manifest.model_dump(mode="json"),
         }
         return info if reveal_paths else _without_absolute_paths(info)
+
+
+def _count(store: ChunkStore | None) -> int:
+    return store.count() if store is not None else 0
 
 
 _ABSOLUTE_RE = re.compile(r"^(/|~/|[A-Za-z]:[\\/]|\\\\)")
