@@ -67,8 +67,6 @@ def create_server(indexer: Indexer) -> MCPServer:
     status and for each indexed file (by its path relative to ``data.input_dir``)."""
     import anyio
     from mcp.server.mcpserver import MCPServer
-
-    from indexer.index.store import Hit
     from mcp.server.mcpserver.exceptions import ResourceError, ToolError
     from mcp_types import Resource
 
