@@ -291,7 +291,7 @@ class _Build:
         items = []
         for doc_id in plan.todo:
             source, digest = plan.current[doc_id]
-            items.append(WorkItem(doc_id, str(source.path), digest, source.size))
+            items.append(WorkItem(doc_id, str(source.path.absolute()), digest, source.size))
         engine = make_engine(self.components)
         limit = flush_chunks(config)
         thread = _WriterThread(self._apply)
