@@ -115,9 +115,9 @@ def build_index(
         plan = plan_sync(config, discovery, previous)
         return _dry_run_summary(plan, previous, rebuild, started)
 
-    if rebuild and config.vector_store.persist_dir is not None:
-        _set_aside_unopenable_database(index, config.vector_store.persist_dir)
     with index.writer() as writer:
+        if rebuild and config.vector_store.persist_dir is not None:
+            _set_aside_unopenable_database(index, config.vector_store.persist_dir)
         return _Build(components, writer, rebuild, strict, show_progress, started, discovery).run()
 
 
