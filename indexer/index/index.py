@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -253,7 +253,8 @@ class IndexWriter:
         self.store: ChunkStore | None = None
         self.keyword: KeywordIndex | None = None
         self.staging = False
-        self.seconds: Counter[str] = Counter()  # busy time per step: write, keyword, commit
+        # Busy seconds per step: write, keyword, commit.
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     # -- opening ----------------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ class ChunkStore:
     def _add(self, chunks: Sequence[Chunk], embeddings: Any) -> None:
         for start in range(0, len(chunks), self._max_batch):
             batch = chunks[start : start + self._max_batch]
-            vectors = (
+            vectors: Any = (
                 embeddings[start : start + self._max_batch]
                 if embeddings is not None
                 else [c.embedding for c in batch]
@@ -170,9 +170,10 @@ class ChunkStore:
             wanted *= 4
 
     def _query(self, embedding: Sequence[float], n: int, where: dict[str, Any] | None) -> list[Hit]:
+        query: list[Sequence[float] | Sequence[int]] = [list(embedding)]
         try:
             result = self._collection.query(
-                query_embeddings=[list(embedding)],
+                query_embeddings=query,
                 n_results=n,
                 where=where,  # type: ignore[arg-type]
                 include=["documents", "metadatas", "distances"],  # type: ignore[list-item]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import Counter, deque
+from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,7 @@ class LocalEngine:
         self.components = components
         self.flush_chunks = flush_chunks
         self.workers = resolve_workers(components.config.build.workers)
-        self.seconds: Counter[str] = Counter()  # busy time per stage: read_chunk, encode
+        self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
 
     def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]:
         from indexer.components.embedding import encode_passages
@@ -124,11 +124,11 @@ class LocalEngine:
             exhausted = False
             while True:
                 while not exhausted and len(window) < 2 * self.workers + 2 and not buffer.closed:
-                    item = next(pending, None)
-                    if item is None:
+                    following = next(pending, None)
+                    if following is None:
                         exhausted = True
                     else:
-                        window.append(pool.submit(_chunk_in_worker, item))
+                        window.append(pool.submit(_chunk_in_worker, following))
                 if not window:
                     return
                 prepared, seconds = window.popleft().result()
