@@ -147,7 +147,8 @@ class RagService:
         info = {
             "model": self.model_id,
             "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
-            "collection": self.config.vector_store.collection,
+            # The live collection (NAME-gN after a --rebuild), not the configured base name.
+            "collection": components.collection_name(),
             "counts": {**manifest.counts(), "vectors": store.count() if store is not None else 0},
             "llm": self.has_llm,
             "manifest": manifest.model_dump(mode="json"),
