@@ -185,7 +185,7 @@ class QueryEngine:
         filters: Mapping[str, FilterValue] | None = None,
         mode: RetrievalMode | None = None,
     ) -> list[Source]:
-        """See ``Indexer.retrieve``; why fewer than ``top_k`` came back, if so, is in ``last_notices``."""
+        """See ``Indexer.retrieve``."""
         question = _checked(question)
         manifest = self.manifest()
         store = self.components.chunk_store(create=False)
@@ -200,10 +200,6 @@ class QueryEngine:
         )
         self._notices = retrieved.notices
         return [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
-
-    @property
-    def last_notices(self) -> list[str]:
-        return list(self._notices)
 
     def stream(
         self,
