@@ -175,6 +175,12 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 # --- aggregation ---------------------------------------------------------------------------------
 
 
+def rounded(value: float | None) -> float | None:
+    """A number as a run records it: six decimals keep every metric's precision and make saved
+    runs compare equal across platforms whose last float bits differ."""
+    return None if value is None else round(float(value), 6)
+
+
 def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
