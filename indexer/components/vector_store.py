@@ -27,6 +27,15 @@ def describe(config: VectorStoreConfig, *, reveal_paths: bool = True) -> str:
     return f"Chroma folder {folder}"
 
 
+def location(config: VectorStoreConfig) -> str:
+    """Where the index lives, as messages and ``indexer status`` name it: its folder, or
+    ``chroma://HOST:PORT/COLLECTION`` on a Chroma server (the configured collection, whose
+    generations ``NAME-gN`` live beside it)."""
+    if config.host is not None:
+        return f"chroma://{config.host}:{config.port}/{config.collection}"
+    return str(config.persist_dir)
+
+
 def open_client(config: VectorStoreConfig) -> ClientAPI:
     import chromadb
     from chromadb.config import Settings
