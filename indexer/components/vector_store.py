@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
+    from chromadb.api.collection_configuration import CreateCollectionConfiguration
     from chromadb.api.models.Collection import Collection
 
 
@@ -118,7 +119,7 @@ def get_collection(
         ) from None
 
 
-def _hnsw_configuration(config: VectorStoreConfig) -> dict[str, Any]:
+def _hnsw_configuration(config: VectorStoreConfig) -> CreateCollectionConfiguration:
     # chromadb 1.x takes index settings as a configuration; the legacy "hnsw:*" metadata still
     # works but cannot be changed later. Cosine space: scores are 1 - distance (index/store.py).
     hnsw = config.hnsw

@@ -115,8 +115,7 @@ def retrieval_scores(
 ) -> dict[str, float]:
     """Every requested retrieval metric for one query. Duplicate ids count once, at their best
     rank; a query that retrieved nothing scores 0 on all of them."""
-    seen: set[str] = set()
-    unique = [doc for doc in ranked if not (doc in seen or seen.add(doc))]
+    unique = list(dict.fromkeys(ranked))
     scores = {}
     for metric in metrics:
         name, k = parse_metric(metric)
