@@ -22,6 +22,8 @@ from pydantic import Field
 
 from indexer.api import Indexer
 from indexer.errors import IndexerError
+from indexer.query.filters import FilterValue as ScalarFilterValue
+from indexer.query.filters import check_filters
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -56,6 +58,13 @@ def require_mcp_extra() -> None:
         raise IndexerError(
             f"`indexer mcp` needs the mcp extra ({exc.name} is missing): pip install 'indexer[mcp]'"
         ) from None
+
+
+def _checked_filters(filters: dict[str, FilterValue] | None) -> dict[str, ScalarFilterValue] | None:
+    """The tools' schema lets a list through so that the engine's own message says why one key
+    cannot take several values (a ``ConfigError``); once checked, every value is a scalar."""
+    check_filters(filters)
+    return None if filters is None else {k: v for k, v in filters.items() if not isinstance(v, list)}
 
 
 def file_uri(doc_id: str) -> str:
@@ -121,7 +130,9 @@ def create_server(indexer: Indexer) -> MCPServer:
         """Find the passages of the indexed documents that best match the question, best first:
         each with its file, page or section, score and text."""
         top_k = checked(top_k)
-        found = await in_thread(lambda: indexer.retrieve(question, top_k, filters=filters, mode=mode))
+        found = await in_thread(
+            lambda: indexer.retrieve(question, top_k, filters=_checked_filters(filters), mode=mode)
+        )
         return {"passages": [_passage(s) for s in found]}
 
     @server.tool()
@@ -134,7 +145,7 @@ def create_server(indexer: Indexer) -> MCPServer:
 
         def answer() -> dict[str, Any]:
             with generation:
-                result = indexer.query(question, top_k, filters=filters, mode=mode)
+                result = indexer.query(question, top_k, filters=_checked_filters(filters), mode=mode)
             data = result.to_dict()
             data["sources"] = [_passage(s) for s in result.sources]
             if result.answer is None:  # llm.provider none carries no notice of its own

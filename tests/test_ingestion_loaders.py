@@ -14,7 +14,7 @@ from tests.conftest import SHARED_DATA
 
 FIXTURES = SHARED_DATA / "mixed_docs_unstructured"
 FILES = FIXTURES / "files"
-pytestmark = pytest.mark.skipif(not FILES.is_dir(), reason=f"shared test data not found at {FIXTURES}")
+pytestmark = pytest.mark.shared_data(FILES)
 
 # Files that must be skipped, and the words their reason must contain.
 SKIPPED = {

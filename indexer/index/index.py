@@ -123,10 +123,9 @@ class Index:
     @property
     def location(self) -> str:
         """Where the index lives, as a user would name it: its folder, or the server's address."""
-        if self.config.persist_dir is not None:
-            return str(self.config.persist_dir)
-        scheme = "https" if self.config.ssl else "http"
-        return f"chroma+{scheme}://{self.config.host}:{self.config.port}/{self.config.collection}"
+        from indexer.components.vector_store import location
+
+        return location(self.config)
 
     def current(self) -> Manifest | None:
         """The committed manifest now (re-read only when another process committed since)."""

@@ -190,7 +190,7 @@ class QueryEngine:
         filters: Mapping[str, FilterValue] | None = None,
         mode: RetrievalMode | None = None,
     ) -> list[Source]:
-        """See ``Indexer.retrieve``; why fewer than ``top_k`` came back, if so, is in ``last_notices``."""
+        """See ``Indexer.retrieve``."""
         question = _checked(question)
         manifest = self.manifest()
         wanted = Filters.from_mapping(self.config.retrieval.filters, filters)
@@ -209,10 +209,6 @@ class QueryEngine:
         retrieved = self.index.reading(search)
         self._notices = retrieved.notices
         return [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
-
-    @property
-    def last_notices(self) -> list[str]:
-        return list(self._notices)
 
     def stream(
         self,

@@ -148,6 +148,7 @@ class RagService:
         info = {
             "model": self.model_id,
             "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
+            # The live collection (NAME-gN after a --rebuild), not the configured base name.
             "collection": index.collection_name(),
             "counts": {**manifest.counts(), "vectors": vectors},
             "llm": self.has_llm,
