@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from indexer.components import Components
 from indexer.config import Config, load_config
+from indexer.index.index import Index
 from indexer.ingestion.pipeline import BuildSummary, build_index
 from indexer.ingestion.status import IndexStatus
-from indexer.query.chat import ChatSession
-from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
-from indexer.query.filters import FilterValue
-from indexer.query.retrieval import RetrievalMode
+
+if TYPE_CHECKING:
+    # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
+    from indexer.query.chat import ChatSession
+    from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
+    from indexer.query.filters import FilterValue
+    from indexer.query.retrieval import RetrievalMode
 
 
 class Indexer:
@@ -27,7 +32,13 @@ class Indexer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.components = Components(config)
-        self._engine = QueryEngine(config, self.components)
+        self.index = Index(config.vector_store)
+
+    @cached_property
+    def _engine(self) -> QueryEngine:
+        from indexer.query.engine import QueryEngine
+
+        return QueryEngine(self.components, self.index)
 
     @classmethod
     def from_config(
@@ -43,26 +54,20 @@ class Indexer:
         show_progress: bool = False,
         strict: bool = False,
     ) -> BuildSummary:
-        summary = build_index(
-            self.config,
+        return build_index(
             self.components,
+            self.index,
             rebuild=rebuild,
             dry_run=dry_run,
             strict=strict,
             show_progress=show_progress,
         )
-        if not dry_run:
-            from indexer.query.retrieval import sync_keyword_index
-
-            sync_keyword_index(self.config, self.components)  # BM25 follows what Chroma now holds
-        self._engine = QueryEngine(self.config, self.components)  # re-read the new manifest
-        return summary
 
     def status(self) -> IndexStatus:
         """The manifest, counts, and which files are new, changed or deleted since the last build."""
         from indexer.ingestion.status import index_status
 
-        return index_status(self.config, self.components)
+        return index_status(self.config, self.index)
 
     def retrieve(
         self,
@@ -106,6 +111,8 @@ class Indexer:
 
     def chat(self, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None) -> ChatSession:
         """A multi-turn session: ``session.ask(q)`` streams, ``session.remember(q, stream)``."""
+        from indexer.query.chat import ChatSession
+
         return ChatSession(self._engine, top_k=top_k, filters=filters)
 
     @property

@@ -247,6 +247,14 @@ def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> 
     return EmbeddingIdentity(**identity, dimension=dimension, backend=config.backend)
 
 
+def identity_for(config: EmbeddingConfig, dimension: int) -> dict[str, Any]:
+    """The identity of vectors of ``dimension`` made with ``config``, without loading the model
+    (a Ray build's driver knows its vectors, not the workers' models). A Hugging Face model not
+    downloaded on the driver has no fingerprint here: left out, it is not checked, and the next
+    build that loads the model records it."""
+    return {**config_identity(config), "dimension": dimension, "backend": config.backend}
+
+
 def _loaded_fingerprint(location: str, name: str) -> str:
     """The fingerprint of a model that has loaded, so its files are on this machine."""
     fingerprint = _fingerprint(location, name)
