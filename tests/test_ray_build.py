@@ -16,6 +16,7 @@ import hashlib
 import importlib.util
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import numpy as np
 import pytest
 
 from indexer.config.models import Config
-from indexer.errors import ClusterError, ModelError
+from indexer.errors import ClusterError, IndexerError, ModelError
 from indexer.ingestion.prepare import Prepared, WorkItem
 from tests.conftest import SAMPLE_DIR, run_cli, write_config
 from tests.support.live_server import free_port
@@ -268,3 +269,12 @@ def test_an_embedded_store_is_refused_for_a_ray_build(tmp_path: Path) -> None:
     assert "build.engine ray needs a Chroma server" in message
     assert "vector_store.host" in message and "build.ray" in message
     assert not (tmp_path / "storage").exists()
+
+
+def test_without_the_ray_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from indexer.ingestion.ray_engine import RayEngine
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    with pytest.raises(IndexerError) as caught:
+        RayEngine(ray_config(SAMPLE_DIR, None))
+    assert "pip install 'indexer[ray]'" in str(caught.value) and caught.value.exit_code == 2

@@ -182,8 +182,13 @@ class RayEngine:
             self._disconnect = False
 
     def _start_actors(self, count: int) -> list[ActorHandle]:
+        """``count`` ready actors: those of an earlier ``prepare`` first, so a second call on the
+        same engine loads no model again."""
         ray = self._ray
         settings = self.settings
+        missing = count - len(self._actors)
+        if missing <= 0:
+            return self._actors[:count]
         check_resources(ray, settings)
         worker = ray.remote(EmbeddingWorker).options(
             num_cpus=settings.num_cpus,
@@ -193,12 +198,13 @@ class RayEngine:
             # One model per node before a second on any: a node's cores are better spent on one.
             scheduling_strategy="SPREAD",
         )
-        self._actors = [worker.remote(self.config) for _ in range(count)]
-        ready = [actor.status.remote() for actor in self._actors]
+        started = [worker.remote(self.config) for _ in range(missing)]
+        self._actors += started  # killed by close() whatever happens next
+        ready = [actor.status.remote() for actor in started]
         done, pending = ray.wait(ready, num_returns=len(ready), timeout=ACTOR_START_TIMEOUT_S)
         if pending:
             raise ClusterError(
-                f"only {len(done)} of {count} embedding actors started within "
+                f"only {len(done)} of {missing} embedding actors started within "
                 f"{ACTOR_START_TIMEOUT_S:.0f} s on the cluster at build.ray.address "
                 f"({_address(settings)}): its free resources are {_free(ray)}, and each actor asks "
                 f"for {settings.num_cpus} CPUs and {settings.num_gpus} GPUs (build.ray.num_cpus, "
@@ -214,7 +220,7 @@ class RayEngine:
                 ) from None
             if status.error is not None:
                 raise _on_cluster(ModelError(status.error), settings, status.host)
-        return self._actors
+        return self._actors[:count]
 
 
 def connect(ray: ModuleType, settings: RayConfig) -> bool:
