@@ -50,6 +50,7 @@ test: setup browser
 
 lint: setup
 	$(BIN)/ruff check indexer tests benchmarks tools
+	$(BIN)/mypy indexer
 
 doctor: setup
 	$(BIN)/indexer doctor configs/sample.yaml

@@ -57,7 +57,7 @@ def write_config(folder: Path, corpus: Path, batch_size: int, chunk_size: int, *
 
 
 def chunk_texts(ix: Any) -> list[str]:
-    store = ix.components.chunk_store(create=False)
+    store = ix.index.chunk_store(create=False)
     got = store._collection.get(include=["documents"])
     return list(got["documents"])
 
@@ -129,7 +129,7 @@ BACKENDS = {"onnx": {"backend": "onnx"}, "onnx-int8": {"backend": "onnx", "quant
 def _stored_vectors(ix: Any) -> tuple[list[str], Any]:
     import numpy as np
 
-    got = ix.components.chunk_store(create=False)._collection.get(include=["embeddings"])
+    got = ix.index.chunk_store(create=False)._collection.get(include=["embeddings"])
     return list(got["ids"]), np.asarray(got["embeddings"])
 
 

@@ -122,50 +122,58 @@ def retrieval(size: int, folder: Path, queries: int) -> dict[str, Any]:
     ix = Indexer.from_config(config)
     rng = random.Random(size)
     result: dict[str, Any] = {"chunks": size}
-    if ix.components.manifest_file.load() is None:  # else kept from an earlier run (--workdir)
+    if ix.index.manifest_file.load() is None:  # else kept from an earlier run (--workdir)
         result.update(_write_corpus(ix, size, rng))
     return {**result, **_measure(config, rng, queries)}
 
 
 def _write_corpus(ix: Any, size: int, rng: random.Random) -> dict[str, Any]:
+    """Synthetic chunks with clustered vectors, written through the index's own writer (so the
+    keyword index is filled as a build fills it)."""
     import numpy as np
 
-    from indexer.index.manifest import FileRecord, Manifest
+    from indexer.index.index import Written
+    from indexer.index.manifest import Manifest
     from indexer.index.store import Chunk
-    from indexer.query.retrieval import sync_keyword_index
 
     base_texts = [_text(rng) for _ in range(_BASE_TEXTS)]
     base = np.asarray(ix.components.embed_model.get_text_embedding_batch(base_texts), dtype=np.float32)
     noise = np.random.default_rng(size)
-
-    store = ix.components.chunk_store(create=True)
-    assert store is not None
-    per_file, files = 10, {}
+    identity = ix.components.embedding_identity_dict()
+    per_file = 10
     started = time.perf_counter()
-    for start in range(0, size, 5000):
-        picks = [rng.randrange(len(base_texts)) for _ in range(min(5000, size - start))]
-        vectors = base[picks] + noise.normal(0, 0.03, (len(picks), base.shape[1])).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        chunks = []
-        for offset, vector in enumerate(vectors):
-            i = start + offset
-            doc, n = f"doc{i // per_file:05d}.txt", i % per_file
-            files[doc] = FileRecord(hash=f"h{i // per_file}", chunks=n + 1, size=1)
-            text = _text(rng)  # unique: real corpora do not repeat chunks word for word
-            meta = {"doc_id": doc, "file": doc, "file_hash": f"h{i // per_file}", "chunk": n}
-            chunks.append(Chunk(id=f"{doc}::{n}", text=text, metadata=meta, embedding=vector.tolist()))
-        store.add(chunks)
-    insert_s = time.perf_counter() - started
-    manifest = Manifest(
-        embedding=ix.components.embedding_identity_dict(),
-        chunking=ix.config.chunking.model_dump(),
-        loader={},
-        files=files,
-    )
-    ix.components.manifest_file.save(manifest)
-    started = time.perf_counter()
-    sync_keyword_index(ix.config, ix.components)
-    return {"insert_s": round(insert_s, 1), "keyword_build_s": round(time.perf_counter() - started, 1)}
+    with ix.index.writer() as writer:
+        writer.begin(
+            rebuild=False,
+            fresh=lambda collection, generation: Manifest(
+                embedding=identity,
+                chunking=ix.config.chunking.model_dump(),
+                loader={},
+                collection=collection,
+                generation=generation,
+            ),
+        )
+        for start in range(0, size, 5000):
+            picks = [rng.randrange(len(base_texts)) for _ in range(min(5000, size - start))]
+            vectors = base[picks] + noise.normal(0, 0.03, (len(picks), base.shape[1])).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            docs: dict[str, Written] = {}
+            for offset, vector in enumerate(vectors):
+                i = start + offset
+                doc, n = f"doc{i // per_file:05d}.txt", i % per_file
+                text = _text(rng)  # unique: real corpora do not repeat chunks word for word
+                meta = {"doc_id": doc, "file": doc, "file_hash": f"h{i // per_file}", "chunk": n}
+                written = docs.setdefault(doc, Written(doc, f"h{i // per_file}", 1, [], []))
+                written.chunks.append(Chunk(id=f"{doc}::{n}", text=text, metadata=meta))
+                written.vectors.append(vector)
+            for written in docs.values():
+                written.vectors = np.asarray(written.vectors)
+            writer.write(list(docs.values()))
+        writer.finish()
+    return {
+        "insert_s": round(time.perf_counter() - started, 1),
+        "keyword_write_s": round(writer.seconds["keyword"], 1),
+    }
 
 
 def _measure(config: Path, rng: random.Random, queries: int) -> dict[str, Any]:
@@ -240,7 +248,7 @@ def generation(
     )
     llm = ix.components.llm
     assert llm is not None
-    engine = QueryEngine(ix.config, ix.components)
+    engine = QueryEngine(ix.components, ix.index)
     prompt = llm.render(engine.messages(question, ix.retrieve(question, top_k=top_k)))
     cfg = ix.config.llm
     threads = cfg.n_threads or cpu_count()

@@ -8,6 +8,7 @@ from typing import Any
 
 from indexer.components import Components
 from indexer.config import Config, load_config
+from indexer.index.index import Index
 from indexer.ingestion.pipeline import BuildSummary, build_index
 from indexer.ingestion.status import IndexStatus
 from indexer.query.chat import ChatSession
@@ -27,7 +28,8 @@ class Indexer:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.components = Components(config)
-        self._engine = QueryEngine(config, self.components)
+        self.index = Index(config.vector_store)
+        self._engine = QueryEngine(self.components, self.index)
 
     @classmethod
     def from_config(
@@ -43,26 +45,20 @@ class Indexer:
         show_progress: bool = False,
         strict: bool = False,
     ) -> BuildSummary:
-        summary = build_index(
-            self.config,
+        return build_index(
             self.components,
+            self.index,
             rebuild=rebuild,
             dry_run=dry_run,
             strict=strict,
             show_progress=show_progress,
         )
-        if not dry_run:
-            from indexer.query.retrieval import sync_keyword_index
-
-            sync_keyword_index(self.config, self.components)  # BM25 follows what Chroma now holds
-        self._engine = QueryEngine(self.config, self.components)  # re-read the new manifest
-        return summary
 
     def status(self) -> IndexStatus:
         """The manifest, counts, and which files are new, changed or deleted since the last build."""
         from indexer.ingestion.status import index_status
 
-        return index_status(self.config, self.components)
+        return index_status(self.config, self.index)
 
     def retrieve(
         self,

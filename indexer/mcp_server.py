@@ -22,9 +22,13 @@ from pydantic import Field
 
 from indexer.api import Indexer
 from indexer.errors import IndexerError
+from indexer.query.filters import FilterValue as ScalarFilterValue
+from indexer.query.filters import check_filters
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+
+    from indexer.index.store import Hit
 
 log = logging.getLogger("indexer.mcp")
 
@@ -56,6 +60,13 @@ def require_mcp_extra() -> None:
         ) from None
 
 
+def _checked_filters(filters: dict[str, FilterValue] | None) -> dict[str, ScalarFilterValue] | None:
+    """The tools' schema lets a list through so that the engine's own message says why one key
+    cannot take several values (a ``ConfigError``); once checked, every value is a scalar."""
+    check_filters(filters)
+    return None if filters is None else {k: v for k, v in filters.items() if not isinstance(v, list)}
+
+
 def file_uri(doc_id: str) -> str:
     return FILE_URI_PREFIX + quote(doc_id, safe="/")
 
@@ -84,7 +95,7 @@ def create_server(indexer: Indexer) -> MCPServer:
         async def list_resources(self) -> list[Resource]:
             """The static resources, and one per indexed file: the set changes with every build."""
             listed = await super().list_resources()
-            manifest = await anyio.to_thread.run_sync(indexer.components.manifest_file.load)
+            manifest = await anyio.to_thread.run_sync(indexer.index.current)
             for doc_id, record in sorted((manifest.files if manifest else {}).items()):
                 listed.append(
                     Resource(
@@ -119,7 +130,9 @@ def create_server(indexer: Indexer) -> MCPServer:
         """Find the passages of the indexed documents that best match the question, best first:
         each with its file, page or section, score and text."""
         top_k = checked(top_k)
-        found = await in_thread(lambda: indexer.retrieve(question, top_k, filters=filters, mode=mode))
+        found = await in_thread(
+            lambda: indexer.retrieve(question, top_k, filters=_checked_filters(filters), mode=mode)
+        )
         return {"passages": [_passage(s) for s in found]}
 
     @server.tool()
@@ -132,7 +145,7 @@ def create_server(indexer: Indexer) -> MCPServer:
 
         def answer() -> dict[str, Any]:
             with generation:
-                result = indexer.query(question, top_k, filters=filters, mode=mode)
+                result = indexer.query(question, top_k, filters=_checked_filters(filters), mode=mode)
             data = result.to_dict()
             data["sources"] = [_passage(s) for s in result.sources]
             if result.answer is None:  # llm.provider none carries no notice of its own
@@ -155,11 +168,14 @@ def create_server(indexer: Indexer) -> MCPServer:
         """An indexed file's passages, in reading order, by its path relative to data.input_dir."""
 
         def read() -> str:
-            manifest = indexer.components.manifest_file.load()
+            manifest = indexer.index.current()
             if manifest is None or path not in manifest.files:
                 raise ResourceError(f"{path!r} is not an indexed file (see the resource list)")
-            store = indexer.components.chunk_store(create=False)
-            hits = store.document(path) if store is not None else []
+            def passages() -> list[Hit]:
+                store = indexer.index.chunk_store(create=False)
+                return store.document(path) if store is not None else []
+
+            hits = indexer.index.reading(passages)
             parts = []
             for n, hit in enumerate(hits, start=1):
                 where = ", ".join(

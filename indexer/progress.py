@@ -13,12 +13,17 @@ class Progress(Protocol):
 
     def set_total(self, total: int) -> None: ...
 
+    def describe(self, description: str) -> None: ...
+
 
 class _Silent:
     def advance(self, amount: int = 1) -> None:
         pass
 
     def set_total(self, total: int) -> None:
+        pass
+
+    def describe(self, description: str) -> None:
         pass
 
 
@@ -32,6 +37,11 @@ class _RichTask:
 
     def set_total(self, total: int) -> None:
         self._bar.update(self._task, total=total)  # type: ignore[attr-defined]
+
+    def describe(self, description: str) -> None:
+        from indexer.terminal import rich_safe
+
+        self._bar.update(self._task, description=rich_safe(description))  # type: ignore[attr-defined]
 
 
 def should_show(quiet: bool = False) -> bool:

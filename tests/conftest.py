@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.shared_data import MARKER, require_shared_data
 from tests.support.tiny_gguf import write_tiny_llama_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,12 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = tempfile.mkdtemp(prefix="indexer-test-cache-")
     atexit.register(shutil.rmtree, cache, ignore_errors=True)
     os.environ["INDEXER_CACHE_DIR"] = cache
+    config.addinivalue_line("markers", MARKER)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("shared_data"):
+        require_shared_data(mark.args[0])
 
 
 def sample_questions() -> list[dict[str, Any]]:

@@ -113,7 +113,7 @@ def test_unchanged_rebuild_embeds_nothing_and_changes_are_synced(sample_copy: Pa
     (sample_copy / "guides" / "new.md").write_text("# Winter mode\nThe heater runs below -20 C.\n")
     changed = ix.build()
     assert (changed.added, changed.updated, changed.deleted, changed.unchanged) == (1, 1, 1, 8)
-    store = ix.components.chunk_store(create=False)
+    store = ix.index.chunk_store(create=False)
     assert store is not None and store.count() == changed.chunks
     top = ix.retrieve("Which part is painted teal?", top_k=1)[0]
     assert top.file == "glossary.txt" and "teal" in top.text

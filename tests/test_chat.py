@@ -69,7 +69,7 @@ def test_follow_ups_are_condensed_with_the_history_before_retrieval(built_sample
 
 def test_the_model_condenses_with_the_history_within_its_window(built_sample: Path) -> None:
     ix = Indexer.from_config(built_sample, {"llm.n_ctx": 1024, "llm.max_new_tokens": 16})
-    engine = QueryEngine(ix.config, ix.components)
+    engine = QueryEngine(ix.components, ix.index)
     history = [
         ("user", "OLD-TURN " * 300),
         ("assistant", "noise"),

@@ -44,10 +44,12 @@ def test_build_and_query_on_a_chroma_server(server_index: Path) -> None:
     assert len(sources) == 3 and "guides/calibration.md" in [s.file for s in sources]
     # Nothing is written beside the config: vectors and manifest both live on the server.
     assert not (server_index.parent / "storage").exists()
-    manifest = ix.components.manifest_file.load()
+    manifest = ix.index.manifest_file.load()
     assert manifest is not None and len(manifest.files) == 10
     again = ix.build()
     assert (again.unchanged, again.chunks_embedded) == (10, 0)
+    status = ix.status()  # the server and collection, never the "chroma:" of a URL read as a path
+    assert status.index.startswith("chroma://127.0.0.1:") and status.index.endswith("/shared")
 
 
 def test_a_second_machine_sees_the_same_index_through_the_cli(server_index: Path, tmp_path: Path) -> None:

@@ -66,7 +66,6 @@ def test_build_query_and_config_with_json(sample_copy: Path, make_config, tiny_g
         "deleted",
         "unchanged",
         "chunks_embedded",
-        "chunks_total",
         "skipped",
     } <= summary.keys()
     assert summary["documents"] == 10 and summary["chunks"] > 10 and summary["added"] == 10

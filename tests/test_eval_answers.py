@@ -117,7 +117,7 @@ def test_reference_contexts_are_matched_against_retrieved_text(tmp_path: Path) -
     assert result["counts"]["answered"] == 0
 
 
-@pytest.mark.skipif(not PAUL_GRAHAM.is_dir(), reason="shared Paul Graham essay not available")
+@pytest.mark.shared_data(PAUL_GRAHAM)
 def test_the_paul_graham_set_over_the_essay(tmp_path: Path, tiny_gguf: Path) -> None:
     config = write_config(
         tmp_path,

@@ -141,7 +141,7 @@ def test_unknown_paths_and_kinds(tmp_path: Path) -> None:
         load_dataset(other)
 
 
-@pytest.mark.skipif(not MSMARCO.is_dir(), reason="shared MS MARCO subset not available")
+@pytest.mark.shared_data(MSMARCO)
 def test_the_shared_msmarco_subset() -> None:
     dataset = load_dataset(MSMARCO, queries="queries.judged.jsonl", qrels="qrels/test.normalized.tsv")
     assert len(dataset.questions) == 43
@@ -153,7 +153,7 @@ def test_the_shared_msmarco_subset() -> None:
     assert [q.qrels for q in plain.questions] == [q.qrels for q in dataset.questions]
 
 
-@pytest.mark.skipif(not PAUL_GRAHAM.is_file(), reason="shared Paul Graham dataset not available")
+@pytest.mark.shared_data(PAUL_GRAHAM)
 def test_the_shared_paul_graham_questions() -> None:
     dataset = load_dataset(PAUL_GRAHAM)
     assert len(dataset.questions) == 44

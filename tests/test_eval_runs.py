@@ -20,7 +20,7 @@ MSMARCO = SHARED_DATA / "msmarco_subset"
 QUERY_IDS = ("855410", "1121709", "1037798")
 DISTRACTORS = 40
 
-pytestmark = pytest.mark.skipif(not MSMARCO.is_dir(), reason="shared MS MARCO subset not available")
+pytestmark = pytest.mark.shared_data(MSMARCO)
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ from indexer.index.store import Chunk
 
 def _stored(ix: Indexer) -> list[tuple[str, str, str]]:
     """Every chunk in the live collection, committed or not: (id, doc_id, file_hash)."""
-    store = ix.components.chunk_store(create=False)
+    store = ix.index.chunk_store(create=False)
     assert store is not None
     return sorted(store.versions())
 
 
 def _assert_store_matches_manifest(ix: Indexer) -> None:
-    manifest = ix.components.manifest_file.load()
+    manifest = ix.index.manifest_file.load()
     assert manifest is not None and not manifest.pending
     stored = _stored(ix)
     assert len(stored) == manifest.chunk_count
@@ -39,7 +39,7 @@ def test_add_change_delete_rename_and_unchanged(sample_copy: Path, make_config) 
     first = ix.build()
     assert (first.added, first.updated, first.deleted, first.unchanged) == (10, 0, 0, 0)
     _assert_store_matches_manifest(ix)
-    before = {doc: rec.hash for doc, rec in ix.components.manifest_file.load().files.items()}
+    before = {doc: rec.hash for doc, rec in ix.index.manifest_file.load().files.items()}
 
     unchanged = ix.build()
     assert (unchanged.added, unchanged.updated, unchanged.deleted, unchanged.unchanged) == (0, 0, 0, 10)
@@ -74,7 +74,7 @@ def test_dry_run_and_status_report_changes_and_touch_nothing(sample_copy: Path, 
     ix.build()
     status = ix.status()
     assert status.up_to_date and status.documents == 10 and status.chunks_in_store == status.chunks
-    manifest_path = ix.components.manifest_file.path
+    manifest_path = ix.index.manifest_file.path
     saved = manifest_path.read_bytes()
     stored = _stored(ix)
 
@@ -119,7 +119,7 @@ def test_mismatched_model_is_refused_naming_both_values(sample_copy: Path, make_
     config = make_config(sample_copy)
     ix = Indexer.from_config(config)
     ix.build()
-    path = ix.components.manifest_file.path
+    path = ix.index.manifest_file.path
     manifest = json.loads(path.read_text())
     manifest["embedding"]["fingerprint"] = "0123456789abcdef"  # as if built by other weights
     manifest["embedding"]["dimension"] = 768
@@ -150,15 +150,15 @@ def test_rebuild_keeps_the_old_index_until_the_new_one_is_complete(sample_copy: 
         rechunked.build(rebuild=True, strict=True)
     again = Indexer.from_config(config)
     assert [s.chunk_id for s in again.retrieve("rain gauge calibration")] == before
-    assert again.components.manifest_file.load().chunking["chunk_size"] == 256
+    assert again.index.manifest_file.load().chunking["chunk_size"] == 256
 
     summary = rechunked.build(rebuild=True)
     assert summary.rebuild and summary.added == 10 and summary.skipped[0]["file"] == "zz_broken.pdf"
-    manifest = rechunked.components.manifest_file.load()
+    manifest = rechunked.index.manifest_file.load()
     assert manifest.collection == "test-g1" and manifest.generation == 1 and manifest.retired == []
     from indexer.components.vector_store import collection_names
 
-    assert collection_names(rechunked.components.chroma_client) == {"test-g1"}  # old and partial gone
+    assert collection_names(rechunked.index.client) == {"test-g1"}  # old and partial gone
     fresh = Indexer.from_config(config, {"chunking.chunk_size": 128})
     assert fresh.retrieve("rain gauge calibration")[0].file == "guides/calibration.md"
     _assert_store_matches_manifest(fresh)
@@ -170,7 +170,7 @@ def test_search_shows_only_committed_chunks_and_the_next_build_sweeps_the_rest(
     ix = Indexer.from_config(make_config(sample_copy))
     ix.build()
     question = "The zephyr bracket is painted teal"
-    store = ix.components.chunk_store(create=False)
+    store = ix.index.chunk_store(create=False)
     assert store is not None
     vector = ix.components.embed_model.get_text_embedding(question)
     # What a build killed between writing and committing leaves: a new version of a known file
@@ -201,12 +201,12 @@ def test_a_second_writer_fails_at_once(sample_copy: Path, make_config) -> None:
         pytest.raises(IndexBusyError, match=r"another build .* only one build may write"),
     ):
         ix.build()
-    assert ix.components.manifest_file.load() is None  # nothing was written
+    assert ix.index.manifest_file.load() is None  # nothing was written
 
 
 def test_a_foreign_collection_is_not_adopted(sample_copy: Path, make_config) -> None:
     ix = Indexer.from_config(make_config(sample_copy))
-    store = ix.components.chunk_store(create=True)
+    store = ix.index.chunk_store(create=True)
     assert store is not None
     store.add([Chunk("someone-else", "their text", {"owner": "another tool"})], [[0.1] * 384])
     with pytest.raises(StoreError, match=r"(?s)no indexer manifest.*--rebuild"):

@@ -14,7 +14,7 @@ from tests.conftest import SHARED_DATA
 
 FIXTURES = SHARED_DATA / "mixed_docs_unstructured"
 FILES = FIXTURES / "files"
-pytestmark = pytest.mark.skipif(not FILES.is_dir(), reason=f"shared test data not found at {FIXTURES}")
+pytestmark = pytest.mark.shared_data(FILES)
 
 # Files that must be skipped, and the words their reason must contain.
 SKIPPED = {
@@ -119,7 +119,7 @@ def test_a_build_of_the_fixtures_lists_skips_and_cites_every_chunk(make_config) 
     skipped = {s["file"]: s["reason"] for s in summary.skipped}
     assert skipped.keys() == {"password.pdf", "empty.txt", "stanley-cups.xlsx"}
     assert summary.documents == len(BUILD_SUBSET) - 3
-    store = ix.components.chunk_store(create=False)
+    store = ix.index.chunk_store(create=False)
     assert store is not None
     got = store._collection.get(include=["metadatas"])  # every chunk, to check its citation
     metas = got["metadatas"]
@@ -148,4 +148,4 @@ def test_strict_makes_skips_fatal(make_config) -> None:
     ix = Indexer.from_config(_subset_config(make_config))
     with pytest.raises(DataError, match=r"--strict: 1 file\(s\) .* stanley-cups\.xlsx"):
         ix.build(strict=True)
-    assert ix.components.manifest_file.load() is None  # refused before any work
+    assert ix.index.manifest_file.load() is None  # refused before any work

@@ -84,7 +84,7 @@ def test_context_is_trimmed_from_the_bottom_to_fit_exactly(built_sample: Path) -
     assert 1 <= len(kept) < 4 and [s.chunk_id for s in kept] == [s.chunk_id for s in everything[: len(kept)]]
     prompt_tokens = len(ix.components.llm.last_prompt.tokens)
     assert prompt_tokens + 40 <= 2500
-    engine = QueryEngine(ix.config, ix.components)
+    engine = QueryEngine(ix.components, ix.index)
     one_more = everything[: len(kept) + 1]
     assert ix.components.llm.count_tokens(engine.messages(QUESTION, one_more)) + 40 > 2500  # maximal
     dropped = ", ".join(f"[{s.rank}]" for s in everything[len(kept) :])
@@ -98,7 +98,7 @@ def test_a_passage_too_long_for_the_window_is_shortened_not_a_crash(built_sample
     (kept,) = answer.sources
     assert best.text.startswith(kept.text) and 0 < len(kept.text) < len(best.text)
     assert len(ix.components.llm.last_prompt.tokens) + 16 <= 600
-    engine = QueryEngine(ix.config, ix.components)
+    engine = QueryEngine(ix.components, ix.index)
     longer = Source(**{**kept.__dict__, "text": best.text[: len(kept.text) + 1]})
     assert ix.components.llm.count_tokens(engine.messages(QUESTION, [longer])) + 16 > 600
     assert f"shortened to {len(kept.text)} of {len(best.text)} characters" in answer.notice

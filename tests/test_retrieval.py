@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from indexer import Indexer
 from indexer.errors import ConfigError
-from indexer.index.keyword import KeywordIndex, keyword_folder, manifest_state, tokenize
-from indexer.ingestion.pipeline import build_index
+from indexer.index.keyword import KeywordIndex, keyword_file, query_terms, tokenize
 from indexer.query.filters import parse_filter_options
 from tests.conftest import run_cli, write_config
 from tests.support.retrieval_corpus import (
@@ -154,9 +154,8 @@ def test_keyword_index_follows_incremental_builds_and_survives_restarts(tmp_path
     docs = write_corpus(tmp_path / "docs")
     config = write_config(tmp_path, docs, llm={"provider": "none"})
     Indexer.from_config(config).build()
-    folder = keyword_folder(tmp_path / "storage", "test")
-    state = json.loads((folder / "state.json").read_text())
-    assert state["chunks"] == len(CORPUS)
+    path = keyword_file(tmp_path / "storage", "test")
+    assert len(KeywordIndex(path)) == len(CORPUS)
 
     (docs / "parts/heater.md").write_text("Heater element, part number HTR-0042-Z, 12 V.")
     Indexer.from_config(config).build()
@@ -180,42 +179,102 @@ def test_keyword_index_follows_incremental_builds_and_survives_restarts(tmp_path
     )
     heater, fan = json.loads(out.stdout)
     assert heater[0] == "parts/heater.md" and "parts/fan.md" not in fan
-    assert "stale" not in out.stderr and "missing" not in out.stderr
+    assert "incomplete" not in out.stderr and "missing" not in out.stderr
+    assert len(KeywordIndex(path)) == len(CORPUS)  # one chunk each: the deleted file's went
 
 
-def test_a_stale_keyword_index_is_never_used_silently_and_the_next_build_refreshes_it(tmp_path: Path) -> None:
+def test_a_build_updates_the_keyword_index_with_what_it_wrote_and_never_reads_the_store_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from indexer.index.store import ChunkStore
+
     docs = write_corpus(tmp_path / "docs")
     config = write_config(tmp_path, docs, llm={"provider": "none"})
-    ix = Indexer.from_config(config)
-    ix.build()
-    # A build killed between Chroma and the keyword index: Chroma and the manifest move on.
+    Indexer.from_config(config).build()
     (docs / "parts/heater.md").write_text("Heater element, part number HTR-0042-Z, 12 V.")
-    build_index(ix.config, ix.components)
-    folder = keyword_folder(tmp_path / "storage", "test")
-    manifest = ix.components.manifest_file.load()
-    assert KeywordIndex.load(folder).state != manifest_state(manifest)
+    reads: list[str] = []
+    real_iter, real_of = ChunkStore.iter_chunks, ChunkStore.chunks_of
 
-    stale = Indexer.from_config(config, {"retrieval.mode": "bm25"}).stream("HTR-0042-Z")
-    assert stale.sources[0].file == "parts/heater.md"  # rebuilt in memory, so still right
-    assert stale.notice and "stale" in stale.notice and "indexer build" in stale.notice
+    def recording_iter_chunks(self: ChunkStore):  # the real read, noted
+        reads.append("all")
+        return real_iter(self)
 
-    Indexer.from_config(config).build()  # nothing changed on disk: only the keyword index catches up
-    assert KeywordIndex.load(folder).state == manifest_state(ix.components.manifest_file.load())
-    fresh = Indexer.from_config(config, {"retrieval.mode": "bm25"}).stream("HTR-0042-Z")
-    assert fresh.sources[0].file == "parts/heater.md" and fresh.notice is None
+    def recording_chunks_of(self: ChunkStore, ids):  # the real read, noted
+        reads.append("some")
+        return real_of(self, ids)
+
+    monkeypatch.setattr(ChunkStore, "iter_chunks", recording_iter_chunks)
+    monkeypatch.setattr(ChunkStore, "chunks_of", recording_chunks_of)
+    summary = Indexer.from_config(config).build()
+    monkeypatch.undo()
+    assert summary.added == 1 and reads == []
+    assert {"write", "keyword", "commit", "encode", "read_chunk"} <= summary.stages.keys()
+    ix = Indexer.from_config(config, {"retrieval.mode": "bm25"})
+    assert ix.retrieve("HTR-0042-Z")[0].file == "parts/heater.md"
 
 
-def test_a_keyword_index_of_an_older_format_is_rebuilt_with_lucenes_bm25(tmp_path: Path) -> None:
+def test_a_missing_keyword_index_is_never_silent_and_the_next_build_restores_it(tmp_path: Path) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    config = write_config(tmp_path, docs, llm={"provider": "none"})
+    Indexer.from_config(config).build()
+    path = keyword_file(tmp_path / "storage", "test")
+    path.unlink()  # lost (deleted by hand, a restore without it)
+
+    stale = Indexer.from_config(config, {"retrieval.mode": "bm25"}).stream("AUR-7731-X")
+    assert stale.sources[0].file == "parts/fan.md"  # made in memory from the vector store
+    assert stale.notice and "incomplete" in stale.notice and "indexer build" in stale.notice
+
+    summary = Indexer.from_config(config).build()  # nothing changed on disk: the index catches up
+    assert summary.chunks_embedded == 0 and len(KeywordIndex(path)) == len(CORPUS)
+    fresh = Indexer.from_config(config, {"retrieval.mode": "bm25"}).stream("AUR-7731-X")
+    assert fresh.sources[0].file == "parts/fan.md" and fresh.notice is None
+
+
+def test_a_keyword_index_of_an_older_format_is_replaced(tmp_path: Path) -> None:
     config = write_config(tmp_path, write_corpus(tmp_path / "docs"), llm={"provider": "none"})
     Indexer.from_config(config).build()
-    folder = keyword_folder(tmp_path / "storage", "test")
-    state = json.loads((folder / "state.json").read_text())
-    (folder / "state.json").write_text(json.dumps({**state, "format_version": 1}))  # bm25s' 1.5/0.75
-    assert KeywordIndex.load(folder) is None  # never searched as if it were current
+    path = keyword_file(tmp_path / "storage", "test")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'format_version'")
+    legacy = tmp_path / "storage" / "keyword-test"  # the bm25s folder of format 2
+    legacy.mkdir()
+    (legacy / "state.json").write_text("{}")
 
-    Indexer.from_config(config).build()  # nothing changed on disk: the keyword index is rewritten
-    rebuilt = KeywordIndex.load(folder)
-    assert rebuilt is not None and (rebuilt._bm25.k1, rebuilt._bm25.b) == (0.9, 0.4)
+    reopened = KeywordIndex(path)
+    assert len(reopened) == 0 and reopened.meta("complete") is None  # never searched as current
+    reopened.close()
+    Indexer.from_config(config).build()  # nothing changed on disk: the keyword index is refilled
+    assert len(KeywordIndex(path)) == len(CORPUS) and not legacy.exists()
+
+
+def test_bm25_scores_equal_a_from_scratch_lucene_bm25(tmp_path: Path) -> None:
+    """The incremental index scores exactly as bm25s (method lucene, k1 0.9, b 0.4) built from
+    scratch over the same chunks, after adds and deletes."""
+    import bm25s
+
+    from indexer.index.store import Hit
+
+    words = ["wind", "rain", "solar", "mast", "wind", "battery", "rain", "fan", "heater", "wind"]
+    texts = [
+        f"{w} sensor reading {i} " * (1 + i % 4) + ("AUR-7731-X" if i % 5 == 0 else "")
+        for i, w in enumerate(words)
+    ]
+    hits = [
+        Hit(id=f"c{i}", text=t, metadata={"doc_id": f"d{i}", "file_hash": "h"}) for i, t in enumerate(texts)
+    ]
+    gone = Hit(id="gone", text="wind wind wind", metadata={"doc_id": "gone", "file_hash": "h"})
+    index = KeywordIndex(None)
+    index.add([*hits, gone])
+    index.delete_documents(["gone"])
+    reference = bm25s.BM25(k1=0.9, b=0.4, method="lucene")
+    reference.index([tokenize(t) for t in texts], show_progress=False)
+    for query in ("wind sensor", "rain reading 3", "AUR-7731-X heater"):
+        got = {h.id: h.score for h in index.search(query, 10)}
+        terms = query_terms(query, reference.vocab_dict)
+        docs, scores = reference.retrieve([terms], k=len(texts), show_progress=False)
+        want = {f"c{int(d)}": float(s) for d, s in zip(docs[0], scores[0], strict=True) if s > 0}
+        assert got.keys() == want.keys(), query
+        assert all(abs(got[k] - want[k]) < 1e-4 for k in want), query
 
 
 def test_cli_filter_top_k_and_mode(corpus_config: Path) -> None:

@@ -76,7 +76,7 @@ def test_a_second_build_fails_at_once_naming_the_holder(chroma_port: int, tmp_pa
         assert "only one build may write at a time" in result.stderr
         assert time.monotonic() - started < 60  # refused before any model is loaded
         assert _lease(client, "busy") == ours  # the refused build left our lease alone ...
-        assert Indexer.from_config(config).components.manifest_file.load() is None  # ... and wrote nothing
+        assert Indexer.from_config(config).index.manifest_file.load() is None  # ... and wrote nothing
     assert _lease(client, "busy") is None
 
 

@@ -42,10 +42,10 @@ def _seed(folder: Path) -> None:
 
 def _committed(ix: Indexer) -> tuple[dict[str, str], set[tuple[str, str]]]:
     """The index as queries see it: each file's hash, and every committed chunk's (id, text)."""
-    manifest = ix.components.manifest_file.load()
+    manifest = ix.index.manifest_file.load()
     assert manifest is not None
     committed = manifest.committed()
-    store = ix.components.chunk_store(create=False)
+    store = ix.index.chunk_store(create=False)
     assert store is not None
     chunks = {(h.id, h.text) for h in store.iter_chunks() if committed.holds(h)}
     return {doc: rec.hash for doc, rec in manifest.files.items()}, chunks
@@ -71,7 +71,7 @@ class Running:
         self.results: list[Any] = []
 
     def files(self) -> dict[str, str]:
-        manifest = self.watcher.indexer.components.manifest_file.load()
+        manifest = self.watcher.indexer.index.manifest_file.load()
         return {} if manifest is None else {doc: rec.hash for doc, rec in manifest.files.items()}
 
     def settle(self, done: Any, what: str) -> float:
@@ -212,13 +212,9 @@ def test_a_server_serves_each_new_build_without_a_restart(tmp_path: Path) -> Non
         assert httpx.get(url + "/v1/index", timeout=60).json()["counts"]["documents"] == 4
 
 
-def test_while_a_build_commits_the_last_keyword_index_serves_without_gone_files(tmp_path: Path) -> None:
-    """Between a build's manifest commit and its keyword index save, a long-running process keeps
-    its keyword index (no rebuild from the whole collection per commit, no notice), minus the
-    chunks of files that are gone; once the keyword index is saved, it switches to it."""
-    from indexer.ingestion.pipeline import build_index
-    from indexer.query.retrieval import sync_keyword_index
-
+def test_a_long_running_process_follows_another_processs_build_in_keyword_search(tmp_path: Path) -> None:
+    """A build updates the keyword index with what it writes and deletes; a process that was
+    already searching sees the new file and never the deleted one, without a notice."""
     folder = tmp_path / "docs"
     _seed(folder)
     config = write_config(tmp_path, folder, llm={"provider": "none"})
@@ -228,15 +224,11 @@ def test_while_a_build_commits_the_last_keyword_index_serves_without_gone_files(
 
     (folder / "radio.txt").unlink()
     _write(folder, "anchor.md", "# Anchor\n\nThe anchor chain is inspected for rust every spring.\n")
-    builder = Indexer.from_config(config)
-    build_index(builder.config, builder.components)  # committed; the keyword index not saved yet
+    Indexer.from_config(config).build()
     files = {s.file for s in served.retrieve("desiccant pack radio mast anchor", 5, mode="bm25")}
     assert "radio.txt" not in files
-    assert served._engine.last_notices == []
-
-    sync_keyword_index(builder.config, builder.components)  # what Indexer.build does next
-    assert [s.file for s in served.retrieve("anchor chain rust", 1, mode="bm25")] == ["anchor.md"]
-    assert served._engine.last_notices == []
+    answer = served.stream("anchor chain rust", 1, mode="bm25")
+    assert [s.file for s in answer.sources] == ["anchor.md"] and answer.notice is None
 
 
 def test_serve_watch_and_watch_cli_stop_cleanly(tmp_path: Path) -> None:

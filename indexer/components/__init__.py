@@ -1,4 +1,6 @@
-"""The pipeline's components, built from one config and loaded on first use.
+"""The pipeline's models, built from one config and loaded on first use: the embedder (and its
+tokenizer, which chunking counts by) and the LLM. The index they read and write is ``Index``
+(``indexer/index/index.py``).
 
 Everything heavy (torch, chromadb, llama.cpp) is imported only when a component is first asked
 for, so ``indexer --help`` and config checks stay fast.
@@ -16,9 +18,6 @@ from indexer.config.models import Config
 
 log = logging.getLogger(__name__)
 
-# The file an embedded Chroma (1.x) keeps its records in, inside persist_dir.
-CHROMA_DATABASE_FILE = "chroma.sqlite3"
-
 # OpenMP's default is to spin while waiting; on a busy machine (Chroma's threads, other jobs) the
 # spinning threads wait out whole scheduler slices, and embedding a one-line query with torch took
 # ~1 s instead of ~20 ms in benchmarks/query.py. It must be chosen before torch loads, which happens
@@ -30,8 +29,6 @@ if TYPE_CHECKING:
 
     from indexer.components.chat_model import ChatModel
     from indexer.components.embedding import EmbeddingIdentity
-    from indexer.index.manifest import CommittedView, ManifestFile
-    from indexer.index.store import ChunkStore
 
 
 class Components:
@@ -102,6 +99,13 @@ class Components:
         counter.no_padding()
         return counter
 
+    @property
+    def tokenizer_json(self) -> str | None:
+        """The fast tokenizer, serialised: what a chunking worker process rebuilds it from without
+        loading torch or the model. ``None`` for a slow (Python) tokenizer."""
+        backend = getattr(self.embed_model._model.tokenizer, "backend_tokenizer", None)
+        return backend.to_str() if backend is not None else None
+
     @cached_property
     def _tokenize(self) -> Any:
         counter = self._fast_tokenizer
@@ -135,57 +139,6 @@ class Components:
     @cached_property
     def embedding_max_tokens(self) -> int:
         return int(self.embed_model._model.max_seq_length or 0)
-
-    @cached_property
-    def chroma_client(self) -> Any:
-        from indexer.components.vector_store import open_client
-
-        return open_client(self.config.vector_store)
-
-    def chunk_store(self, *, create: bool, collection: str | None = None) -> ChunkStore | None:
-        """The index's chunks: by default the collection the manifest names (``--rebuild`` writes a
-        new one and switches to it), whose searches show only the chunks the manifest commits."""
-        from indexer.components.vector_store import get_collection
-        from indexer.index.store import ChunkStore
-
-        if not create and self.database_missing():
-            return None  # opening the client would create an empty database in its place
-        name = collection or self.collection_name()
-        found = get_collection(self.chroma_client, self.config.vector_store, create=create, name=name)
-        if found is None:
-            return None
-        return ChunkStore(found, self.chroma_client.get_max_batch_size(), self.committed_view.committed)
-
-    def database_missing(self) -> bool:
-        """An embedded index whose Chroma database file is gone (deleted by hand, a bad restore)."""
-        persist_dir = self.config.vector_store.persist_dir
-        return persist_dir is not None and not (persist_dir / CHROMA_DATABASE_FILE).exists()
-
-    def collection_name(self) -> str:
-        manifest = self.committed_view.current()
-        return (manifest.collection if manifest else None) or self.config.vector_store.collection
-
-    def drop_collection(self, name: str | None = None) -> None:
-        from indexer.components.vector_store import get_collection
-
-        name = name or self.config.vector_store.collection
-        if get_collection(self.chroma_client, self.config.vector_store, create=False, name=name) is not None:
-            self.chroma_client.delete_collection(name)
-
-    @cached_property
-    def committed_view(self) -> CommittedView:
-        from indexer.index.manifest import CommittedView
-
-        return CommittedView(self.manifest_file)
-
-    @cached_property
-    def manifest_file(self) -> ManifestFile:
-        from indexer.index.manifest import ManifestFile, ManifestFileForServer
-
-        vs = self.config.vector_store
-        if vs.persist_dir is not None:
-            return ManifestFile(vs.persist_dir)
-        return ManifestFileForServer(self.chroma_client, vs.collection)
 
     @property
     def llm(self) -> ChatModel | None:

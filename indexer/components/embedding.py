@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,6 +149,12 @@ def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> 
     st_model = model._model  # the SentenceTransformer; LlamaIndex exposes no public handle
     dimension = int(st_model.get_embedding_dimension())
     return EmbeddingIdentity(**config_identity(config), dimension=dimension, backend=config.backend)
+
+
+def identity_for(config: EmbeddingConfig, dimension: int) -> dict[str, Any]:
+    """The identity of vectors of ``dimension`` made with ``config``, without loading the model
+    (a Ray build's driver knows its vectors, not the workers' models)."""
+    return asdict(EmbeddingIdentity(**config_identity(config), dimension=dimension, backend=config.backend))
 
 
 # Once per process: a build asks several times, and each reads the config files and 1 MB of weights.

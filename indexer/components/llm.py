@@ -122,7 +122,7 @@ class ChatLlamaCPP(LlamaCPP):
         if self._choice.picked:
             log.warning(
                 "%s has no chat template; using %r (%s). Set llm.chat_template to override.",
-                Path(self.model_path).name,
+                model_path.name,
                 self._choice.template.name,
                 self._choice.reason,
             )

@@ -91,7 +91,8 @@ class OpenAILikeLLM:
         server); a server that takes neither is a clear error."""
         import openai
 
-        formats = {
+        # The client types response_format as TypedDicts without llama-cpp-python's "schema" key.
+        formats: dict[str, Any] = {
             "json_schema": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}},
             "json_object": {"type": "json_object", "schema": schema},
         }
@@ -101,11 +102,11 @@ class OpenAILikeLLM:
             try:
                 response = self._client.chat.completions.create(
                     model=self.config.model or "",
-                    messages=_payload(messages),  # type: ignore[arg-type]
+                    messages=_payload(messages),
                     max_tokens=max_tokens,
                     temperature=self.config.temperature,
                     seed=self.config.seed,
-                    response_format=formats[name],  # type: ignore[arg-type]
+                    response_format=formats[name],
                 )
             except openai.APIStatusError as exc:
                 # Servers refuse a format they lack with 400, 422, or (llama-cpp-python) 500.
@@ -133,7 +134,7 @@ class OpenAILikeLLM:
         try:
             return self._client.chat.completions.create(
                 model=config.model or "",
-                messages=_payload(messages),  # type: ignore[arg-type]
+                messages=_payload(messages),
                 max_tokens=int(kwargs.pop("max_tokens", config.max_new_tokens)),
                 temperature=config.temperature,
                 top_p=config.top_p,
@@ -207,7 +208,8 @@ class OpenAILikeLLM:
         return None
 
 
-def _payload(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+def _payload(messages: Sequence[ChatMessage]) -> list[Any]:
+    # Any: the client's message TypedDicts want literal roles; MessageRole already checked ours.
     return [{"role": _role(m.role), "content": m.content or ""} for m in messages]
 
 

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
+    from chromadb.api.collection_configuration import CreateCollectionConfiguration
     from chromadb.api.models.Collection import Collection
 
 
@@ -25,6 +26,15 @@ def describe(config: VectorStoreConfig, *, reveal_paths: bool = True) -> str:
         return f"Chroma server {scheme}://{config.host}:{config.port}"
     folder = config.persist_dir if reveal_paths or config.persist_dir is None else config.persist_dir.name
     return f"Chroma folder {folder}"
+
+
+def location(config: VectorStoreConfig) -> str:
+    """Where the index lives, as messages and ``indexer status`` name it: its folder, or
+    ``chroma://HOST:PORT/COLLECTION`` on a Chroma server (the configured collection, whose
+    generations ``NAME-gN`` live beside it)."""
+    if config.host is not None:
+        return f"chroma://{config.host}:{config.port}/{config.collection}"
+    return str(config.persist_dir)
 
 
 def open_client(config: VectorStoreConfig) -> ClientAPI:
@@ -109,7 +119,7 @@ def get_collection(
         ) from None
 
 
-def _hnsw_configuration(config: VectorStoreConfig) -> dict[str, Any]:
+def _hnsw_configuration(config: VectorStoreConfig) -> CreateCollectionConfiguration:
     # chromadb 1.x takes index settings as a configuration; the legacy "hnsw:*" metadata still
     # works but cannot be changed later. Cosine space: scores are 1 - distance (index/store.py).
     hnsw = config.hnsw

@@ -19,6 +19,7 @@ from typing import Any
 from indexer.components import Components
 from indexer.config.models import Config
 from indexer.eval.datasets import Dataset, read_corpus
+from indexer.index.index import Index
 from indexer.index.manifest import EMBEDDING_KEYS, Manifest
 
 DEFAULT_CACHE_FOLDER = "eval-indexes"
@@ -50,6 +51,7 @@ class PreparedIndex:
     key: str
     location: str
     manifest: Manifest
+    index: Index
     build: dict[str, Any] = field(default_factory=dict)
     variants: list[str] = field(default_factory=list)
 
@@ -85,10 +87,13 @@ class IndexCache:
         components = EvalComponents(derived, self.llm_cache)
         prepared = self.prepared.get(key)
         if prepared is None:
-            build = self._sync(dataset, derived, components)
-            manifest = components.manifest_file.load()
+            index = Index(derived.vector_store)
+            build = self._sync(dataset, components, index)
+            manifest = index.current()
             assert manifest is not None
-            prepared = PreparedIndex(key=key, location=_location(derived), manifest=manifest, build=build)
+            prepared = PreparedIndex(
+                key=key, location=index.location, manifest=manifest, index=index, build=build
+            )
             self.prepared[key] = prepared
         prepared.variants.append(variant)
         return prepared, components
@@ -99,29 +104,24 @@ class IndexCache:
         persist = config.vector_store.persist_dir
         return persist.parent / DEFAULT_CACHE_FOLDER if persist is not None else None
 
-    def _sync(self, dataset: Dataset, config: Config, components: Components) -> dict[str, Any]:
-        label = f"Indexing {dataset.name} ({config.chunking.chunk_size}/{config.chunking.chunk_overlap})"
+    def _sync(self, dataset: Dataset, components: Components, index: Index) -> dict[str, Any]:
+        chunking = components.config.chunking
+        label = f"Indexing {dataset.name} ({chunking.chunk_size}/{chunking.chunk_overlap})"
         if dataset.corpus_path is not None:
             from indexer.ingestion.records import index_records
 
-            result = index_records(
+            return index_records(
                 read_corpus(dataset.corpus_path),
                 components,
+                index,
                 source=str(dataset.corpus_path),
                 show_progress=self.show_progress,
                 description=label,
             ).to_dict()
-        else:
-            from indexer.ingestion.pipeline import build_index
+        from indexer.ingestion.pipeline import build_index
 
-            built = build_index(config, components, show_progress=self.show_progress).to_dict()
-            result = {k: v for k, v in built.items() if k not in ("changes", "dry_run")}
-        from indexer.query.retrieval import sync_keyword_index
-
-        # Either way, BM25 and hybrid variants then search a persisted keyword index, not one
-        # rebuilt in memory per variant.
-        sync_keyword_index(config, components)
-        return result
+        built = build_index(components, index, show_progress=self.show_progress).to_dict()
+        return {k: v for k, v in built.items() if k not in ("changes", "dry_run", "stages")}
 
 
 def index_key(dataset: Dataset, config: Config, identity: dict[str, Any]) -> str:
@@ -157,13 +157,6 @@ def _pointed_at(config: Config, root: Path | None, key: str) -> Config:
     # its text under another id (MS MARCO has such near-duplicate passages).
     retrieval = config.retrieval.model_copy(update={"dedupe": False})
     return config.model_copy(update={"vector_store": new_store, "retrieval": retrieval})
-
-
-def _location(config: Config) -> str:
-    store = config.vector_store
-    if store.persist_dir is not None:
-        return str(store.persist_dir)
-    return f"chroma://{store.host}:{store.port}/{store.collection}"
 
 
 def _slug(text: str) -> str:

@@ -115,8 +115,7 @@ def retrieval_scores(
 ) -> dict[str, float]:
     """Every requested retrieval metric for one query. Duplicate ids count once, at their best
     rank; a query that retrieved nothing scores 0 on all of them."""
-    seen: set[str] = set()
-    unique = [doc for doc in ranked if not (doc in seen or seen.add(doc))]
+    unique = list(dict.fromkeys(ranked))
     scores = {}
     for metric in metrics:
         name, k = parse_metric(metric)
@@ -173,6 +172,12 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 # --- aggregation ---------------------------------------------------------------------------------
+
+
+def rounded(value: float | None) -> float | None:
+    """A number as a run records it: six decimals keep every metric's precision and make saved
+    runs compare equal across platforms whose last float bits differ."""
+    return None if value is None else round(float(value), 6)
 
 
 def mean(values: Sequence[float]) -> float | None:

@@ -58,6 +58,9 @@ class Manifest(BaseModel):
         None, description="The Chroma collection holding the vectors (None: the configured name)."
     )
     generation: int = Field(0, description="Bumped by every --rebuild, which writes a new collection.")
+    revision: int = Field(
+        0, description="Bumped by every save: a reader compares it (or the file's stat) to see a commit."
+    )
     vector_index: dict[str, Any] = Field(
         default_factory=dict,
         description="The collection's HNSW settings (search_ef, construction_ef, m), as Chroma has them.",
@@ -172,6 +175,7 @@ class ManifestFile:
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def save(self, manifest: Manifest) -> None:
+        manifest.revision += 1
         try:
             self._save(manifest)
         except OSError as exc:  # a full disk, a read-only folder: the old manifest stays whole
@@ -268,14 +272,25 @@ class ManifestFileForServer(ManifestFile):
         return parse_manifest(got["documents"][0], str(self.path))
 
     def version_token(self) -> Any:
-        return None
+        """The revision saved beside the manifest: one small read instead of the whole record."""
+        try:
+            side = self._client.get_or_create_collection(self._name)
+            got = side.get(ids=[self._RECORD_ID], include=["metadatas"])
+        except Exception:  # load() reports the server's trouble
+            return None
+        if not got["ids"]:
+            return ("missing",)
+        meta = (got["metadatas"] or [None])[0] or {}
+        return meta.get("revision")  # None for a manifest saved before revisions: always reload
 
     def save(self, manifest: Manifest) -> None:
+        manifest.revision += 1
         try:
             side = self._client.get_or_create_collection(self._name)
             side.upsert(
                 ids=[self._RECORD_ID],
                 documents=[manifest.serialise()],
+                metadatas=[{"revision": manifest.revision}],
                 embeddings=[[0.0]],
             )
         except Exception as exc:
@@ -308,6 +323,11 @@ class CommittedView:
     def committed(self) -> Committed | None:
         self.current()
         return self._committed
+
+    def revision(self) -> Any:
+        """Changes whenever the committed state seen by ``current()`` does."""
+        manifest = self.current()
+        return (self._token, manifest.revision if manifest is not None else None, id(manifest))
 
 
 def _same_vector_space(before: Manifest, now: Manifest, where: ManifestFile) -> None:

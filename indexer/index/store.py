@@ -104,7 +104,7 @@ class ChunkStore:
     def _add(self, chunks: Sequence[Chunk], embeddings: Any) -> None:
         for start in range(0, len(chunks), self._max_batch):
             batch = chunks[start : start + self._max_batch]
-            vectors = (
+            vectors: Any = (
                 embeddings[start : start + self._max_batch]
                 if embeddings is not None
                 else [c.embedding for c in batch]
@@ -112,7 +112,7 @@ class ChunkStore:
             self._collection.upsert(
                 ids=[c.id for c in batch],
                 documents=[c.text for c in batch],
-                metadatas=[_flat(c.metadata) for c in batch],  # type: ignore[misc]
+                metadatas=[flat_metadata(c.metadata) for c in batch],  # type: ignore[misc]
                 embeddings=vectors,
             )
 
@@ -170,9 +170,10 @@ class ChunkStore:
             wanted *= 4
 
     def _query(self, embedding: Sequence[float], n: int, where: dict[str, Any] | None) -> list[Hit]:
+        query: list[Sequence[float] | Sequence[int]] = [list(embedding)]
         try:
             result = self._collection.query(
-                query_embeddings=[list(embedding)],
+                query_embeddings=query,
                 n_results=n,
                 where=where,  # type: ignore[arg-type]
                 include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
@@ -214,6 +215,22 @@ class ChunkStore:
             hits = [h for h in hits if committed.holds(h)]
         return sorted(hits, key=lambda h: (_int(h.metadata.get("start_char")), h.id))
 
+    def chunks_of(self, doc_ids: Sequence[str]) -> Iterator[Hit]:
+        """Every stored chunk of these documents, whatever its version (text and metadata)."""
+        for start in range(0, len(doc_ids), 256):
+            part = list(doc_ids[start : start + 256])
+            try:
+                got = self._collection.get(
+                    where={DOC_ID: {"$in": part}},  # type: ignore[dict-item]
+                    include=["documents", "metadatas"],  # type: ignore[list-item]
+                )
+            except Exception as exc:
+                raise StoreError(f"reading chunks failed: {type(exc).__name__}: {exc}") from None
+            docs = got["documents"] or [""] * len(got["ids"])
+            metas = got["metadatas"] or [{}] * len(got["ids"])
+            for i, d, m in zip(got["ids"], docs, metas, strict=True):
+                yield Hit(id=i, text=d or "", metadata=dict(m or {}))
+
     def iter_chunks(self) -> Iterator[Hit]:
         """Every stored chunk (text and metadata, no vector), page by page."""
         offset = 0
@@ -243,7 +260,7 @@ def _int(value: Any) -> int:
         return 0
 
 
-def _flat(metadata: dict[str, Any]) -> dict[str, str | int | float | bool]:
+def flat_metadata(metadata: dict[str, Any]) -> dict[str, str | int | float | bool]:
     """Chroma accepts only scalar metadata; drop Nones and stringify the rest."""
     flat: dict[str, str | int | float | bool] = {}
     for key, value in metadata.items():

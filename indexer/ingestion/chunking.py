@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from llama_index.core.node_parser import SentenceSplitter
-from llama_index.core.schema import Document
+from llama_index.core.schema import Document, TextNode
 
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
@@ -117,6 +117,7 @@ def chunk_document(
         headings: list[tuple[int, str]] = doc.metadata.get(HEADINGS) or []
         heading_starts = [offset for offset, _ in headings]
         for node in splitter.get_nodes_from_documents([Document(text=doc.text)]):
+            assert isinstance(node, TextNode)  # a text splitter makes text nodes
             index = len(chunks)
             section = {}
             if headings and node.start_char_idx is not None:

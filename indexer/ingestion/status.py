@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from indexer.components import Components
 from indexer.config.models import Config
+from indexer.index.index import Index
 from indexer.index.manifest import compatibility_problems
 from indexer.ingestion.plan import plan_sync
 from indexer.ingestion.sources import discover
@@ -50,13 +50,13 @@ class IndexStatus:
         return data
 
 
-def index_status(config: Config, components: Components) -> IndexStatus:
+def index_status(config: Config, index: Index) -> IndexStatus:
     from indexer.components.embedding import config_identity
 
-    manifest = components.committed_view.current()  # the view collection_name() reads too
+    manifest = index.current()  # the view collection_name() reads too
     status = IndexStatus(
-        index=str(components.manifest_file.path.parent),
-        collection=components.collection_name(),
+        index=index.location,
+        collection=index.collection_name(),
         built=manifest is not None,
     )
     discovery = discover(config.data)
@@ -73,7 +73,7 @@ def index_status(config: Config, components: Components) -> IndexStatus:
         manifest, config_identity(config.embedding), config.chunking.model_dump()
     )
     status.compatible = not status.problems
-    store = components.chunk_store(create=False)  # never creates a database or a collection
+    store = index.chunk_store(create=False)  # never creates a database or a collection
     if store is not None:
         status.chunks_in_store = store.count()
     else:

@@ -18,10 +18,11 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from indexer.components import Components
 from indexer.config.models import Config, QueryConfig
 from indexer.errors import IndexerError, ModelError
+from indexer.index.index import Index
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
-from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retriever
+from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retrieved, Retriever
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -156,23 +157,27 @@ class AnswerStream:
 
 
 class QueryEngine:
-    def __init__(self, config: Config, components: Components) -> None:
-        self.config = config
+    """Questions over ``index``, answered with the models of ``components``, whose config is the
+    one every setting is read from."""
+
+    def __init__(self, components: Components, index: Index) -> None:
         self.components = components
+        self.index = index
         self._manifest: Manifest | None = None
-        self._retriever = Retriever(config, components)
+        self._retriever = Retriever(components, index)
         self._notices: list[str] = []
+
+    @property
+    def config(self) -> Config:
+        return self.components.config
 
     def manifest(self) -> Manifest:
         """The index's committed manifest, checked against the config each time a new one is
         committed: a long-running process (a server, a folder watcher's) follows every build, and
         costs one stat of the manifest file per question while nothing changed."""
-        manifest = self.components.committed_view.current()
+        manifest = self.index.current()
         if manifest is None:
-            raise IndexerError(
-                f"no index yet at {self.components.manifest_file.path.parent}: "
-                "run `indexer build CONFIG` first"
-            )
+            raise IndexerError(f"no index yet at {self.index.location}: run `indexer build CONFIG` first")
         if manifest is not self._manifest:
             check_compatible(manifest, asdict(self.components.query_identity), None)
             self._manifest = manifest
@@ -185,25 +190,25 @@ class QueryEngine:
         filters: Mapping[str, FilterValue] | None = None,
         mode: RetrievalMode | None = None,
     ) -> list[Source]:
-        """See ``Indexer.retrieve``; why fewer than ``top_k`` came back, if so, is in ``last_notices``."""
+        """See ``Indexer.retrieve``."""
         question = _checked(question)
         manifest = self.manifest()
-        store = self.components.chunk_store(create=False)
-        if store is None:
-            raise IndexerError(
-                f"the index's collection {self.config.vector_store.collection!r} is missing: "
-                "run `indexer build CONFIG --rebuild`"
-            )
         wanted = Filters.from_mapping(self.config.retrieval.filters, filters)
-        retrieved = self._retriever.retrieve(
-            question, top_k or self.config.query.top_k, wanted, manifest, store, _checked_mode(mode)
-        )
+
+        def search() -> Retrieved:
+            store = self.index.chunk_store(create=False)
+            if store is None:
+                raise IndexerError(
+                    f"the index's collection {self.index.collection_name()!r} is missing: "
+                    "run `indexer build CONFIG --rebuild`"
+                )
+            return self._retriever.retrieve(
+                question, top_k or self.config.query.top_k, wanted, manifest, store, _checked_mode(mode)
+            )
+
+        retrieved = self.index.reading(search)
         self._notices = retrieved.notices
         return [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
-
-    @property
-    def last_notices(self) -> list[str]:
-        return list(self._notices)
 
     def stream(
         self,

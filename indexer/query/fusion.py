@@ -57,7 +57,11 @@ def convex(
     """``alpha`` is the dense side's weight, ``1 - alpha`` the keyword side's."""
     fused: dict[str, Ranked] = {}
     sides: list[tuple[str, float, dict[str, float], float]] = []
-    for name, hits, weight in (("vector", dense, alpha), ("bm25", sparse, 1.0 - alpha)):
+    rankings: tuple[tuple[Side, Sequence[Hit], float], ...] = (
+        ("vector", dense, alpha),
+        ("bm25", sparse, 1.0 - alpha),
+    )
+    for name, hits, weight in rankings:
         if not hits:
             continue
         top = hits[:depth]

@@ -1,6 +1,7 @@
 """Retrieval: the passages a question is answered from.
 
-Dense search goes through ``ChunkStore.search`` (Chroma), keyword search through the BM25 index;
+Dense search goes through ``ChunkStore.search`` (Chroma), keyword search through the BM25 index
+(``index/keyword.py``); both show only what the manifest commits now;
 ``hybrid`` fuses the two (``indexer.query.fusion``: a convex combination of normalised scores, or
 reciprocal rank). Then: a similarity cutoff on the dense side, de-duplication, an optional
 cross-encoder, and exactly ``top_k`` results when the index holds that many eligible passages.
@@ -10,27 +11,21 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from indexer.components import Components
 from indexer.config.models import Config
-from indexer.index.keyword import KeywordIndex, build_from_store, keyword_folder, manifest_state
+from indexer.index.index import Index
 from indexer.index.manifest import Manifest
 from indexer.index.store import DOC_ID, ChunkStore, Hit
 from indexer.query import fusion
 from indexer.query.filters import Filters
 from indexer.query.fusion import Ranked
 
-if TYPE_CHECKING:
-    import numpy as np
-
 log = logging.getLogger(__name__)
 
 _SPACE_RE = re.compile(r"\s+")
-# Seconds a keyword index may lag the committed manifest while a build finishes (see keyword_index).
-KEYWORD_GRACE_S = 120.0
 
 RetrievalMode = Literal["vector", "bm25", "hybrid"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("vector", "bm25", "hybrid")
@@ -42,78 +37,17 @@ class Retrieved:
     notices: list[str] = field(default_factory=list)
 
 
-def sync_keyword_index(config: Config, components: Components) -> bool:
-    """Bring the persisted keyword index in line with the manifest after a build; ``True`` when
-    it was rebuilt. An index on a Chroma server has no local folder: its keyword index is rebuilt
-    from the server's chunks in memory by each process that queries it, so there is nothing to do.
-    """
-    persist_dir = config.vector_store.persist_dir
-    if persist_dir is None:
-        return False
-    manifest = components.manifest_file.load()
-    folder = keyword_folder(persist_dir, config.vector_store.collection)
-    if manifest is None:
-        return False
-    state = manifest_state(manifest)
-    current = KeywordIndex.load(folder)
-    if current is not None and current.state == state:
-        return False
-    store = components.chunk_store(create=False)
-    read = store.iter_chunks if store is not None else (lambda: iter(()))
-    build_from_store(read, manifest).save(folder)
-    return True
-
-
 class Retriever:
-    def __init__(self, config: Config, components: Components) -> None:
-        self.config = config
-        self.components = components
-        self._keyword: KeywordIndex | None = None
-        self._keyword_notice: str | None = None
-        self._keyword_manifest: Manifest | None = None
-        self._masks: dict[Filters, np.ndarray] = {}
-        self._reranker: Any = None
-        self._stale_since = 0.0
+    """Passages for questions over ``index``, by the retrieval settings of ``components.config``."""
 
-    def keyword_index(self, manifest: Manifest, store: ChunkStore) -> KeywordIndex:
-        if self._keyword is not None and self._keyword_manifest is manifest:
-            return self._keyword  # digesting a 100k-chunk manifest on every query costs ms
-        state = manifest_state(manifest)
-        if self._keyword is not None and self._keyword.state == state:
-            self._keyword_manifest = manifest
-            return self._keyword
-        persist_dir = self.config.vector_store.persist_dir
-        if persist_dir is not None and self._keyword is not None:
-            folder = keyword_folder(persist_dir, self.config.vector_store.collection)
-            if KeywordIndex.saved_state(folder) != state:
-                # A build is committing batch by batch, or has yet to save its keyword index (it
-                # does right after the last commit): keep the last index a while, re-checking
-                # the saved state per question, rather than rebuild BM25 from the whole collection
-                # at each commit. Its hits of replaced or deleted files are dropped (``_visible``).
-                now = time.monotonic()
-                self._stale_since = self._stale_since or now
-                if now - self._stale_since < KEYWORD_GRACE_S:
-                    return self._keyword
-        self._stale_since = 0.0
-        self._keyword_notice = None
-        index = None
-        if persist_dir is not None:
-            folder = keyword_folder(persist_dir, self.config.vector_store.collection)
-            index = KeywordIndex.load(folder)
-            if index is None or index.state != state:
-                why = "missing" if index is None else "stale (it reflects another build)"
-                self._keyword_notice = (
-                    f"the keyword index at {folder} was {why}: rebuilt it in memory from the vector "
-                    "store for this session; run `indexer build CONFIG` to persist it"
-                )
-                log.warning("%s", self._keyword_notice)
-                index = None
-        if index is None:
-            index = build_from_store(store.iter_chunks, manifest)
-        self._keyword = index
-        self._keyword_manifest = manifest
-        self._masks.clear()
-        return index
+    def __init__(self, components: Components, index: Index) -> None:
+        self.components = components
+        self.index = index
+        self._reranker: Any = None
+
+    @property
+    def config(self) -> Config:
+        return self.components.config
 
     def retrieve(
         self,
@@ -136,9 +70,16 @@ class Retriever:
             where = filters.chroma_where(manifest.files)
         keyword = None
         if mode in ("bm25", "hybrid"):
-            keyword = self.keyword_index(manifest, store)
-            if self._keyword_notice:
-                notices.append(self._keyword_notice)
+            keyword, notice = self.index.keyword_index(store)
+            if notice:
+                notices.append(notice)
+        committed = self.index.committed()
+
+        def visible(hit: Hit) -> bool:
+            # The keyword index, like the vector store, may hold versions a build has not committed.
+            held = committed is None or committed.holds(hit)
+            return held and (not filters or filters.matches(hit.metadata))
+
         vector = None
         if mode in ("vector", "hybrid"):
             vector = self.components.query_embed_model.get_query_embedding(question)
@@ -159,9 +100,8 @@ class Retriever:
                     dense = above
             sparse: list[Hit] = []
             if keyword is not None:
-                sparse = keyword.search(question, fetch, self._mask(keyword, filters) if filters else None)
+                sparse = keyword.search(question, fetch, visible=visible)
             sparse_done = len(sparse) < fetch
-            sparse = self._visible(sparse)
             kept = self._select(self._fuse(dense, sparse, mode), want)
             # Each side is done when it returned fewer hits than asked for: the index ran out.
             if len(kept) >= want or (dense_done and sparse_done):
@@ -171,19 +111,6 @@ class Retriever:
         if cfg.rerank and kept:
             kept = self._rerank(question, kept)
         return Retrieved(kept[:top_k], notices)
-
-    def _visible(self, hits: list[Hit]) -> list[Hit]:
-        """Keyword hits the committed manifest still holds: a keyword index kept while a build
-        commits may name versions of files that are gone."""
-        committed = self.components.committed_view.committed()
-        return hits if committed is None else [h for h in hits if committed.holds(h)]
-
-    def _mask(self, keyword: KeywordIndex, filters: Filters) -> np.ndarray:
-        if filters not in self._masks:
-            import numpy as np
-
-            self._masks[filters] = np.array([filters.matches(m) for m in keyword.metadatas], dtype=np.float32)
-        return self._masks[filters]
 
     def _fuse(self, dense: list[Hit], sparse: list[Hit], mode: RetrievalMode) -> list[Ranked]:
         cfg = self.config.retrieval

@@ -5,7 +5,7 @@ ignore the many optional fields that OpenAI clients send, but still type-check t
 from __future__ import annotations
 
 from dataclasses import MISSING, fields
-from typing import Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
@@ -82,7 +82,12 @@ def _wire_source() -> type[BaseModel]:
     return create_model("Source", __config__=ConfigDict(extra="allow"), **declared)
 
 
-Source = _wire_source()
+if TYPE_CHECKING:
+    # A model made at run time is no type to mypy: it sees a model with any fields instead.
+    class Source(BaseModel):
+        model_config = ConfigDict(extra="allow")
+else:
+    Source = _wire_source()
 
 
 class RetrieveResponse(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 from indexer.api import Indexer
 from indexer.components.vector_store import describe
 from indexer.errors import IndexerError
+from indexer.index.store import ChunkStore
 from indexer.query.retrieval import RetrievalMode
 from indexer.server.queue import Generation
 
@@ -139,20 +140,25 @@ class RagService:
     def index_info(self, reveal_paths: bool = True) -> dict[str, Any]:
         """The manifest and counts; without ``reveal_paths``, every absolute path is cut to its
         last part (folder or file name), so the machine's layout stays private."""
-        components = self.indexer.components
-        manifest = components.manifest_file.load()
+        index = self.indexer.index
+        manifest = index.current()
         if manifest is None:
             raise IndexerError("the index has no manifest: run `indexer build CONFIG`")
-        store = components.chunk_store(create=False)
+        vectors = index.reading(lambda: _count(index.chunk_store(create=False)))
         info = {
             "model": self.model_id,
             "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
-            "collection": self.config.vector_store.collection,
-            "counts": {**manifest.counts(), "vectors": store.count() if store is not None else 0},
+            # The live collection (NAME-gN after a --rebuild), not the configured base name.
+            "collection": index.collection_name(),
+            "counts": {**manifest.counts(), "vectors": vectors},
             "llm": self.has_llm,
             "manifest": manifest.model_dump(mode="json"),
         }
         return info if reveal_paths else _without_absolute_paths(info)
+
+
+def _count(store: ChunkStore | None) -> int:
+    return store.count() if store is not None else 0
 
 
 _ABSOLUTE_RE = re.compile(r"^(/|~/|[A-Za-z]:[\\/]|\\\\)")

@@ -38,7 +38,7 @@ def test_text_without_separators_is_cut_by_tokens_and_huge_files_are_skipped(tmp
     }
 
     ix = Indexer.from_config(config)
-    store = ix.components.chunk_store(create=False)
+    store = ix.index.chunk_store(create=False)
     assert store is not None
     per_file: dict[str, int] = {}
     for hit in store.iter_chunks():

@@ -1,0 +1,36 @@
+"""The command line: a thin layer over ``indexer.api.Indexer``, one module per command group
+(``index``: build, status, watch; ``ask``: query, chat; ``serving``: serve, mcp; ``doctor``:
+doctor, config; ``evaluate``: eval). This module only composes them.
+
+User errors (``IndexerError``) print one paragraph and exit 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from indexer.cli import ask, doctor, evaluate, index, serving
+
+app = typer.Typer(
+    name="indexer",
+    help="Build a local, private RAG index from a folder of documents, and ask it questions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# In this order in --help.
+app.command()(index.build)
+app.command()(ask.query)
+app.command()(index.status)
+app.command()(ask.chat)
+app.command()(doctor.doctor)
+app.command("config")(doctor.show_config)
+app.command()(serving.serve)
+app.command()(index.watch)
+app.command("mcp")(serving.mcp)
+app.add_typer(evaluate.eval_app, name="eval")
+
+
+def main() -> None:
+    app()

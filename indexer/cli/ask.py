@@ -1,0 +1,102 @@
+"""Commands that ask the index: ``query`` (one question) and ``chat`` (a conversation)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from indexer.cli.options import ConfigArg, FilterOpt, JsonOpt, ModeOpt, SetOpt, TopKOpt
+from indexer.cli.output import echo, print_sources, stream_answer
+from indexer.cli.running import open_indexer, run
+from indexer.errors import IndexerError
+
+
+def query(
+    config: ConfigArg,
+    question: Annotated[str, typer.Argument(help="The question.", show_default=False)],
+    set_: SetOpt = None,
+    top_k: TopKOpt = None,
+    filter_: FilterOpt = None,
+    mode: ModeOpt = None,
+    retrieve_only: Annotated[bool, typer.Option("--retrieve-only", help="Sources only, no answer.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Answer QUESTION from the index of CONFIG, streaming the answer, then its sources."""
+    from indexer.query.filters import parse_filter_options
+
+    def work() -> None:
+        extra = {"retrieval.mode": mode, **({"llm.provider": "none"} if retrieve_only else {})}
+        ix = open_indexer(config, set_, **extra)
+        stream = ix.stream(question, top_k=top_k, filters=parse_filter_options(filter_ or []))
+        if json_out:
+            echo(json.dumps(stream.result().to_dict()))
+            return
+        if stream.notice:
+            echo(f"note: {stream.notice}", err=True)
+        stream_answer(stream)
+        print_sources(stream.sources)
+
+    run(work)
+
+
+def chat(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    top_k: TopKOpt = None,
+    filter_: FilterOpt = None,
+    mode: ModeOpt = None,
+) -> None:
+    """Talk with the index of CONFIG: follow-up questions use the conversation so far.
+    /sources shows the last answer's sources, /reset forgets the conversation, /exit leaves."""
+    from indexer.query.filters import parse_filter_options
+
+    def work() -> None:
+        ix = open_indexer(config, set_, **{"retrieval.mode": mode})
+        session = ix.chat(top_k=top_k, filters=parse_filter_options(filter_ or []))
+        echo(f"Chatting with {config}. Commands: /sources, /reset, /exit (or Ctrl-D).")
+        while True:
+            try:
+                sys.stdout.write("> ")
+                sys.stdout.flush()
+                line = sys.stdin.readline()
+            except KeyboardInterrupt:
+                echo("")
+                return
+            if not line:  # end of input
+                echo("")
+                return
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/exit", "/quit"):
+                return
+            if text == "/reset":
+                session.reset()
+                echo("(conversation forgotten)")
+                continue
+            if text == "/sources":
+                print_sources(session.sources)
+                continue
+            if text.startswith("/"):
+                echo(f"unknown command {text}: use /sources, /reset or /exit")
+                continue
+            try:
+                stream = session.ask(text)
+            except IndexerError as exc:  # one bad turn does not end the session
+                echo(f"error: {exc}", err=True)
+                continue
+            except KeyboardInterrupt:  # during retrieval: back to the prompt
+                echo("[stopped]", err=True)
+                continue
+            if stream.notice:
+                echo(f"note: {stream.notice}", err=True)
+            if stream.answer is None:
+                print_sources(stream.sources)
+            else:
+                stream_answer(stream)
+            session.remember(text, stream)
+
+    run(work)

@@ -1,0 +1,61 @@
+"""What the commands print: every line made safe for the terminal, answers streamed token by
+token, and sources as a numbered list."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import typer
+
+# Longest passage text and citation printed per source; --json carries the whole (bounded) chunk.
+_SNIPPET_CHARS = 160
+_CITATION_CHARS = 200
+
+
+def echo(message: str = "", err: bool = False, nl: bool = True) -> None:
+    """Every line the CLI prints goes through here: file names, passages and answers come from
+    documents, and must not reach the terminal as escape sequences (see ``indexer.terminal``)."""
+    from indexer.terminal import printable
+
+    typer.echo(printable(message, multiline=True), err=err, nl=nl)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Warnings name files ("skipped NAME: ..."): made printable like everything else."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from indexer.terminal import printable
+
+        return printable(super().format(record), multiline=True)
+
+
+def stream_answer(stream: Any) -> None:
+    """Print the answer token by token; Ctrl-C stops generation and keeps what was printed."""
+    from indexer.terminal import printable
+
+    if stream.answer is None:
+        return
+    try:
+        for token in stream:
+            sys.stdout.write(printable(token, multiline=True))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        stream.close()
+        echo("\n[stopped]", err=True)
+    echo("\n")
+
+
+def print_sources(sources: list[Any]) -> None:
+    from indexer.terminal import printable
+
+    if not sources:
+        echo("No matching passages.")
+        return
+    echo("Sources:")
+    for s in sources:
+        snippet = printable(" ".join(s.text.split()), limit=_SNIPPET_CHARS)
+        citation = printable(s.citation(), limit=_CITATION_CHARS)
+        echo(f"  [{s.rank}] {citation}  (score {s.score:.3f})")
+        echo(f"      {snippet}")

@@ -1,0 +1,217 @@
+"""The local build engine: files read and chunked by a pool of processes while this process embeds.
+
+Three stages run at once, with bounded buffers between them, so the slowest sets the pace:
+
+- reading and chunking: the tokenizer-driven splitter is CPU-bound Python, which threads would
+  serialise on the GIL, so large builds run it in worker processes (``build.workers``); a small
+  build chunks on one background thread, since starting a process (its imports) costs ~1.5 s;
+- encoding: here, one flush worth of chunks per call, so the model sorts them by length and keeps
+  its batches full;
+- writing: the pipeline's writer thread (``ingestion/pipeline.py``) stores the previous flush while
+  the next one encodes.
+
+The read-ahead is counted in chunks: chunking may run up to ``2 × flush`` chunks ahead of the
+encoder, whatever the documents' sizes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
+
+if TYPE_CHECKING:
+    from indexer.components import Components
+
+# Below this much input, chunk on a thread: a worker process costs more to start than it saves.
+_POOL_MIN_BYTES = 4 << 20
+_POOL_MIN_FILES = 64
+
+
+def resolve_workers(workers: int | str) -> int:
+    """``build.workers``: ``auto`` leaves one core to the encoder, and uses at least one."""
+    if isinstance(workers, int):
+        return workers
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+class LocalEngine:
+    def __init__(self, components: Components, *, flush_chunks: int) -> None:
+        self.components = components
+        self.flush_chunks = flush_chunks
+        self.workers = resolve_workers(components.config.build.workers)
+        self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
+
+    def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]:
+        from indexer.components.embedding import encode_passages
+
+        buffer = _ChunkBuffer(limit=2 * self.flush_chunks)
+        feeder = threading.Thread(
+            target=self._feed, args=(items, buffer), name="indexer-chunker", daemon=True
+        )
+        feeder.start()
+        try:
+            while True:
+                batch, size, done = [], 0, False
+                while size < self.flush_chunks:
+                    item = buffer.get()
+                    if item is None:
+                        done = True
+                        break
+                    batch.append(item)
+                    size += len(item.chunks)
+                texts = [c.text for p in batch for c in p.chunks]
+                if texts:
+                    started = time.perf_counter()
+                    vectors = encode_passages(self.components.embed_model, texts)
+                    self.seconds["encode"] += time.perf_counter() - started
+                    at = 0
+                    for p in batch:
+                        p.vectors = vectors[at : at + len(p.chunks)]
+                        at += len(p.chunks)
+                yield from batch
+                if done:
+                    return
+        finally:
+            buffer.close()
+            feeder.join()
+
+    def close(self) -> None:
+        pass
+
+    # -- the chunking stage -----------------------------------------------------------------------
+
+    def _feed(self, items: Sequence[WorkItem], buffer: _ChunkBuffer) -> None:
+        try:
+            for prepared in self._chunked(items, buffer):
+                if not buffer.put(prepared):
+                    return  # the consumer stopped
+        except BaseException as exc:
+            buffer.fail(exc)
+            return
+        buffer.finish()
+
+    def _chunked(self, items: Sequence[WorkItem], buffer: _ChunkBuffer) -> Iterator[Prepared]:
+        tokenizer_json = self.components.tokenizer_json
+        big = sum(i.size for i in items) >= _POOL_MIN_BYTES or len(items) >= _POOL_MIN_FILES
+        if tokenizer_json is None or not big:
+            from indexer.ingestion.chunking import make_splitter
+
+            splitter = make_splitter(self.components.config.chunking, self.components.token_spans)
+            for item in items:
+                started = time.perf_counter()
+                prepared = read_and_chunk(item, splitter)
+                self.seconds["read_chunk"] += time.perf_counter() - started
+                yield prepared
+            return
+        import multiprocessing
+
+        # spawn, not fork: this process runs torch's and Chroma's threads, whose locks a forked
+        # child could inherit held.
+        context = multiprocessing.get_context("spawn")
+        chunking = self.components.config.chunking.model_dump()
+        with ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_init_worker, initargs=(chunking, tokenizer_json)
+        ) as pool:
+            window: deque[Future[tuple[Prepared, float]]] = deque()
+            pending = iter(items)
+            exhausted = False
+            while True:
+                while not exhausted and len(window) < 2 * self.workers + 2 and not buffer.closed:
+                    following = next(pending, None)
+                    if following is None:
+                        exhausted = True
+                    else:
+                        window.append(pool.submit(_chunk_in_worker, following))
+                if not window:
+                    return
+                prepared, seconds = window.popleft().result()
+                self.seconds["read_chunk"] += seconds
+                yield prepared
+
+
+class _ChunkBuffer:
+    """A queue bounded by the chunks it holds (one item is always let in, however big)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: deque[Prepared] = deque()
+        self._chunks = 0
+        self._finished = False
+        self._error: BaseException | None = None
+        self.closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: Prepared) -> bool:
+        with self._cond:
+            while self._items and self._chunks + len(item.chunks) > self.limit and not self.closed:
+                self._cond.wait()
+            if self.closed:
+                return False
+            self._items.append(item)
+            self._chunks += len(item.chunks)
+            self._cond.notify_all()
+            return True
+
+    def get(self) -> Prepared | None:
+        """The next item, or ``None`` at the end; a failure of the producer is raised here."""
+        with self._cond:
+            while not self._items and not self._finished and self._error is None:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._chunks -= len(item.chunks)
+            self._cond.notify_all()
+            return item
+
+    def finish(self) -> None:
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._cond:
+            self._error = exc
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+# -- in the worker processes ------------------------------------------------------------------------
+
+_splitter: Any = None
+
+
+def _init_worker(chunking: dict[str, Any], tokenizer_json: str) -> None:
+    """Build the splitter once per worker, counting tokens with the embedding model's own
+    tokenizer (its Rust half, without torch or the model's weights)."""
+    global _splitter
+    from tokenizers import Tokenizer
+
+    from indexer.config.models import ChunkingConfig
+    from indexer.ingestion.chunking import make_splitter
+
+    counter = Tokenizer.from_str(tokenizer_json)
+    counter.no_truncation()
+    counter.no_padding()
+    _splitter = make_splitter(
+        ChunkingConfig(**chunking), lambda text: counter.encode(text, add_special_tokens=False).offsets
+    )
+
+
+def _chunk_in_worker(item: WorkItem) -> tuple[Prepared, float]:
+    started = time.perf_counter()
+    prepared = read_and_chunk(item, _splitter)
+    return prepared, time.perf_counter() - started
