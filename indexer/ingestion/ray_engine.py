@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,7 +128,12 @@ class RayEngine:
         self.config = config
         self.settings: RayConfig = config.build.ray
         self._ray = import_ray()
+        # Wall time per step, for the build summary's stages: joining the cluster, starting the
+        # actors (a model load each), and the driver waiting on results (the cluster's pace).
+        self.seconds: dict[str, float] = {"ray_connect": 0.0, "ray_start_actors": 0.0, "ray_wait": 0.0}
+        started = time.perf_counter()
         self._disconnect = connect(self._ray, self.settings)
+        self.seconds["ray_connect"] = time.perf_counter() - started
         self._actors: list[ActorHandle] = []
 
     def __enter__(self) -> RayEngine:
@@ -144,10 +150,13 @@ class RayEngine:
         batches = [list(items[at : at + size]) for at in range(0, len(items), size)]
         if not batches:
             return
+        started = time.perf_counter()
         actors = self._start_actors(min(self.settings.actors, len(batches)))
+        self.seconds["ray_start_actors"] += time.perf_counter() - started
         pool = ActorPool(actors * TASKS_PER_ACTOR)
         results = pool.map_unordered(lambda actor, batch: actor.prepare.remote(batch), batches)
         while True:
+            started = time.perf_counter()
             try:
                 batch = next(results)
             except StopIteration:
@@ -160,9 +169,12 @@ class RayEngine:
                 raise ClusterError(
                     f"a Ray worker died {WORKER_RETRIES + 1} times on the same batch of files on "
                     f"the cluster at build.ray.address ({_address(self.settings)}), so the build "
-                    f"stops: {_first_line(exc)}. A worker is usually killed for memory: give each "
-                    "actor more (build.ray.num_cpus on bigger nodes) or lower build.ray.batch_size."
+                    f"stops: {_first_line(exc)}. A worker is usually killed for want of memory: fewer "
+                    "actors per node (a larger build.ray.num_cpus each) or a smaller "
+                    "build.ray.batch_size leave each one more."
                 ) from None
+            finally:
+                self.seconds["ray_wait"] += time.perf_counter() - started
             for prepared in batch:
                 if prepared.vectors is not None:
                     # A copy, so the driver holds no zero-copy view pinning the object store.
