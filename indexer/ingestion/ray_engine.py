@@ -74,6 +74,8 @@ class WorkerStatus:
     node_id: str
     pid: int
     error: str | None
+    busy_s: float = 0.0
+    """Seconds spent reading, chunking and embedding since the actor (re)started."""
 
 
 class EmbeddingWorker:
@@ -83,13 +85,15 @@ class EmbeddingWorker:
         # A load failure is kept and reported by ``status`` rather than raised: an exception here
         # would only reach the driver as a dead actor, without the model's own message.
         self.error: str | None = None
+        self.busy_s = 0.0
         try:
             from indexer.components import Components
             from indexer.ingestion.chunking import make_splitter
 
             components = Components(config)
             self.model = components.embed_model
-            self.dimension = int(self.model._model.get_embedding_dimension())
+            # Only the shape of a batch without text: (0, dimension).
+            self.dimension = int(self.model._model.get_embedding_dimension() or 0)
             self.splitter = make_splitter(config.chunking, components.token_spans)
         except Exception as exc:  # any failure here means the same thing: no model on this node
             self.error = str(exc) if isinstance(exc, IndexerError) else f"{type(exc).__name__}: {exc}"
@@ -98,7 +102,7 @@ class EmbeddingWorker:
         import ray
 
         node_id = ray.get_runtime_context().get_node_id()
-        return WorkerStatus(socket.gethostname(), node_id, os.getpid(), self.error)
+        return WorkerStatus(socket.gethostname(), node_id, os.getpid(), self.error, self.busy_s)
 
     def prepare(self, items: list[WorkItem]) -> list[Prepared]:
         import numpy as np
@@ -108,6 +112,7 @@ class EmbeddingWorker:
 
         if self.error is not None:
             raise ModelError(self.error)
+        started = time.perf_counter()
         prepared = [read_and_chunk(item, self.splitter) for item in items]
         texts = [chunk.text for p in prepared for chunk in p.chunks]
         vectors = np.empty((0, self.dimension), dtype=np.float32)
@@ -118,6 +123,7 @@ class EmbeddingWorker:
             if p.error is None:
                 p.vectors = vectors[start : start + len(p.chunks)]
                 start += len(p.chunks)
+        self.busy_s += time.perf_counter() - started
         return prepared
 
 
@@ -300,12 +306,13 @@ def check_reachable(address: str) -> None:
 
 def check_resources(ray: ModuleType, settings: RayConfig) -> None:
     """Refuse actors no node can hold: Ray would wait for such a node forever."""
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    nodes: list[dict[str, float]] = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
     if any(
         node.get("CPU", 0) >= settings.num_cpus and node.get("GPU", 0) >= settings.num_gpus for node in nodes
     ):
         return
-    largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
+    empty: dict[str, float] = {}
+    largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default=empty)
     raise ClusterError(
         f"no node of the cluster at build.ray.address ({_address(settings)}) can hold an embedding "
         f"actor: each asks for {settings.num_cpus} CPUs and {settings.num_gpus} GPUs "
