@@ -65,3 +65,7 @@ bench-build: setup
 .PHONY: bench-hnsw
 bench-hnsw: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.hnsw_recall
+
+.PHONY: bench-ray
+bench-ray: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.ray_build

@@ -10,8 +10,8 @@ Reports, per side:
   so the machine's changing load falls on all of them alike);
 - for Ray: the fixed cost of a build (connecting, starting the actors, loading the model in each),
   the overhead per chunk against this process on the same cores, 1/rate_ray - 1/rate_local, and
-  each actor's own busy time (reading, chunking, embedding), which tells slower work inside the
-  actors from time lost between them and the driver;
+  each actor's own busy time (reading, chunking, embedding): the wall time beyond it, per chunk,
+  is what Ray's dispatch and transfers cost (the gap), apart from how fast the actors compute;
 - the driver's own ceiling: chunks/s it writes into a `chroma run` server on this machine (every
   Ray build's chunks pass through that one writer), which no number of nodes goes past.
 """
@@ -163,8 +163,10 @@ def measure(args: argparse.Namespace, corpus: Path) -> dict[str, Any]:
             side["vs_local"] = best["local"] / seconds
             side["connect_s"] = round(starts[name]["connect_s"], 1)
             side["start_s"] = round(starts[name]["start_s"], 1)
-            # Inside the actors vs the wall clock: the rest is waiting on dispatch and transfer.
+            # Inside the actors vs the wall clock: the rest is waiting on dispatch and transfer, the
+            # overhead of Ray itself, whatever the load on the machine does to the compute.
             side["actor_busy_s"] = round(busy[name], 2)
+            side["ray_gap_ms_per_chunk"] = 1000 * (seconds - busy[name]) / chunks
         sides.append(side)
     return {
         "documents": len(items),
@@ -216,8 +218,8 @@ def main() -> None:
         if "overhead_ms_per_chunk" in side:
             line += (
                 f"  = {side['vs_local']:.2f} of local, {side['overhead_ms_per_chunk']:+.1f} ms/chunk;"
-                f" actors busy {side['actor_busy_s']} s each; start {side['start_s']} s"
-                f" (connect {side['connect_s']} s)"
+                f" actors busy {side['actor_busy_s']} s each, gap {side['ray_gap_ms_per_chunk']:.2f}"
+                f" ms/chunk; start {side['start_s']} s (connect {side['connect_s']} s)"
             )
         print(line)
     print(f"driver writes to a Chroma server: {report['driver_write_chunks_per_s']:.0f} chunks/s")
