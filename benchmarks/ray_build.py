@@ -1,5 +1,5 @@
-"""What Ray costs per chunk: the same files read, chunked and embedded in this process and on a Ray
-cluster with one and with two embedding actors, in one run, on the same cores.
+"""What Ray costs per chunk: the same files read, chunked and embedded by a local build's engine
+and on a Ray cluster with one and with two embedding actors, in one run, on the same cores.
 
     python -m benchmarks.ray_build                        # a local Ray cluster in this process
     python -m benchmarks.ray_build --address HOST:PORT    # a running cluster (it must see --corpus)
@@ -9,7 +9,7 @@ Reports, per side:
 - chunks/s once the model is loaded (best of ``--repeats`` rounds; each round runs every side once,
   so the machine's changing load falls on all of them alike);
 - for Ray: the fixed cost of a build (connecting, starting the actors, loading the model in each),
-  the overhead per chunk against this process on the same cores, 1/rate_ray - 1/rate_local, and
+  the overhead per chunk against the local engine on the same cores, 1/rate_ray - 1/rate_local, and
   each actor's own busy time (reading, chunking, embedding): the wall time beyond it, per chunk,
   is what Ray's dispatch and transfers cost (the gap), apart from how fast the actors compute;
 - the driver's own ceiling: chunks/s it writes into a `chroma run` server on this machine (every
@@ -58,32 +58,13 @@ def make_config(corpus: Path, address: str | None, actors: int, cpus: float, bat
     )
 
 
-class InProcess:
-    """What each Ray actor does, without Ray: the baseline on the same cores."""
+def local_engine(config: Any) -> Any:
+    """The engine of a local build (``build.engine: local``), on the same cores."""
+    from indexer.components import Components
+    from indexer.ingestion.local_engine import LocalEngine
+    from indexer.ingestion.pipeline import flush_chunks
 
-    def __init__(self, config: Any) -> None:
-        from indexer.components import Components
-        from indexer.ingestion.chunking import make_splitter
-
-        components = Components(config)
-        self.model = components.embed_model
-        self.splitter = make_splitter(config.chunking, components.token_spans)
-        self.batch_size = config.build.ray.batch_size
-
-    def prepare(self, items: list[Any]) -> list[Any]:
-        from indexer.components.embedding import encode_passages
-        from indexer.ingestion.prepare import read_and_chunk
-
-        out = []
-        for at in range(0, len(items), self.batch_size):
-            batch = [read_and_chunk(item, self.splitter) for item in items[at : at + self.batch_size]]
-            vectors = encode_passages(self.model, [c.text for p in batch for c in p.chunks])
-            start = 0
-            for p in batch:
-                p.vectors = vectors[start : start + len(p.chunks)]
-                start += len(p.chunks)
-            out += batch
-        return out
+    return LocalEngine(Components(config), flush_chunks=flush_chunks(config))
 
 
 def timed(prepare: Any, items: list[Any]) -> tuple[float, list[Any]]:
@@ -138,8 +119,8 @@ def measure(args: argparse.Namespace, corpus: Path) -> dict[str, Any]:
     # Enough batches that both actors of the two-actor side load their model while warming up.
     warm = items[: 2 * args.batch_size]
     shapes = [(1, float(cores)), (2, cores / 2)]
-    local = InProcess(make_config(corpus, args.address, 1, cores, args.batch_size))
-    local.prepare(warm)  # the model, the tokenizer and NLTK's data, outside the timings
+    local = local_engine(make_config(corpus, args.address, 1, cores, args.batch_size))
+    list(local.prepare(warm))  # the model, the tokenizer and NLTK's data, outside the timings
     best: dict[str, float] = {"local": math.inf}
     starts: dict[str, dict[str, float]] = {}
     busy: dict[str, float] = {}  # an actor's own busy seconds in the best run, per actor
