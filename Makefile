@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test
+EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test,ray
 QUESTION ?= How often should the silica gel desiccant pack in the mast be replaced?
 
 .PHONY: setup llama-cpp browser demo test lint clean doctor
@@ -65,3 +65,7 @@ bench-build: setup
 .PHONY: bench-hnsw
 bench-hnsw: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.hnsw_recall
+
+.PHONY: bench-ray
+bench-ray: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.ray_build

@@ -31,3 +31,7 @@ class StoreError(IndexerError):
 
 class IndexMismatchError(IndexerError):
     """The index on disk was built with settings that differ from the config."""
+
+
+class ClusterError(IndexerError):
+    """A Ray cluster (``build.engine: ray``) cannot be reached or cannot run the build's workers."""

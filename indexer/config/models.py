@@ -465,3 +465,15 @@ class Config(StrictModel):
                 "beside it."
             )
         return self
+
+    @model_validator(mode="after")
+    def _ray_builds_into_a_server(self) -> Config:
+        if self.build.engine == "ray" and self.vector_store.persist_dir is not None:
+            raise ValueError(
+                "build.engine ray needs a Chroma server (vector_store.host and port), not "
+                "vector_store.persist_dir: an embedded store is a folder that one process on one "
+                "machine opens, which the cluster's other machines cannot write into or serve "
+                "from. Start one with `chroma run` and set vector_store.host, or use build.engine "
+                "local (build.ray applies only to engine ray)."
+            )
+        return self
