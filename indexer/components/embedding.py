@@ -241,7 +241,9 @@ def config_identity(config: EmbeddingConfig) -> dict[str, Any]:
 
 def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> EmbeddingIdentity:
     st_model = model._model  # the SentenceTransformer; LlamaIndex exposes no public handle
-    dimension = int(st_model.get_embedding_dimension())
+    dimension = st_model.get_embedding_dimension()
+    if dimension is None:  # sentence-transformers could not tell (no pooling module): ask the model
+        dimension = len(st_model.encode("dimension"))
     identity = config_identity(config)
     identity["fingerprint"] = _loaded_fingerprint(resolve_model_location(config.model), identity["name"])
     return EmbeddingIdentity(**identity, dimension=dimension, backend=config.backend)
