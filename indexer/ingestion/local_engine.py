@@ -3,8 +3,7 @@
 Three stages run at once, with bounded buffers between them, so the slowest sets the pace:
 
 - reading and chunking: the tokenizer-driven splitter is CPU-bound Python, which threads would
-  serialise on the GIL, so large builds run it in worker processes (``build.workers``); a small
-  build chunks on one background thread, since starting a process (its imports) costs ~1.5 s;
+  serialise on the GIL, so it runs in worker processes (``build.workers``);
 - encoding: here, eight embedder batches per call, so the model sorts them by length and keeps
   its batches full;
 - writing: the pipeline's writer thread (``ingestion/pipeline.py``) stores the previous flush while
@@ -29,9 +28,6 @@ from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
 if TYPE_CHECKING:
     from indexer.components import Components
 
-# Below this much input, chunk on a thread: a worker process costs more to start than it saves.
-_POOL_MIN_BYTES = 4 << 20
-_POOL_MIN_FILES = 64
 _ENCODE_BATCHES = 8
 
 
@@ -102,9 +98,9 @@ class LocalEngine:
         buffer.finish()
 
     def _chunked(self, items: Sequence[WorkItem], buffer: _ChunkBuffer) -> Iterator[Prepared]:
+        global _splitter
         tokenizer_json = self.components.tokenizer_json
-        big = sum(i.size for i in items) >= _POOL_MIN_BYTES or len(items) >= _POOL_MIN_FILES
-        if tokenizer_json is None or not big:
+        if tokenizer_json is None or len(items) <= 1 or self.workers <= 0:
             from indexer.ingestion.chunking import make_splitter
 
             splitter = make_splitter(self.components.config.chunking, self.components.token_spans)
@@ -116,13 +112,14 @@ class LocalEngine:
             return
         import multiprocessing
 
-        # spawn, not fork: this process runs torch's and Chroma's threads, whose locks a forked
-        # child could inherit held.
-        context = multiprocessing.get_context("spawn")
-        chunking = self.components.config.chunking.model_dump()
-        with ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_worker, initargs=(chunking, tokenizer_json)
-        ) as pool:
+        # The workers are forked, as PyTorch's DataLoader forks its workers: they start at once,
+        # with this process's imports and a splitter made (and warmed) here, where spawned ones
+        # spent seconds importing LlamaIndex and NLTK each. They only read and split text: they
+        # never touch torch, Chroma or the writer's locks, which is what makes forking a process
+        # with those threads safe.
+        _splitter = _warm_splitter(self.components.config.chunking.model_dump(), tokenizer_json)
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
             window: deque[Future[tuple[Prepared, float]]] = deque()
             pending = iter(items)
             exhausted = False
@@ -198,10 +195,10 @@ class _ChunkBuffer:
 _splitter: Any = None
 
 
-def _init_worker(chunking: dict[str, Any], tokenizer_json: str) -> None:
-    """Build the splitter once per worker, counting tokens with the embedding model's own
-    tokenizer (its Rust half, without torch or the model's weights)."""
-    global _splitter
+def _warm_splitter(chunking: dict[str, Any], tokenizer_json: str) -> Any:
+    """A splitter counting tokens with the embedding model's own tokenizer (a copy of its Rust
+    half, so the workers share nothing with the model), run once so NLTK's sentence splitter is
+    loaded before the workers are forked."""
     from tokenizers import Tokenizer
 
     from indexer.config.models import ChunkingConfig
@@ -210,9 +207,11 @@ def _init_worker(chunking: dict[str, Any], tokenizer_json: str) -> None:
     counter = Tokenizer.from_str(tokenizer_json)
     counter.no_truncation()
     counter.no_padding()
-    _splitter = make_splitter(
+    splitter = make_splitter(
         ChunkingConfig(**chunking), lambda text: counter.encode(text, add_special_tokens=False).offsets
     )
+    splitter.split_text("A first sentence. A second one, so the sentence splitter loads.")
+    return splitter
 
 
 def _chunk_in_worker(item: WorkItem) -> tuple[Prepared, float]:
