@@ -304,6 +304,19 @@ def test_a_worker_that_cannot_load_the_model_is_a_one_paragraph_error(
     assert "not-a-model" in message
 
 
+def test_actors_no_node_can_hold_are_a_one_paragraph_error(
+    cluster: RayCluster, chroma_port: int, tmp_path: Path
+) -> None:
+    config = server_config(tmp_path, SAMPLE_DIR, chroma_port, "no-gpu", engine="ray", address=cluster.address)
+    started = time.monotonic()
+    result = run_cli("build", str(config), "--set", "build.ray.num_gpus=1", env=cluster.env, timeout=300)
+    assert time.monotonic() - started < 60  # not Ray's wait for a node that never comes
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"no node of the cluster at build.ray.address ({cluster.address}) can hold" in message
+    assert "build.ray.num_cpus, num_gpus" in message and "0 GPUs" in message
+
+
 def test_an_embedded_store_is_refused_for_a_ray_build(tmp_path: Path) -> None:
     config = write_config(tmp_path, SAMPLE_DIR, build={"engine": "ray"})  # persist_dir: storage
     result = run_cli("build", str(config), timeout=120)

@@ -36,8 +36,6 @@ from indexer.ingestion.prepare import Prepared, WorkItem
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-log = logging.getLogger(__name__)
-
 RAY_EXTRA = "pip install 'indexer[ray]'"
 # A dead worker is restarted, and its task retried, this many times: enough for a lost node or an
 # OOM-killed process, while a file that kills every worker that reads it still ends the build.
