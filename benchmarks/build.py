@@ -2,13 +2,18 @@
 
     python -m benchmarks.build                       # generated corpus, default sizes
     python -m benchmarks.build --corpus DIR          # your own documents
+    python -m benchmarks.build --device cuda         # on a GPU machine: float32 and float16
     python -m benchmarks.build --rss-files 2000      # also: peak RSS of a larger build
     python -m benchmarks.build --backend onnx onnx-int8   # also: the ONNX Runtime backends
 
-Reports:
-- chunks/s of ``indexer build`` (read, split, hash, embed, write Chroma, manifest) next to a bare
-  ``SentenceTransformer.encode`` of the very same chunk texts, same model and batch size; the ratio
-  is the share of the embedder's speed the framework keeps (goal >= 0.9);
+Reports, after the CPU model and flags (and the GPU's name with ``--device cuda``):
+- for float32 and for the format ``embedding.dtype: auto`` picks here (bfloat16 on a CPU with AMX
+  or AVX512-BF16, float16 on CUDA): chunks/s of ``indexer build`` (read, split, hash, embed, write
+  Chroma, keyword index, manifest) next to a bare ``SentenceTransformer.encode`` of the very same
+  chunk texts, same model, format and batch size. Goals: the build keeps >= 0.9 of the fastest bare
+  encode on a CPU (>= 0.8 on a GPU), and on a CPU with AMX the reduced-format build is >= 2x the
+  float32 build;
+- each build stage's busy seconds and share of the build's wall time (``BuildSummary.stages``);
 - an unchanged re-run's time as a share of the full build (goal <= 2%);
 - peak RSS of ``indexer build`` subprocesses on two corpus sizes (memory must not grow with it);
 - with ``--backend``: each backend's build speed against the default's, query embedding latency,
@@ -43,6 +48,8 @@ def generate(folder: Path, files: int, paragraphs: int, seed: int = 1) -> Path:
 
 
 def write_config(folder: Path, corpus: Path, batch_size: int, chunk_size: int, **embedding: Any) -> Path:
+    """A config for ``corpus`` in ``folder``; ``embedding`` settings (device, dtype, backend) are
+    merged over the defaults."""
     config = {
         "data": {"input_dir": str(corpus)},
         "chunking": {"chunk_size": chunk_size, "chunk_overlap": max(0, chunk_size // 8)},
@@ -62,50 +69,90 @@ def chunk_texts(ix: Any) -> list[str]:
     return list(got["documents"])
 
 
-def measure_speed(work: Path, corpus: Path, batch_size: int, chunk_size: int, repeats: int) -> dict[str, Any]:
+def measure_speed(
+    work: Path, corpus: Path, batch_size: int, chunk_size: int, repeats: int, embedding: dict[str, Any]
+) -> dict[str, Any]:
+    """Build and bare encode in float32 and in the format auto picks, taking turns (the order
+    reversed every other round) so a change in the machine's load reaches both alike; the best of
+    ``repeats`` counts. The auto format's index is ``work/index``, the one --backend compares with."""
     from indexer import Indexer
+    from indexer.components.embedding import resolve_dtype
+    from indexer.config.models import EmbeddingConfig
 
-    # Warm-up: load the model, the tokenizer and NLTK's sentence splitter once, outside the timings.
+    device = embedding.get("device", "cpu")
+    fast, reason = resolve_dtype(EmbeddingConfig(**embedding))
+    dtypes = ["float32"] if fast == "float32" else ["float32", fast]
+    folders = {d: work / ("index" if d == fast else f"index-{d}") for d in dtypes}
+    configs = {
+        d: write_config(folders[d], corpus, batch_size, chunk_size, **embedding, dtype=d) for d in dtypes
+    }
+    # Warm-up: load each model, the tokenizer and NLTK's sentence splitter once, outside the timings.
     warm = generate(work / "warm", files=2, paragraphs=2)
-    Indexer.from_config(write_config(work / "warm-index", warm, batch_size, chunk_size)).build()
+    for d in dtypes:
+        warm_config = write_config(work / f"warm-{d}", warm, batch_size, chunk_size, **embedding, dtype=d)
+        Indexer.from_config(warm_config).build()
 
-    # Best of ``repeats`` alternating runs of each side: the machine's load moves during a run.
-    config = write_config(work / "index", corpus, batch_size, chunk_size)
-    build_s = bare_s = float("inf")
+    runs: dict[str, dict[str, Any]] = {d: {"build_s": float("inf"), "bare_s": float("inf")} for d in dtypes}
     for attempt in range(repeats):
-        ix = Indexer.from_config(config)
-        started = time.perf_counter()
-        summary = ix.build(rebuild=attempt > 0)
-        build_s = min(build_s, time.perf_counter() - started)
+        for d in dtypes if attempt % 2 == 0 else dtypes[::-1]:
+            run = runs[d]
+            ix = Indexer.from_config(configs[d])
+            started = time.perf_counter()
+            summary = ix.build(rebuild=attempt > 0)
+            seconds = time.perf_counter() - started
+            if seconds < run["build_s"]:
+                run.update(build_s=seconds, summary=summary)
 
-        texts = chunk_texts(ix)
-        model = ix.components.embed_model._model  # the same SentenceTransformer
-        started = time.perf_counter()
-        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-        bare_s = min(bare_s, time.perf_counter() - started)
+            texts = chunk_texts(ix)
+            model = ix.components.embed_model._model  # the same SentenceTransformer, in format d
+            started = time.perf_counter()
+            model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            run["bare_s"] = min(run["bare_s"], time.perf_counter() - started)
+            run["texts"] = len(texts)
 
     started = time.perf_counter()
-    rerun = Indexer.from_config(config).build()
+    rerun = Indexer.from_config(configs[fast]).build()
     rerun_s = time.perf_counter() - started
     assert rerun.chunks_embedded == 0, "an unchanged re-run embedded something"
+
+    per_dtype = {}
+    for d, run in runs.items():
+        summary = run["summary"]
+        per_dtype[d] = {
+            "build_s": round(run["build_s"], 2),
+            "build_chunks_per_s": round(summary.chunks / run["build_s"], 1),
+            "bare_encode_s": round(run["bare_s"], 2),
+            "bare_chunks_per_s": round(run["texts"] / run["bare_s"], 1),
+            "build_vs_bare": round(run["bare_s"] / run["build_s"], 3),
+            # Busy seconds per stage, by the build's own clock (absent from builds that do not report them).
+            "stages": {k: round(v, 2) for k, v in (getattr(summary, "stages", None) or {}).items()},
+            "own_seconds": round(getattr(summary, "seconds", 0.0) or 0.0, 2),
+        }
+    best_bare = min(run["bare_s"] / run["texts"] for run in runs.values())
+    fast_run = runs[fast]
     return {
-        "documents": summary.documents,
-        "chunks": summary.chunks,
-        "build_s": round(build_s, 2),
-        "build_chunks_per_s": round(summary.chunks / build_s, 1),
-        "bare_encode_s": round(bare_s, 2),
-        "bare_chunks_per_s": round(len(texts) / bare_s, 1),
-        "build_vs_bare": round(bare_s / build_s, 3),
+        "device": device,
+        "dtype_auto": fast,
+        "dtype_reason": reason,
+        "documents": fast_run["summary"].documents,
+        "chunks": fast_run["summary"].chunks,
+        "dtypes": per_dtype,
+        "build_vs_fastest_bare": round(best_bare * fast_run["summary"].chunks / fast_run["build_s"], 3),
+        "fast_build_vs_float32_build": round(runs["float32"]["build_s"] / fast_run["build_s"], 3),
+        # For --backend, which compares other backends with the default (auto) build.
+        "build_chunks_per_s": per_dtype[fast]["build_chunks_per_s"],
         "rerun_s": round(rerun_s, 3),
-        "rerun_vs_build": round(rerun_s / build_s, 4),
+        "rerun_vs_build": round(rerun_s / fast_run["build_s"], 4),
     }
 
 
-def measure_rss(work: Path, files: int, paragraphs: int, batch_size: int, chunk_size: int) -> dict[str, Any]:
+def measure_rss(
+    work: Path, files: int, paragraphs: int, batch_size: int, chunk_size: int, embedding: dict[str, Any]
+) -> dict[str, Any]:
     """Peak RSS of a real ``indexer build`` process (its own, not this process's), and the time
     an unchanged re-run then takes in a second process."""
     corpus = generate(work / f"rss-{files}", files=files, paragraphs=paragraphs, seed=3)
-    config = write_config(work / f"rss-{files}-index", corpus, batch_size, chunk_size)
+    config = write_config(work / f"rss-{files}-index", corpus, batch_size, chunk_size, **embedding)
     script = (
         "import json, resource, sys\n"
         "from indexer import Indexer\n"
@@ -134,7 +181,13 @@ def _stored_vectors(ix: Any) -> tuple[list[str], Any]:
 
 
 def measure_backend(
-    work: Path, corpus: Path, name: str, batch_size: int, chunk_size: int, default_chunks_per_s: float
+    work: Path,
+    corpus: Path,
+    name: str,
+    batch_size: int,
+    chunk_size: int,
+    default_chunks_per_s: float,
+    embedding: dict[str, Any],
 ) -> dict[str, Any]:
     """A build with another embedding backend: its speed against the default build's, the query
     embedding latency of both, and how far its vector-search results agree with the default's."""
@@ -147,7 +200,9 @@ def measure_backend(
 
     vector = {"retrieval.mode": "vector"}
     base_config = work / "index" / "config.yaml"
-    config = write_config(work / f"index-{name}", corpus, batch_size, chunk_size, **BACKENDS[name])
+    config = write_config(
+        work / f"index-{name}", corpus, batch_size, chunk_size, **embedding, **BACKENDS[name]
+    )
     try:
         ix = Indexer.from_config(config, vector)
         ix.components.embed_model  # noqa: B018  (load, and export once, outside the timing)
@@ -212,29 +267,54 @@ def main() -> None:
         "--backend", nargs="+", choices=sorted(BACKENDS), default=[], help="also try these embedding backends"
     )
     parser.add_argument("--repeats", type=int, default=2, help="runs of each side; the best counts")
+    parser.add_argument(
+        "--device", default="cpu", help="embedding.device: cpu, or cuda on a GPU machine (auto picks float16)"
+    )
+    parser.add_argument(
+        "--model",
+        default="default",
+        help="embedding.model: a local folder, e.g. on a machine where the bundled package is missing",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed comparison (RSS only)")
     args = parser.parse_args()
     if args.no_speed and args.backend:
         parser.error("--backend compares against the speed run's index: drop --no-speed")
+    if args.device != "cpu" and args.backend:
+        parser.error("--backend onnx runs on the CPU: drop --device or --backend")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    report: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "load_avg": os.getloadavg()[0]}
+    from benchmarks.machine import cpu_description
+
+    embedding = {"device": args.device, "model": args.model}
+    report: dict[str, Any] = {"cpu": cpu_description()}
+    if args.device.startswith("cuda"):
+        import torch
+
+        report["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     with tempfile.TemporaryDirectory(prefix="indexer-bench-") as tmp:
         work = Path(tmp)
         corpus = args.corpus or generate(work / "corpus", args.files, args.paragraphs)
         if not args.no_speed:
-            report["speed"] = measure_speed(work, corpus, args.batch_size, args.chunk_size, args.repeats)
+            report["speed"] = measure_speed(
+                work, corpus, args.batch_size, args.chunk_size, args.repeats, embedding
+            )
         if args.rss_files:
             small = max(1, args.rss_files // 4)
             report["rss"] = [
-                measure_rss(work, n, args.paragraphs, args.batch_size, args.chunk_size)
+                measure_rss(work, n, args.paragraphs, args.batch_size, args.chunk_size, embedding)
                 for n in (small, args.rss_files)
             ]
         report["backends"] = [
             measure_backend(
-                work, corpus, name, args.batch_size, args.chunk_size, report["speed"]["build_chunks_per_s"]
+                work,
+                corpus,
+                name,
+                args.batch_size,
+                args.chunk_size,
+                report["speed"]["build_chunks_per_s"],
+                embedding,
             )
             for name in args.backend
         ]
@@ -243,17 +323,13 @@ def main() -> None:
     if args.json:
         print(json.dumps(report))
         return
-    print(f"{report['cpus']} CPUs, load {report['load_avg']:.1f}")
+    cpu = report["cpu"]
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, load {cpu['load_1min']}")
+    print(f"CPU flags: {' '.join(cpu['flags'])}")
+    if "gpu" in report:
+        print(f"GPU: {report['gpu']}")
     if "speed" in report:
-        s = report["speed"]
-        print(f"corpus: {s['documents']} documents, {s['chunks']} chunks")
-        print(f"indexer build   {s['build_chunks_per_s']:8.1f} chunks/s  ({s['build_s']} s)")
-        print(f"bare encode     {s['bare_chunks_per_s']:8.1f} chunks/s  ({s['bare_encode_s']} s)")
-        print(f"build / bare    {s['build_vs_bare']:8.3f}   (goal >= 0.9)")
-        print(
-            f"unchanged rerun {s['rerun_s']:8.3f} s = {100 * s['rerun_vs_build']:.2f}% of the build"
-            " (goal <= 2%)"
-        )
+        print_speed(report["speed"], amx="amx_bf16" in cpu["flags"])
     for r in report.get("rss", []):
         print(
             f"peak RSS        {r['peak_rss_mb']:8.1f} MB for {r['chunks']:.0f} chunks ({r['files']} files,"
@@ -269,6 +345,39 @@ def main() -> None:
             f" {b['torch_query_embedding_p50_ms']} ms); exact-search agreement with the default:"
             f" top-1 {b['top1_agreement']}, top-5 {b['top5_agreement']}"
         )
+
+
+# The build's stages as BuildSummary.stages names them, in pipeline order.
+STAGES = ("read_chunk", "encode", "write", "keyword", "commit")
+
+
+def print_speed(s: dict[str, Any], amx: bool) -> None:
+    on_gpu = s["device"].startswith("cuda")
+    print(f"device {s['device']}: embedding.dtype auto -> {s['dtype_auto']} ({s['dtype_reason']})")
+    print(f"corpus: {s['documents']} documents, {s['chunks']} chunks")
+    print(f"{'dtype':<10} {'bare encode':>24} {'indexer build':>24} {'build / bare':>13}")
+    for dtype, d in s["dtypes"].items():
+        print(
+            f"{dtype:<10} {d['bare_chunks_per_s']:>10.1f} chunks/s {d['bare_encode_s']:>6.2f} s"
+            f" {d['build_chunks_per_s']:>10.1f} chunks/s {d['build_s']:>6.2f} s {d['build_vs_bare']:>12.3f}"
+        )
+    for dtype, d in s["dtypes"].items():
+        stages = d["stages"]
+        if not stages:
+            print(f"stages ({dtype}): not reported by this build (BuildSummary.stages)")
+            continue
+        print(f"stages ({dtype} build, {d['build_s']} s wall; busy seconds, share of wall time):")
+        for name in [*STAGES, *(k for k in stages if k not in STAGES)]:
+            if name in stages:
+                print(f"  {name:<11} {stages[name]:>7.2f} s  {100 * stages[name] / d['build_s']:5.1f}%")
+    goal = 0.8 if on_gpu else 0.9
+    print(f"build / fastest bare encode  {s['build_vs_fastest_bare']:6.3f}   (goal >= {goal})")
+    if s["dtype_auto"] != "float32":
+        target = "   (goal >= 2 on a CPU with AMX)" if amx and not on_gpu else ""
+        print(f"{s['dtype_auto']} build / float32 build  {s['fast_build_vs_float32_build']:6.3f}{target}")
+    print(
+        f"unchanged rerun {s['rerun_s']:8.3f} s = {100 * s['rerun_vs_build']:.2f}% of the build (goal <= 2%)"
+    )
 
 
 if __name__ == "__main__":

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from indexer.components import Components
 from indexer.config import Config, load_config
 from indexer.index.index import Index
 from indexer.ingestion.pipeline import BuildSummary, build_index
 from indexer.ingestion.status import IndexStatus
-from indexer.query.chat import ChatSession
-from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
-from indexer.query.filters import FilterValue
-from indexer.query.retrieval import RetrievalMode
+
+if TYPE_CHECKING:
+    # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
+    from indexer.query.chat import ChatSession
+    from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
+    from indexer.query.filters import FilterValue
+    from indexer.query.retrieval import RetrievalMode
 
 
 class Indexer:
@@ -29,7 +33,12 @@ class Indexer:
         self.config = config
         self.components = Components(config)
         self.index = Index(config.vector_store)
-        self._engine = QueryEngine(self.components, self.index)
+
+    @cached_property
+    def _engine(self) -> QueryEngine:
+        from indexer.query.engine import QueryEngine
+
+        return QueryEngine(self.components, self.index)
 
     @classmethod
     def from_config(
@@ -102,6 +111,8 @@ class Indexer:
 
     def chat(self, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None) -> ChatSession:
         """A multi-turn session: ``session.ask(q)`` streams, ``session.remember(q, stream)``."""
+        from indexer.query.chat import ChatSession
+
         return ChatSession(self._engine, top_k=top_k, filters=filters)
 
     @property

@@ -6,14 +6,12 @@ way llama.cpp will receive it, and lists each problem it finds. It never touches
 
 from __future__ import annotations
 
-import functools
 import os
-import platform
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from indexer.config.models import Config
+from indexer.cpu import cpu_flags, cpu_model
 from indexer.errors import IndexerError
 
 # llama.cpp's feature names (llama_print_system_info) and the /proc/cpuinfo flags that offer them.
@@ -57,28 +55,6 @@ class DoctorReport:
             "warnings": self.warnings,
             "problems": self.problems,
         }
-
-
-@functools.cache
-def _cpuinfo() -> dict[str, str]:
-    """The first value of each /proc/cpuinfo field (empty where there is none, e.g. macOS)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    return fields
-
-
-def cpu_model() -> str:
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
-
-
-def cpu_flags() -> set[str]:
-    return set(_cpuinfo().get("flags", "").split())
 
 
 def llama_build_features() -> dict[str, bool]:
@@ -128,6 +104,10 @@ def _machine(report: DoctorReport, config: Config) -> None:
 
 
 def _embedding(report: DoctorReport, config: Config) -> None:
+    from indexer.components.embedding import resolve_dtype
+    from indexer.components.openmp_env import set_wait_policy_before_torch
+
+    set_wait_policy_before_torch()
     import torch
 
     embedding = config.embedding
@@ -136,14 +116,36 @@ def _embedding(report: DoctorReport, config: Config) -> None:
         report.problems.append(
             f"embedding.device is {device!r} but CUDA is not available here: set embedding.device: cpu"
         )
+    dtype, reason = resolve_dtype(embedding)
     report.add(
         "Embedding",
         [
             ("model", embedding.model),
             ("backend", f"{embedding.backend} (questions: {embedding.query_backend})"),
-            ("torch", f"{torch.__version__}, device {device}, dtype {str(torch.get_default_dtype())[6:]}"),
+            ("torch", f"{torch.__version__}, device {device}"),
+            ("dtype", f"{dtype} (embedding.dtype {embedding.dtype}: {reason})"),
             ("torch threads", str(torch.get_num_threads())),
         ],
+    )
+    slow = _slow_dtype_on_cpu(dtype, device)
+    if slow:
+        report.warnings.append(slow)
+
+
+def _slow_dtype_on_cpu(dtype: str, device: str) -> str | None:
+    """A reduced format the CPU has no instructions for is emulated, slower than float32."""
+    if not device.startswith("cpu"):
+        return None
+    flags = cpu_flags()
+    if dtype == "bfloat16" and not flags & {"amx_bf16", "avx512_bf16"}:
+        lacking = "AMX or AVX512-BF16"
+    elif dtype == "float16" and not flags & {"amx_fp16", "avx512_fp16"}:
+        lacking = "AMX-FP16 or AVX512-FP16"
+    else:
+        return None
+    return (
+        f"embedding.dtype {dtype} on a CPU without {lacking} is emulated and slower than float32: "
+        "set embedding.dtype: auto"
     )
 
 

@@ -69,6 +69,7 @@ def test_build_query_and_config_with_json(sample_copy: Path, make_config, tiny_g
         "skipped",
     } <= summary.keys()
     assert summary["documents"] == 10 and summary["chunks"] > 10 and summary["added"] == 10
+    assert summary["dtype"]["dtype"] in ("float32", "bfloat16") and summary["dtype"]["reason"]
 
     again = json.loads(cli("build", str(config), "--json").stdout)
     assert again["unchanged"] == 10 and again["chunks_embedded"] == 0

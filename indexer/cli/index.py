@@ -41,6 +41,8 @@ def build(
             f"(added {summary.added}, updated {summary.updated}, deleted {summary.deleted}, "
             f"unchanged {summary.unchanged}; {summary.chunks_embedded} chunks embedded)"
         )
+        if summary.dtype:
+            echo(f"  embedded in {summary.dtype['dtype']}: {summary.dtype['reason']}")
         for skipped in summary.skipped:
             echo(f"  skipped {skipped['file']}: {skipped['reason']}")
 

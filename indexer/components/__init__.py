@@ -9,7 +9,6 @@ for, so ``indexer --help`` and config checks stay fast.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -17,12 +16,6 @@ from typing import TYPE_CHECKING, Any
 from indexer.config.models import Config
 
 log = logging.getLogger(__name__)
-
-# OpenMP's default is to spin while waiting; on a busy machine (Chroma's threads, other jobs) the
-# spinning threads wait out whole scheduler slices, and embedding a one-line query with torch took
-# ~1 s instead of ~20 ms in benchmarks/query.py. It must be chosen before torch loads, which happens
-# only through these components; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.components.devices import check_device
+from indexer.components.openmp_env import set_wait_policy_before_torch
 from indexer.config.models import EmbeddingConfig
+from indexer.cpu import cpu_flags
 from indexer.errors import ModelError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -36,6 +41,42 @@ class EmbeddingIdentity:
     # int8 weights give other vectors than the model's own: a space of its own for the manifest.
     quantization: str = "none"
     backend: str = "torch"
+    # Recorded, not checked (manifest EMBEDDING_KEYS): bfloat16/float16 vectors retrieve what float32
+    # ones do (benchmarks/embedding_dtype.py), so indexes and questions may mix them.
+    dtype: str = "float32"
+
+
+# The CPU flags that give bfloat16 matrix products in hardware; without them torch emulates bf16,
+# slower than float32.
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def resolve_dtype(config: EmbeddingConfig) -> tuple[str, str]:
+    """The number format passages are embedded in (``embedding.dtype``), and why."""
+    if config.dtype != "auto":
+        return config.dtype, "set by embedding.dtype"
+    if config.backend == "onnx":
+        return "float32", "backend onnx runs the exported float32 model"
+    kind = config.device.split(":", 1)[0].strip().lower()
+    if kind == "cuda":
+        return "float16", "CUDA GPU: float16 runs on its tensor cores"
+    if kind != "cpu":
+        return "float32", f"device {config.device!r}: reduced formats are chosen only on CUDA and bf16 CPUs"
+    found = [flag for flag in _BF16_CPU_FLAGS if flag in cpu_flags()]
+    if found:
+        return "bfloat16", f"the CPU has {' and '.join(found)}: bfloat16 matrix products in hardware"
+    return "float32", "the CPU has neither AMX nor AVX512-BF16: bfloat16 would be emulated, slower"
+
+
+def hub_cache_folder() -> str:
+    """Where models named by a Hugging Face id are downloaded: LlamaIndex's default cache folder,
+    named here so that the fingerprint looks for the files where loading put them."""
+    override = os.environ.get("LLAMA_INDEX_CACHE_DIR")
+    if override:
+        return override
+    import platformdirs
+
+    return platformdirs.user_cache_dir("llama_index")
 
 
 def resolve_model_location(model: str) -> str:
@@ -68,11 +109,9 @@ def load_embedding(config: EmbeddingConfig) -> HuggingFaceEmbedding:
 @functools.lru_cache(maxsize=4)
 def _load_cached(config_json: str) -> HuggingFaceEmbedding:
     config = EmbeddingConfig.model_validate_json(config_json)
+    set_wait_policy_before_torch()
     check_device(config.device, "embedding.device")
     location = resolve_model_location(config.model)
-    if Path(location).is_dir() or config.model == "default":
-        # A local folder needs no hub; without this, transformers still pings it for updates.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
     from transformers.utils import logging as transformers_logging
 
@@ -85,6 +124,10 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
             normalize=config.normalize,
             query_instruction=config.query_prefix or None,
             text_instruction=config.passage_prefix or None,
+            cache_folder=hub_cache_folder(),
+            # A local folder needs no hub; without this, loading still asks it for updates. Per load,
+            # not HF_HUB_OFFLINE, which would refuse every later download in the process (llm.repo_id).
+            local_files_only=Path(location).is_dir(),
         )
     except Exception as exc:  # sentence-transformers raises OSError/ValueError/HTTP errors alike
         raise ModelError(
@@ -95,10 +138,49 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
     if config.backend == "onnx":
         from indexer.components.onnx_backend import model_file, use_onnx
 
-        fingerprint = _fingerprint(location, display_name(config.model))
+        fingerprint = _loaded_fingerprint(location, display_name(config.model))
         path = model_file(fingerprint, config.quantization, config.backend_file)
         use_onnx(model._model, path, config.quantization)
+        return model
+    dtype, _ = resolve_dtype(config)
+    if dtype != "float32":
+        _compute_in(model._model, config.device, dtype)
     return model
+
+
+def _compute_in(st_model: Any, device: str, dtype: str) -> None:
+    """Run the transformer's matrix products in ``dtype`` under ``torch.autocast``; LayerNorm,
+    softmax, the residual sums, pooling and the output stay float32.
+
+    Not ``st_model.to(dtype)``: that also keeps the residual stream in ``dtype``, and its vectors
+    fell to cosine 0.997 of float32 ones where autocast keeps 0.99997, at no more speed
+    (benchmarks/embedding_dtype.py). The Linear weights are stored in ``dtype`` up front, which
+    changes no result (autocast casts them to it anyway) but saves that cast on every batch: under
+    inference mode autocast does not cache it. Wrapping the transformer's forward, not one call
+    site, makes every route through the model (passages, questions, LlamaIndex's own calls) compute
+    the same way.
+    """
+    import torch
+
+    inner = getattr(st_model[0], "model", None)
+    if not isinstance(inner, torch.nn.Module):
+        raise ModelError(
+            f"embedding.dtype {dtype!r} needs a sentence-transformers model whose first module is a "
+            f"Transformer; this one starts with {type(st_model[0]).__name__}. Use embedding.dtype: float32."
+        )
+    device_type = torch.device(device).type
+    torch_dtype = getattr(torch, dtype)
+    for module in inner.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(torch_dtype)
+    forward = inner.forward
+
+    @functools.wraps(forward)
+    def forward_in_dtype(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast(device_type, dtype=torch_dtype):
+            return forward(*args, **kwargs)
+
+    inner.forward = forward_in_dtype
 
 
 def query_config(config: EmbeddingConfig) -> EmbeddingConfig:
@@ -111,7 +193,10 @@ def query_config(config: EmbeddingConfig) -> EmbeddingConfig:
         backend = "onnx" if on_cpu else config.backend
     if backend == config.backend:
         return config
-    return config.model_copy(update={"backend": backend, "query_backend": backend, "device": "cpu"})
+    # dtype follows the backend: onnx computes in float32, torch as auto picks for the CPU. Both
+    # give the passages' vector space (dtype is recorded in the manifest, not checked).
+    update = {"backend": backend, "query_backend": backend, "device": "cpu", "dtype": "auto"}
+    return config.model_copy(update=update)
 
 
 def encode_passages(model: HuggingFaceEmbedding, texts: list[str]) -> Any:
@@ -133,36 +218,76 @@ def encode_passages(model: HuggingFaceEmbedding, texts: list[str]) -> Any:
 
 def config_identity(config: EmbeddingConfig) -> dict[str, Any]:
     """The model's identity as far as it is known without loading it (no dimension): enough to
-    refuse a mismatched config before torch is even imported."""
+    refuse a mismatched config before torch is even imported.
+
+    A Hugging Face model that is not downloaded yet has no fingerprint here: it is unknown until the
+    load downloads it, and a key left out is not checked (as the dimension). The build then records
+    the fingerprint of the downloaded files, the same one every later process computes.
+    """
     location = resolve_model_location(config.model)
-    return {
-        "name": display_name(config.model),
-        "fingerprint": _fingerprint(location, display_name(config.model)),
-        "normalize": config.normalize,
-        "query_prefix": config.query_prefix,
-        "passage_prefix": config.passage_prefix,
-        "quantization": config.quantization,
-    }
+    identity: dict[str, Any] = {"name": display_name(config.model)}
+    fingerprint = _fingerprint(location, identity["name"])
+    if fingerprint is not None:
+        identity["fingerprint"] = fingerprint
+    identity.update(
+        normalize=config.normalize,
+        query_prefix=config.query_prefix,
+        passage_prefix=config.passage_prefix,
+        quantization=config.quantization,
+        dtype=resolve_dtype(config)[0],
+    )
+    return identity
 
 
 def embedding_identity(config: EmbeddingConfig, model: HuggingFaceEmbedding) -> EmbeddingIdentity:
     st_model = model._model  # the SentenceTransformer; LlamaIndex exposes no public handle
-    dimension = int(st_model.get_embedding_dimension())
-    return EmbeddingIdentity(**config_identity(config), dimension=dimension, backend=config.backend)
+    dimension = st_model.get_embedding_dimension()
+    if dimension is None:  # sentence-transformers could not tell (no pooling module): ask the model
+        dimension = len(st_model.encode("dimension"))
+    identity = config_identity(config)
+    identity["fingerprint"] = _loaded_fingerprint(resolve_model_location(config.model), identity["name"])
+    return EmbeddingIdentity(**identity, dimension=dimension, backend=config.backend)
 
 
 def identity_for(config: EmbeddingConfig, dimension: int) -> dict[str, Any]:
     """The identity of vectors of ``dimension`` made with ``config``, without loading the model
-    (a Ray build's driver knows its vectors, not the workers' models)."""
-    return asdict(EmbeddingIdentity(**config_identity(config), dimension=dimension, backend=config.backend))
+    (a Ray build's driver knows its vectors, not the workers' models). A Hugging Face model not
+    downloaded on the driver has no fingerprint here: left out, it is not checked, and the next
+    build that loads the model records it."""
+    return {**config_identity(config), "dimension": dimension, "backend": config.backend}
 
 
-# Once per process: a build asks several times, and each reads the config files and 1 MB of weights.
-@functools.lru_cache(maxsize=8)
-def _fingerprint(location: str, name: str) -> str:
+def _loaded_fingerprint(location: str, name: str) -> str:
+    """The fingerprint of a model that has loaded, so its files are on this machine."""
+    fingerprint = _fingerprint(location, name)
+    if fingerprint is not None:
+        return fingerprint
+    # Loaded, yet its files are not where loading keeps them (another cache, say): its name is all
+    # that identifies it. Every process that loads it the same way computes the same name hash.
+    log.warning(
+        "cannot find the files of embedding model %r in %s: the index records its name only, so a "
+        "changed model under the same name will not be detected",
+        name,
+        hub_cache_folder(),
+    )
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _fingerprint(location: str, name: str) -> str | None:
+    """A hash of the model's defining files, or ``None`` for a Hugging Face id not downloaded yet."""
     folder = Path(location)
     if not folder.is_dir():
-        folder = _hub_snapshot(location) or folder
+        snapshot = _hub_snapshot(location)
+        if snapshot is None:
+            return None
+        folder = snapshot
+    return _folder_fingerprint(folder, name)
+
+
+# Once per process and folder: a build asks several times, and each reads the config files and 1 MB
+# of weights. A hub snapshot's folder names its revision, so a newer download is hashed afresh.
+@functools.lru_cache(maxsize=8)
+def _folder_fingerprint(folder: Path, name: str) -> str:
     digest = hashlib.sha256()
     found = False
     for rel in _DEFINING_FILES:
@@ -176,15 +301,18 @@ def _fingerprint(location: str, name: str) -> str:
             with path.open("rb") as fh:
                 digest.update(rel.encode() + str(path.stat().st_size).encode() + fh.read(1 << 20))
             found = True
-    if not found:
+    if not found:  # another layout: the name is all there is
         digest.update(name.encode())
     return digest.hexdigest()[:16]
 
 
 def _hub_snapshot(repo_id: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
+    """The downloaded snapshot of a Hugging Face model, or ``None`` when ``repo_id`` is not
+    downloaded (or is no hub id at all). Other failures (an unreadable cache) surface."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # not cached or not a hub id: fall back to the name
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=hub_cache_folder(), local_files_only=True))
+    except (LocalEntryNotFoundError, HFValidationError):
         return None

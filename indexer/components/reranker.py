@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.components.devices import check_device
+from indexer.components.openmp_env import set_wait_policy_before_torch
 from indexer.config.models import RerankConfig
 from indexer.errors import ModelError
 
@@ -16,6 +17,7 @@ def load_reranker(config: RerankConfig) -> Any:
     Loading never reaches the network when ``HF_HUB_OFFLINE=1``; a model that is not on the
     machine is a clear error naming the setting, not a download attempt in the middle of a query.
     """
+    set_wait_policy_before_torch()
     from sentence_transformers import CrossEncoder
 
     check_device(config.device, "retrieval.rerank.device")

@@ -114,6 +114,13 @@ class EmbeddingConfig(StrictModel):
         description="Where the exported ONNX model is kept (default: ~/.cache/indexer/onnx/, or "
         "$INDEXER_CACHE_DIR/onnx/).",
     )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="The number format torch embeds in. auto: bfloat16 on a CPU with AMX or "
+        "AVX512-BF16, float16 on CUDA, float32 elsewhere (`indexer doctor` shows the choice). "
+        "Reduced formats run the matrix products only (torch.autocast); their vectors agree with "
+        "float32 ones, so an index built in one is queried in another.",
+    )
 
     @model_validator(mode="after")
     def _onnx_settings(self) -> EmbeddingConfig:
@@ -125,6 +132,11 @@ class EmbeddingConfig(StrictModel):
                     "a quantized model's vectors differ from torch's: query_backend must be "
                     "onnx or auto with quantization int8"
                 )
+        if self.backend == "onnx" and self.dtype in ("bfloat16", "float16"):
+            raise ValueError(
+                f"dtype {self.dtype!r} applies to backend: torch; onnx runs the exported float32 "
+                "model (or int8 with quantization). Use dtype: auto or float32"
+            )
         if self.backend == "onnx" and self.device != "cpu":
             raise ValueError(f"backend: onnx runs on the CPU; device {self.device!r} needs backend: torch")
         return self

@@ -1,17 +1,18 @@
-"""The keyword (BM25) index: an inverted index in SQLite, updated chunk by chunk.
+"""The keyword (BM25) index: chunks and their terms in SQLite, updated chunk by chunk, searched
+through an in-memory bm25s index made from them.
 
 A build adds the chunks it writes and removes the ones it deletes, at the same points of the commit
 protocol as the vector store (``index/index.py``), so nothing after a build reads the whole store
 back, and an unchanged re-run does no keyword work at all. Like the vector store it may hold chunks
 the manifest does not commit (a build in flight): searches skip those.
 
-Hand-written scoring over SQLite, because neither library that could do this keeps our quality:
-``bm25s`` cannot add or remove documents (its score matrix bakes in the corpus statistics, so any
-change means a full rebuild), and SQLite FTS5's ``bm25()`` fixes k1 1.2 / b 0.75, which ranks
-long passages lower than Lucene's 0.9 / 0.4 (0.0103 nDCG@10 less on the MS MARCO subset for
-bm25s's similar defaults). The postings table keeps term frequencies; the score is Lucene's BM25,
-computed by SQLite at query time from the current corpus statistics, so it equals a from-scratch
-``bm25s`` (method "lucene") index of the same chunks.
+bm25s cannot add or remove documents (its score matrix bakes in the corpus statistics), so the
+persistent, incremental part is ours: one SQLite row per chunk with its terms already tokenized.
+A process that searches makes its bm25s index from those rows (no re-tokenizing) the first time,
+and again only after a writer changed them (``PRAGMA data_version``). SQLite FTS5 was measured
+out: its ``bm25()`` fixes k1 1.2 / b 0.75, below Lucene's 0.9 / 0.4 on the MS MARCO subset, and
+scoring every posting in SQL took 100 ms a question at 20k chunks of a small vocabulary, where
+bm25s takes a few.
 
 We tokenize ourselves rather than through ``llama-index-retrievers-bm25``: its pattern (words of
 two or more letters, stemmed) splits ``AUR-7731-X`` into ``aur``/``7731`` and drops ``E`` from
@@ -22,21 +23,23 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import sqlite3
-from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from indexer.errors import StoreError
 from indexer.index.store import DOC_ID, FILE_HASH, Chunk, Committed, Hit, flat_metadata
 
 log = logging.getLogger(__name__)
 
-# 3: an SQLite inverted index (2 was a bm25s folder, which is ignored and rebuilt from the store).
+# 3: chunks and terms in SQLite (2 was a bm25s folder, which is dropped and refilled from the store).
 FORMAT_VERSION = 3
 # Lucene/Anserini's BM25 parameters, the reference BEIR baselines use. bm25s defaults to 1.5/0.75,
 # which scored 0.0103 nDCG@10 lower on the MS MARCO subset (long passages are over-penalised).
@@ -44,6 +47,9 @@ BM25_K1 = 0.9
 BM25_B = 0.4
 # Parameters per SQLite statement, below every SQLite's limit (999 before 3.32).
 _VARS = 900
+# A searcher whose bm25s index takes longer than this to make (~30k chunks here) is remade at most
+# once per ten times that while writes keep coming; a smaller one follows every write at once.
+_REMAKE_FREE_S = 1.0
 
 # A token is a run of word characters, possibly joined by - _ . / : (part numbers, SKUs, error
 # codes, versions, file names). The joined form is indexed whole and also as its parts, so
@@ -55,11 +61,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks(
     row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL, file_hash TEXT NOT NULL,
-    length INTEGER NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL);
+    terms TEXT NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
-CREATE TABLE IF NOT EXISTS postings(
-    term TEXT NOT NULL, row INTEGER NOT NULL, tf INTEGER NOT NULL, PRIMARY KEY(term, row)
-) WITHOUT ROWID;
 """
 
 
@@ -71,10 +74,19 @@ def _stem_word() -> Callable[[str], str]:
 
 
 @lru_cache(maxsize=1)
+def _bm25s() -> Any:
+    """bm25s, imported on first use. Its import sets its own logger to DEBUG, which made every
+    build print "Building index from tokens": put it back to warnings."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
+@lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
     # bm25s's English list: the one our measured BM25 baselines were made with.
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # its import sets DEBUG
+    _bm25s()
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
@@ -119,20 +131,28 @@ def keyword_file(persist_dir: Path, collection: str) -> Path:
     return persist_dir / f"keyword-{collection}.sqlite3"
 
 
-class _Vocabulary:
-    """``term in vocabulary``, answered by the postings table."""
+class MetadataFilter(Protocol):
+    """What a search may return, by chunk metadata (``query.filters.Filters``); hashable, so the
+    mask it gives is computed once per index state."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._known: dict[str, bool] = {}
+    def matches(self, metadata: Mapping[str, Any]) -> bool: ...
 
-    def __contains__(self, term: object) -> bool:
-        if not isinstance(term, str):
-            return False
-        if term not in self._known:
-            row = self._db.execute("SELECT 1 FROM postings WHERE term = ? LIMIT 1", (term,)).fetchone()
-            self._known[term] = row is not None
-        return self._known[term]
+    def __hash__(self) -> int: ...
+
+
+@dataclass
+class _Snapshot:
+    """The rows as one bm25s index, in row order, and the masks derived from them."""
+
+    version: tuple[int, int]
+    made_at: float
+    seconds: float  # what making it took
+    rows: Any  # numpy array of SQLite row ids, position = bm25s document number
+    doc_ids: list[str]
+    hashes: list[str]
+    bm25: Any = None
+    metadatas: list[dict[str, Any]] | None = None
+    masks: dict[Any, Any] = field(default_factory=dict)
 
 
 class KeywordIndex:
@@ -141,10 +161,13 @@ class KeywordIndex:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
+        self._writes = 0  # this connection's own commits (data_version counts only others')
+        self._snapshot: _Snapshot | None = None
+        self._lock = threading.Lock()
         try:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            # check_same_thread off: the server answers from a thread pool; SQLite serialises.
+            # check_same_thread off: the server answers from a thread pool; a lock serialises use.
             self._db = sqlite3.connect(
                 ":memory:" if path is None else str(path), timeout=30, check_same_thread=False
             )
@@ -162,13 +185,12 @@ class KeywordIndex:
             version = int(found[0]) if found else None
         except sqlite3.OperationalError:  # a new file: no tables yet
             pass
-        if version is not None and version != FORMAT_VERSION:
-            # Derived data of another format: start afresh; the builder refills it from the store.
-            with self._db:
+        with self._db:
+            if version is not None and version != FORMAT_VERSION:
+                # Derived data of another format: start afresh; a writer refills it from the store.
                 self._db.executescript(
                     "DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS postings; DROP TABLE meta;"
                 )
-        with self._db:
             self._db.executescript(_SCHEMA)
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),)
@@ -182,64 +204,51 @@ class KeywordIndex:
         return found[0] if found else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._db:
+        with self._writing():
             self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- writing (a build, under the writer lock) --------------------------------------------------
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        with self._lock, self._db:
+            yield
+        self._writes += 1
+
     def add(self, chunks: Sequence[Chunk] | Sequence[Hit]) -> None:
         """Index chunks (a chunk already present under its id is replaced)."""
-        with self._db:
-            self._delete_rows(self._rows_where("id", [c.id for c in chunks]))
-            for chunk in chunks:
-                terms = tokenize(chunk.text)
-                meta = flat_metadata(chunk.metadata)
-                cursor = self._db.execute(
-                    "INSERT INTO chunks(id, doc_id, file_hash, length, text, metadata) VALUES (?,?,?,?,?,?)",
-                    (
-                        chunk.id,
-                        str(meta.get(DOC_ID, "")),
-                        str(meta.get(FILE_HASH, "")),
-                        max(1, len(terms)),  # as bm25s counts an empty text: one empty token
-                        chunk.text,
-                        json.dumps(meta),
-                    ),
-                )
-                row = cursor.lastrowid
-                self._db.executemany(
-                    "INSERT INTO postings VALUES (?,?,?)", [(t, row, n) for t, n in Counter(terms).items()]
-                )
+        rows = []
+        for chunk in chunks:
+            meta = flat_metadata(chunk.metadata)
+            rows.append((
+                chunk.id, str(meta.get(DOC_ID, "")), str(meta.get(FILE_HASH, "")),
+                " ".join(tokenize(chunk.text)), chunk.text, json.dumps(meta),
+            ))  # fmt: skip
+        with self._writing():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO chunks(id, doc_id, file_hash, terms, text, metadata) "
+                "VALUES (?,?,?,?,?,?)",
+                rows,
+            )
 
     def delete_documents(self, doc_ids: Sequence[str], *, keep_hash: str | None = None) -> None:
         """Remove the chunks of these documents; with ``keep_hash``, only other versions'."""
-        with self._db:
-            rows = self._rows_where("doc_id", doc_ids)
-            if keep_hash is not None:
-                rows = [r for r in rows if r[2] != keep_hash]
-            self._delete_rows(rows)
+        with self._writing():
+            for start in range(0, len(doc_ids), _VARS):
+                part = list(doc_ids[start : start + _VARS])
+                marks = ",".join("?" * len(part))
+                if keep_hash is None:
+                    self._db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
+                else:
+                    self._db.execute(
+                        f"DELETE FROM chunks WHERE doc_id IN ({marks}) AND file_hash != ?", [*part, keep_hash]
+                    )
 
     def delete_ids(self, ids: Sequence[str]) -> None:
-        with self._db:
-            self._delete_rows(self._rows_where("id", ids))
-
-    def _rows_where(self, column: str, values: Sequence[str]) -> list[tuple[int, str, str]]:
-        found: list[tuple[int, str, str]] = []
-        for start in range(0, len(values), _VARS):
-            part = list(values[start : start + _VARS])
-            found += self._db.execute(
-                f"SELECT row, text, file_hash FROM chunks WHERE {column} IN ({','.join('?' * len(part))})",
-                part,
-            ).fetchall()
-        return found
-
-    def _delete_rows(self, rows: Iterable[tuple[int, str, str]]) -> None:
-        # A chunk's postings are found again from its text: tokenizing is cheaper than a second
-        # index on postings(row), which would double the table.
-        for row, text, _ in rows:
-            self._db.executemany(
-                "DELETE FROM postings WHERE term = ? AND row = ?", [(t, row) for t in set(tokenize(text))]
-            )
-            self._db.execute("DELETE FROM chunks WHERE row = ?", (row,))
+        with self._writing():
+            for start in range(0, len(ids), _VARS):
+                part = list(ids[start : start + _VARS])
+                self._db.execute(f"DELETE FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
 
     # -- what it holds ------------------------------------------------------------------------------
 
@@ -260,12 +269,12 @@ class KeywordIndex:
         held = self.versions()
         stale = [d for d, hashes in held.items() if hashes != {committed.hashes.get(d)}]
         missing = [d for d, digest in committed.hashes.items() if digest not in held.get(d, ())]
-        if stale:
-            with self._db:
-                for doc_id in stale:
-                    keep = committed.hashes.get(doc_id)
-                    rows = self._rows_where("doc_id", [doc_id])
-                    self._delete_rows([r for r in rows if keep is None or r[2] != keep])
+        for doc_id in stale:
+            keep = committed.hashes.get(doc_id)
+            if keep is None:
+                self.delete_documents([doc_id])
+            else:
+                self.delete_documents([doc_id], keep_hash=keep)
         for start in range(0, len(missing), 256):
             part = missing[start : start + 256]
             self.delete_documents(part)  # a partial copy of a version, if any
@@ -279,49 +288,94 @@ class KeywordIndex:
         query: str,
         top_k: int,
         *,
-        visible: Callable[[Hit], bool] | None = None,
+        committed: Committed | None = None,
+        where: MetadataFilter | None = None,
     ) -> list[Hit]:
-        """Up to ``top_k`` chunks with a positive BM25 score, best first, among those ``visible``
-        accepts (the committed ones that pass the filters)."""
+        """Up to ``top_k`` chunks with a positive BM25 score, best first, among those ``committed``
+        holds (all, when ``None``) that ``where`` matches."""
         if top_k <= 0:
             return []
-        counts = Counter(query_terms(query, _Vocabulary(self._db)))
-        if not counts:
-            return []
-        n, total = self._db.execute("SELECT COUNT(*), TOTAL(length) FROM chunks").fetchone()
-        if not n:
-            return []
-        weights = self._idf(counts, n)
-        avgdl = total / n
-        if not weights:
-            return []
-        values = ",".join("(?,?)" for _ in weights)
-        params: list[Any] = [x for pair in weights.items() for x in pair]
-        # Lucene's BM25: idf * tf / (tf + k1 * (1 - b + b * length / avgdl)), summed over terms.
-        sql = (
-            f"WITH q(term, w) AS (VALUES {values}) "
-            "SELECT p.row, SUM(q.w * p.tf / (p.tf + ? * (1 - ? + ? * c.length / ?))) AS s "
-            "FROM q JOIN postings p ON p.term = q.term JOIN chunks c ON c.row = p.row "
-            "GROUP BY p.row ORDER BY s DESC, p.row LIMIT ?"
-        )
-        fetch = top_k
-        while True:
-            scored = self._db.execute(sql, [*params, BM25_K1, BM25_B, BM25_B, avgdl, fetch]).fetchall()
-            hits = [h for h in self._hits(scored) if h.score > 0 and (visible is None or visible(h))]
-            if len(hits) >= top_k or len(scored) < fetch:
-                return hits[:top_k]
-            fetch *= 4
+        with self._lock:
+            snapshot = self._current()
+            if snapshot.bm25 is None:
+                return []
+            terms = query_terms(query, snapshot.bm25.vocab_dict)
+            if not terms:
+                return []
+            mask = self._mask(snapshot, committed, where)
+            k = min(top_k, len(snapshot.doc_ids))
+            docs, scores = snapshot.bm25.retrieve(
+                [terms], k=k, show_progress=False, n_threads=1, weight_mask=mask
+            )
+            found = zip(docs[0], scores[0], strict=True)
+            ranked = [(int(snapshot.rows[int(d)]), float(s)) for d, s in found if s > 0]
+            return self._hits(ranked)
 
-    def _idf(self, counts: Counter[str], n: int) -> dict[str, float]:
-        terms = list(counts)
-        marks = ",".join("?" * len(terms))
-        df = dict(
-            self._db.execute(
-                f"SELECT term, COUNT(*) FROM postings WHERE term IN ({marks}) GROUP BY term", terms
-            ).fetchall()
-        )
-        # A term asked twice counts twice, as in bm25s.
-        return {t: counts[t] * math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms if t in df}
+    def _current(self) -> _Snapshot:
+        """The bm25s index of the rows as they are now: made again only after a write."""
+        version = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes)
+        last = self._snapshot
+        if last is not None and last.version == version:
+            return last
+        started = time.monotonic()
+        if last is not None and last.seconds > _REMAKE_FREE_S and started - last.made_at < 10 * last.seconds:
+            # A large index that a build keeps changing: spend at most a tenth of the time remaking
+            # it. Meanwhile the last one serves, minus what is no longer committed (the masks).
+            return last
+        import numpy as np
+
+        rows, doc_ids, hashes, corpus = [], [], [], []
+        for row, doc_id, digest, terms in self._db.execute(
+            "SELECT row, doc_id, file_hash, terms FROM chunks ORDER BY row"
+        ):
+            rows.append(row)
+            doc_ids.append(doc_id)
+            hashes.append(digest)
+            corpus.append(terms.split() or [""])  # bm25s counts an empty text as one empty token
+        snapshot = _Snapshot(version, started, 0.0, np.asarray(rows, dtype=np.int64), doc_ids, hashes)
+        if rows:
+            snapshot.bm25 = _bm25s().BM25(k1=BM25_K1, b=BM25_B, method="lucene")
+            snapshot.bm25.index(corpus, show_progress=False)
+        snapshot.seconds = time.monotonic() - started
+        self._snapshot = snapshot
+        return snapshot
+
+    def _mask(self, snapshot: _Snapshot, committed: Committed | None, where: MetadataFilter | None) -> Any:
+        """One weight per chunk, 1 for those a search may return; ``None`` when all may."""
+        import numpy as np
+
+        parts = []
+        key: tuple[str, Any]
+        if committed is not None:
+            key = ("committed", id(committed))
+            if key not in snapshot.masks:
+                held = committed.hashes
+                snapshot.masks = {k: v for k, v in snapshot.masks.items() if k[0] != "committed"}
+                holds = (held.get(d) == h for d, h in zip(snapshot.doc_ids, snapshot.hashes, strict=True))
+                snapshot.masks[key] = (
+                    committed,
+                    np.fromiter(holds, dtype=np.float32, count=len(snapshot.doc_ids)),
+                )
+            parts.append(snapshot.masks[key][1])
+        if where is not None:
+            key = ("where", where)
+            if key not in snapshot.masks:
+                if snapshot.metadatas is None:
+                    snapshot.metadatas = [
+                        json.loads(m) for (m,) in self._db.execute("SELECT metadata FROM chunks ORDER BY row")
+                    ]
+                allowed = (where.matches(m) for m in snapshot.metadatas)
+                snapshot.masks[key] = (
+                    where,
+                    np.fromiter(allowed, dtype=np.float32, count=len(snapshot.doc_ids)),
+                )
+            parts.append(snapshot.masks[key][1])
+        if not parts:
+            return None
+        mask = parts[0]
+        for part in parts[1:]:
+            mask = mask * part
+        return mask if mask.min() < 1 else None
 
     def _hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
         rows: dict[int, tuple[str, str, str]] = {}
@@ -333,7 +387,7 @@ class KeywordIndex:
             ):
                 rows[row] = (chunk_id, text, meta)
         return [
-            Hit(id=rows[row][0], text=rows[row][1], metadata=json.loads(rows[row][2]), score=float(score))
+            Hit(id=rows[row][0], text=rows[row][1], metadata=json.loads(rows[row][2]), score=score)
             for row, score in scored
             if row in rows
         ]

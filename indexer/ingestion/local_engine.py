@@ -5,7 +5,7 @@ Three stages run at once, with bounded buffers between them, so the slowest sets
 - reading and chunking: the tokenizer-driven splitter is CPU-bound Python, which threads would
   serialise on the GIL, so large builds run it in worker processes (``build.workers``); a small
   build chunks on one background thread, since starting a process (its imports) costs ~1.5 s;
-- encoding: here, one flush worth of chunks per call, so the model sorts them by length and keeps
+- encoding: here, eight embedder batches per call, so the model sorts them by length and keeps
   its batches full;
 - writing: the pipeline's writer thread (``ingestion/pipeline.py``) stores the previous flush while
   the next one encodes.
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 # Below this much input, chunk on a thread: a worker process costs more to start than it saves.
 _POOL_MIN_BYTES = 4 << 20
 _POOL_MIN_FILES = 64
+_ENCODE_BATCHES = 8
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -45,6 +46,9 @@ class LocalEngine:
     def __init__(self, components: Components, *, flush_chunks: int) -> None:
         self.components = components
         self.flush_chunks = flush_chunks
+        # Chunks per encode call: enough batches for length sorting to keep padding low, few
+        # enough that encoding starts while the first files are still being chunked.
+        self.encode_chunks = min(flush_chunks, _ENCODE_BATCHES * components.config.embedding.batch_size)
         self.workers = resolve_workers(components.config.build.workers)
         self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
 
@@ -59,7 +63,7 @@ class LocalEngine:
         try:
             while True:
                 batch, size, done = [], 0, False
-                while size < self.flush_chunks:
+                while size < self.encode_chunks:
                     item = buffer.get()
                     if item is None:
                         done = True

@@ -86,6 +86,8 @@ class BuildSummary(SyncCounts):
     changes: dict[str, list[str]] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
     """Busy seconds per stage: read_chunk, encode, write, keyword, commit (they overlap)."""
+    dtype: dict[str, str] = field(default_factory=dict)
+    """The number format passages were embedded in and why (``embedding.dtype``), when any were."""
 
 
 def build_index(
@@ -220,6 +222,10 @@ class _Build:
         writer.remove(plan.deleted)
         self.summary.deleted = len(plan.deleted)
         if plan.todo:
+            from indexer.components.embedding import resolve_dtype
+
+            dtype, reason = resolve_dtype(config.embedding)
+            self.summary.dtype = {"dtype": dtype, "reason": reason}
             self._index(plan)
 
         if not manifest.files:

@@ -16,9 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-from llama_index.core.schema import Document
+from typing import TYPE_CHECKING, Any
 
 _SNIFF_BYTES = 8192
 _BOMS = (
@@ -30,6 +28,17 @@ _BOMS = (
 )
 _MD_HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 FORMATS_EXTRA = "pip install 'indexer[formats]'"
+
+if TYPE_CHECKING:
+    from llama_index.core.schema import Document
+
+
+def _document(text: str, metadata: dict[str, Any] | None = None) -> Document:
+    # Imported here: planning a build imports this module, and an unchanged build needs no
+    # LlamaIndex (1.5 s of imports).
+    from llama_index.core.schema import Document
+
+    return Document(text=text, metadata=metadata or {})
 HEADINGS = "headings"
 
 
@@ -67,7 +76,7 @@ def _require(module: str, file_type: str) -> Any:
 
 
 def _read_text(path: Path) -> list[Document]:
-    return [Document(text=decode_text(path.read_bytes()))]
+    return [_document(text=decode_text(path.read_bytes()))]
 
 
 def _read_markdown(path: Path) -> list[Document]:
@@ -77,7 +86,7 @@ def _read_markdown(path: Path) -> list[Document]:
     top = next((m.group(2) for m in _MD_HEADING_RE.finditer(text) if len(m.group(1)) == 1), None)
     if top:
         metadata["title"] = top
-    return [Document(text=text, metadata=metadata)]
+    return [_document(text=text, metadata=metadata)]
 
 
 def _read_json(path: Path) -> list[Document]:
@@ -86,7 +95,7 @@ def _read_json(path: Path) -> list[Document]:
         json.loads(text)
     except json.JSONDecodeError as exc:
         raise UnreadableFile(f"invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    return [Document(text=text)]
+    return [_document(text=text)]
 
 
 def html_to_text(markup: str | bytes) -> tuple[str, str]:
@@ -109,7 +118,7 @@ def _read_html(path: Path) -> list[Document]:
     # Decode ourselves (BOM, UTF-8, cp1252) unless the page declares its charset.
     markup: str | bytes = raw if re.search(rb"<meta[^>]+charset", raw[:4096], re.I) else decode_text(raw)
     text, title = html_to_text(markup)
-    return [Document(text=text, metadata={"title": title} if title else {})]
+    return [_document(text=text, metadata={"title": title} if title else {})]
 
 
 def _read_pdf(path: Path) -> list[Document]:
@@ -128,7 +137,7 @@ def _read_pdf(path: Path) -> list[Document]:
                 metadata["title"] = str(title)
             # pypdf yields NUL for glyphs it cannot map (ligatures such as "ffi"): drop them.
             text = (page.extract_text() or "").replace("\x00", "")
-            docs.append(Document(text=text, metadata=metadata))
+            docs.append(_document(text=text, metadata=metadata))
     except pypdf.errors.DependencyError:
         raise UnreadableFile(f"AES-encrypted PDF needs the 'formats' extra: {FORMATS_EXTRA}") from None
     except pypdf.errors.PdfReadError as exc:
@@ -168,7 +177,7 @@ def _read_pptx(path: Path) -> list[Document]:
         title_shape = slide.shapes.title
         if title_shape is not None and title_shape.text.strip():
             metadata["section"] = title_shape.text.strip()
-        docs.append(Document(text="\n".join(p for p in parts if p.strip()), metadata=metadata))
+        docs.append(_document(text="\n".join(p for p in parts if p.strip()), metadata=metadata))
     return docs
 
 
@@ -191,7 +200,7 @@ def _read_epub(path: Path) -> list[Document]:
         metadata: dict[str, Any] = {"title": book_title} if book_title else {}
         if chapter and chapter != book_title:
             metadata["section"] = chapter
-        docs.append(Document(text=text, metadata=metadata))
+        docs.append(_document(text=text, metadata=metadata))
     return docs
 
 
@@ -202,7 +211,7 @@ def _read_rtf(path: Path) -> list[Document]:
     raw = decode_text(path.read_bytes())
     if not raw.lstrip().startswith("{\\rtf"):
         raise UnreadableFile("not an RTF file (no {\\rtf header)")
-    return [Document(text=rtf_to_text(raw, errors="replace"))]
+    return [_document(text=rtf_to_text(raw, errors="replace"))]
 
 
 def _read_odt(path: Path) -> list[Document]:
@@ -232,7 +241,7 @@ def _read_odt(path: Path) -> list[Document]:
     metadata: dict[str, Any] = {HEADINGS: headings}
     if title:
         metadata["title"] = title
-    return [Document(text="\n\n".join(parts), metadata=metadata)]
+    return [_document(text="\n\n".join(parts), metadata=metadata)]
 
 
 def _odf_blocks(node: Any, wanted: set[tuple[str, str]]) -> list[Any]:
@@ -260,7 +269,7 @@ def _read_eml(path: Path) -> list[Document]:
     metadata: dict[str, Any] = {}
     if message["subject"]:
         metadata["title"] = str(message["subject"])
-    return [Document(text=text, metadata=metadata)]
+    return [_document(text=text, metadata=metadata)]
 
 
 READERS: dict[str, Callable[[Path], list[Document]]] = {

@@ -74,12 +74,6 @@ class Retriever:
             if notice:
                 notices.append(notice)
         committed = self.index.committed()
-
-        def visible(hit: Hit) -> bool:
-            # The keyword index, like the vector store, may hold versions a build has not committed.
-            held = committed is None or committed.holds(hit)
-            return held and (not filters or filters.matches(hit.metadata))
-
         vector = None
         if mode in ("vector", "hybrid"):
             vector = self.components.query_embed_model.get_query_embedding(question)
@@ -100,7 +94,8 @@ class Retriever:
                     dense = above
             sparse: list[Hit] = []
             if keyword is not None:
-                sparse = keyword.search(question, fetch, visible=visible)
+                # Like the vector store, the keyword index may hold versions not committed yet.
+                sparse = keyword.search(question, fetch, committed=committed, where=filters or None)
             sparse_done = len(sparse) < fetch
             kept = self._select(self._fuse(dense, sparse, mode), want)
             # Each side is done when it returned fewer hits than asked for: the index ran out.
