@@ -149,7 +149,10 @@ def measure(args: argparse.Namespace, corpus: Path) -> dict[str, Any]:
             side["actor_busy_s"] = round(busy[name], 2)
             side["ray_gap_ms_per_chunk"] = 1000 * (seconds - busy[name]) / chunks
         sides.append(side)
+    from indexer.components.embedding import resolve_dtype
+
     return {
+        "dtype": resolve_dtype(local.components.config.embedding)[0],
         "documents": len(items),
         "chunks": chunks,
         "cpus": cores,
@@ -193,7 +196,10 @@ def main() -> None:
     print(
         f"CPU: {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}, load {cpu['load_1min']}"
     )
-    print(f"corpus: {report['documents']} documents, {report['chunks']} chunks; {report['address']}")
+    print(
+        f"corpus: {report['documents']} documents, {report['chunks']} chunks, embedded in"
+        f" {report['dtype']}; {report['address']}"
+    )
     for side in report["sides"]:
         line = f"{side['side']:<24} {side['chunks_per_s']:7.1f} chunks/s  ({side['seconds']} s)"
         if "overhead_ms_per_chunk" in side:

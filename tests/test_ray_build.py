@@ -43,11 +43,14 @@ from tests.support.ray_cluster import RayCluster, running_ray_cluster, token_aut
 if importlib.util.find_spec("ray") is None:
     pytest.skip("the ray extra is not installed: pip install 'indexer[ray]'", allow_module_level=True)
 
-# Vectors of one text embedded in another batch (other padding) or with another thread count.
+# Vectors of one text embedded in another batch (other padding) or with another thread count, in
+# float32. The tests pin float32: embedding.dtype auto is bfloat16 on an AMX CPU, whose vectors
+# move by ~1e-3 with the batch they are in, whichever engine embeds them.
 VECTOR_TOLERANCE = 1e-5
+FLOAT32 = {"batch_size": 2, "dtype": "float32"}
 # Small chunks and embedding batches: a build commits every 64 chunks (32 batches of 2), so a
 # SIGKILL lands between two commits, and each Ray task carries two files.
-SMALL = {"chunking": {"chunk_size": 64, "chunk_overlap": 8}, "embedding": {"batch_size": 2}}
+SMALL = {"chunking": {"chunk_size": 64, "chunk_overlap": 8}, "embedding": FLOAT32}
 CORPUS_FILES = 30
 
 # The missing package is a named fault: in a fresh process, ``import ray`` then fails exactly as
@@ -304,6 +307,19 @@ def test_a_worker_that_cannot_load_the_model_is_a_one_paragraph_error(
     assert "not-a-model" in message
 
 
+def test_actors_no_node_can_hold_are_a_one_paragraph_error(
+    cluster: RayCluster, chroma_port: int, tmp_path: Path
+) -> None:
+    config = server_config(tmp_path, SAMPLE_DIR, chroma_port, "no-gpu", engine="ray", address=cluster.address)
+    started = time.monotonic()
+    result = run_cli("build", str(config), "--set", "build.ray.num_gpus=1", env=cluster.env, timeout=300)
+    assert time.monotonic() - started < 60  # not Ray's wait for a node that never comes
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"no node of the cluster at build.ray.address ({cluster.address}) can hold" in message
+    assert "build.ray.num_cpus, num_gpus" in message and "0 GPUs" in message
+
+
 def test_an_embedded_store_is_refused_for_a_ray_build(tmp_path: Path) -> None:
     config = write_config(tmp_path, SAMPLE_DIR, build={"engine": "ray"})  # persist_dir: storage
     result = run_cli("build", str(config), timeout=120)
@@ -433,6 +449,7 @@ def test_a_worker_killed_mid_batch_is_retried_with_the_same_result(
     config = Config.model_validate(
         {
             "data": {"input_dir": str(docs)},
+            "embedding": {"dtype": "float32"},
             "vector_store": {"host": "127.0.0.1", "port": free_port(), "collection": "engine"},
             "build": {"engine": "ray", "ray": {"address": cluster.address, "actors": 2, "batch_size": 2}},
         }
@@ -451,6 +468,7 @@ def test_a_worker_killed_mid_batch_is_retried_with_the_same_result(
     # The batch ran again on the actor Ray restarted, in a new process.
     assert fault.killed not in {w.pid for w in workers} and fault.fed in {w.pid for w in workers}
     assert len({w.node_id for w in workers}) == 2  # one actor on each node
+    assert {w.dtype for w in workers} == {"float32"}
     assert not ray.is_initialized()  # the engine disconnects when it joined
 
     assert sorted(p.item.doc_id for p in got) == sorted(want)  # each file exactly once

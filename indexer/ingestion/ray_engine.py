@@ -36,8 +36,6 @@ from indexer.ingestion.prepare import Prepared, WorkItem
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-log = logging.getLogger(__name__)
-
 RAY_EXTRA = "pip install 'indexer[ray]'"
 # A dead worker is restarted, and its task retried, this many times: enough for a lost node or an
 # OOM-killed process, while a file that kills every worker that reads it still ends the build.
@@ -76,6 +74,9 @@ class WorkerStatus:
     error: str | None
     busy_s: float = 0.0
     """Seconds spent reading, chunking and embedding since the actor (re)started."""
+    dtype: str = ""
+    """The number format this actor embeds in: ``embedding.dtype: auto`` is resolved on each node,
+    for its own CPU or GPU."""
 
 
 class EmbeddingWorker:
@@ -86,9 +87,13 @@ class EmbeddingWorker:
         # would only reach the driver as a dead actor, without the model's own message.
         self.error: str | None = None
         self.busy_s = 0.0
+        self.dtype = ""
         try:
             from indexer.components import Components
+            from indexer.components.embedding import resolve_dtype
             from indexer.ingestion.chunking import make_splitter
+
+            self.dtype = resolve_dtype(config.embedding)[0]
 
             components = Components(config)
             self.model = components.embed_model
@@ -102,7 +107,7 @@ class EmbeddingWorker:
         import ray
 
         node_id = ray.get_runtime_context().get_node_id()
-        return WorkerStatus(socket.gethostname(), node_id, os.getpid(), self.error, self.busy_s)
+        return WorkerStatus(socket.gethostname(), node_id, os.getpid(), self.error, self.busy_s, self.dtype)
 
     def prepare(self, items: list[WorkItem]) -> list[Prepared]:
         import numpy as np
