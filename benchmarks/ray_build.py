@@ -19,7 +19,6 @@ Reports, per side:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -28,18 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.corpus import write_corpus
-
-
-def work_items(folder: Path) -> list[Any]:
-    from indexer.ingestion.prepare import WorkItem
-
-    items = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        doc_id = path.relative_to(folder).as_posix()
-        items.append(WorkItem(doc_id, str(path), hashlib.sha256(data).hexdigest(), len(data)))
-    return items
+from tests.support.corpus import work_items, write_corpus
 
 
 def make_config(corpus: Path, address: str | None, actors: int, cpus: float, batch_size: int) -> Any:

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,15 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def sample_questions() -> list[dict[str, Any]]:
     return [json.loads(line) for line in SAMPLE_QUESTIONS.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """A `chroma run` server on 127.0.0.1 for the tests of one module."""
+    from tests.support.chroma_server import running_chroma
+
+    with running_chroma(tmp_path_factory.mktemp("chroma-data")) as port:
+        yield port
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,7 +11,6 @@ import yaml
 
 from indexer import Indexer
 from tests.conftest import SAMPLE_DIR, run_cli, write_config
-from tests.support.chroma_server import running_chroma
 from tests.support.live_server import free_port, live_server
 
 
@@ -22,12 +20,6 @@ def _server_config(folder: Path, port: int, model: Path | None = None) -> Path:
     data["vector_store"] = {"host": "127.0.0.1", "port": port, "collection": "shared"}
     config.write_text(yaml.safe_dump(data))
     return config
-
-
-@pytest.fixture(scope="module")
-def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with running_chroma(tmp_path_factory.mktemp("chroma-data")) as port:
-        yield port
 
 
 @pytest.fixture(scope="module")

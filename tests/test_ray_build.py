@@ -35,8 +35,7 @@ import yaml
 from indexer.config.models import Config
 from indexer.ingestion.prepare import Prepared, WorkItem
 from tests.conftest import ROOT, SAMPLE_DIR, run_cli, write_config
-from tests.support.chroma_server import running_chroma
-from tests.support.corpus import write_corpus
+from tests.support.corpus import work_items, write_corpus
 from tests.support.live_server import free_port
 from tests.support.ray_cluster import RayCluster, running_ray_cluster, token_auth_env
 
@@ -85,12 +84,6 @@ def ray_auth() -> Iterator[dict[str, str]]:
 def cluster(ray_auth: dict[str, str]) -> Iterator[RayCluster]:
     with running_ray_cluster(ray_auth, cpus_per_node=1) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with running_chroma(tmp_path_factory.mktemp("chroma-data")) as port:
-        yield port
 
 
 @pytest.fixture(scope="module")
@@ -332,15 +325,6 @@ def test_an_embedded_store_is_refused_for_a_ray_build(tmp_path: Path) -> None:
 
 
 # -- the engine: a Ray worker killed mid-batch ----------------------------------------------------
-
-
-def work_items(folder: Path) -> list[WorkItem]:
-    items = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        doc_id = path.relative_to(folder).as_posix()
-        items.append(WorkItem(doc_id, str(path), hashlib.sha256(data).hexdigest(), len(data)))
-    return items
 
 
 def prepare_locally(config: Config, items: list[WorkItem]) -> dict[str, Prepared]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +16,6 @@ from indexer.errors import StoreError
 from indexer.index.lock import LEASE_RECORD_ID, IndexBusyError, writer_lock
 from tests.conftest import SAMPLE_DIR, run_cli, write_config
 from tests.support.chroma_server import running_chroma
-
-
-@pytest.fixture(scope="module")
-def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with running_chroma(tmp_path_factory.mktemp("chroma-data")) as port:
-        yield port
 
 
 def _server_config(folder: Path, port: int, collection: str) -> Path:

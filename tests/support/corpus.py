@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
+from typing import Any
 
 WORDS = [
     "anemometer",
@@ -56,3 +58,15 @@ def write_corpus(folder: Path, files: int, sentences: int = 40, seed: int = 7) -
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+def work_items(folder: Path) -> list[Any]:
+    """Every regular file below ``folder`` as a build's work item (hashed as a plan hashes it)."""
+    from indexer.ingestion.prepare import WorkItem
+
+    items = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        doc_id = path.relative_to(folder).as_posix()
+        items.append(WorkItem(doc_id, str(path), hashlib.sha256(data).hexdigest(), len(data)))
+    return items
