@@ -39,6 +39,23 @@ def _manifest(config: Path) -> dict | None:
         return None
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _clean_build_ids(tmp_path: Path, docs: Path) -> list[str]:
     config = _config(tmp_path / "clean", docs)
     result = run_cli("build", str(config), "--json")
@@ -81,10 +98,16 @@ def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(t
             assert build.poll() is None, "the build ended before it could be killed: enlarge the corpus"
             assert time.monotonic() < deadline, "the build made no progress"
             time.sleep(0.02)
+        helpers = _descendants(build.pid)  # its chunking workers and their fork server
     finally:
         build.send_signal(signal.SIGKILL)
         build.wait()
     assert build.returncode == -signal.SIGKILL
+    assert helpers, "the build ran no chunking workers: nothing to check below"
+    deadline = time.monotonic() + 10
+    while [p for p in helpers if Path(f"/proc/{p}").exists()] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in helpers if Path(f"/proc/{p}").exists()], "a killed build left processes running"
 
     # The killed build left the last committed index: queries see committed chunks only.
     manifest = _manifest(config)

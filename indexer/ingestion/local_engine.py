@@ -21,6 +21,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
@@ -98,7 +99,6 @@ class LocalEngine:
         buffer.finish()
 
     def _chunked(self, items: Sequence[WorkItem], buffer: _ChunkBuffer) -> Iterator[Prepared]:
-        global _splitter
         tokenizer_json = self.components.tokenizer_json
         if tokenizer_json is None or len(items) <= 1 or self.workers <= 0:
             from indexer.ingestion.chunking import make_splitter
@@ -110,16 +110,13 @@ class LocalEngine:
                 self.seconds["read_chunk"] += time.perf_counter() - started
                 yield prepared
             return
-        import multiprocessing
-
-        # The workers are forked, as PyTorch's DataLoader forks its workers: they start at once,
-        # with this process's imports and a splitter made (and warmed) here, where spawned ones
-        # spent seconds importing LlamaIndex and NLTK each. They only read and split text: they
-        # never touch torch, Chroma or the writer's locks, which is what makes forking a process
-        # with those threads safe.
-        _splitter = _warm_splitter(self.components.config.chunking.model_dump(), tokenizer_json)
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+        chunking = self.components.config.chunking.model_dump()
+        with ProcessPoolExecutor(
+            self.workers,
+            mp_context=_worker_context(),
+            initializer=_init_worker,
+            initargs=(chunking, tokenizer_json, os.getpid()),
+        ) as pool:
             window: deque[Future[tuple[Prepared, float]]] = deque()
             pending = iter(items)
             exhausted = False
@@ -195,10 +192,26 @@ class _ChunkBuffer:
 _splitter: Any = None
 
 
-def _warm_splitter(chunking: dict[str, Any], tokenizer_json: str) -> Any:
-    """A splitter counting tokens with the embedding model's own tokenizer (a copy of its Rust
-    half, so the workers share nothing with the model), run once so NLTK's sentence splitter is
-    loaded before the workers are forked."""
+@lru_cache(maxsize=1)
+def _worker_context() -> Any:
+    """Workers forked from a fork server that imported the chunking code once, so each starts in
+    milliseconds: spawned ones spent seconds importing LlamaIndex each, and forking this process
+    itself (torch's, Chroma's and the writer's threads running) deadlocked a worker on a lock
+    another thread held at the fork. The server lives as long as this process, and the workers
+    watch the build (``_exit_with``), so neither outlives a killed build."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["indexer.ingestion.local_engine", "indexer.ingestion.chunking"])
+    return context
+
+
+def _init_worker(chunking: dict[str, Any], tokenizer_json: str, build_pid: int) -> None:
+    """Build the splitter once per worker, counting tokens with the embedding model's own
+    tokenizer (its Rust half, without torch or the model's weights), and run it once so NLTK's
+    sentence splitter is loaded before the first file."""
+    global _splitter
+    threading.Thread(target=_exit_with, args=(build_pid,), name="indexer-orphan-check", daemon=True).start()
     from tokenizers import Tokenizer
 
     from indexer.config.models import ChunkingConfig
@@ -207,11 +220,25 @@ def _warm_splitter(chunking: dict[str, Any], tokenizer_json: str) -> Any:
     counter = Tokenizer.from_str(tokenizer_json)
     counter.no_truncation()
     counter.no_padding()
-    splitter = make_splitter(
+    _splitter = make_splitter(
         ChunkingConfig(**chunking), lambda text: counter.encode(text, add_special_tokens=False).offsets
     )
-    splitter.split_text("A first sentence. A second one, so the sentence splitter loads.")
-    return splitter
+    _splitter.split_text("A first sentence. A second one, so the sentence splitter loads.")
+
+
+def _exit_with(build_pid: int) -> None:
+    """End this worker once the build that started it is gone (SIGKILL included). A pool worker
+    waits on a queue whose writing end it holds itself, and every fork-server child holds the
+    server's lifeline, so without this a killed build would leave its workers and the fork server
+    running for good."""
+    while True:
+        time.sleep(0.5)
+        try:
+            os.kill(build_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the pid now belongs to another user's process: ours is gone
+            os._exit(0)
 
 
 def _chunk_in_worker(item: WorkItem) -> tuple[Prepared, float]:
