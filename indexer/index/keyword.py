@@ -185,8 +185,10 @@ class KeywordIndex:
             version = int(found[0]) if found else None
         except sqlite3.OperationalError:  # a new file: no tables yet
             pass
+        if version == FORMAT_VERSION:
+            return  # nothing to write: a reader may open an index in a read-only folder
         with self._db:
-            if version is not None and version != FORMAT_VERSION:
+            if version is not None:
                 # Derived data of another format: start afresh; a writer refills it from the store.
                 self._db.executescript(
                     "DROP TABLE IF EXISTS chunks; DROP TABLE IF EXISTS postings; DROP TABLE meta;"
