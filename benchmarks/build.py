@@ -15,6 +15,7 @@ Reports, after the CPU model and flags (and the GPU's name with ``--device cuda`
   float32 build;
 - each build stage's busy seconds and share of the build's wall time (``BuildSummary.stages``);
 - an unchanged re-run's time as a share of the full build (goal <= 2%);
+- how far a Chroma write lets the build's other Python threads run (the writer thread's limit);
 - peak RSS of ``indexer build`` subprocesses on two corpus sizes (memory must not grow with it);
 - with ``--backend``: each backend's build speed against the default's, query embedding latency,
   and the agreement of its vector-search top-1 / top-5 with the default's.
@@ -143,6 +144,58 @@ def measure_speed(
         "build_chunks_per_s": per_dtype[fast]["build_chunks_per_s"],
         "rerun_s": round(rerun_s, 3),
         "rerun_vs_build": round(rerun_s / fast_run["build_s"], 4),
+    }
+
+
+def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> dict[str, Any]:
+    """How far a Chroma write lets other Python threads run: the speed of a Python loop while an
+    embedded upsert of ``chunks`` chunks runs on another thread, against its speed alone. Near 0
+    means the write holds the GIL, so the build's writer thread overlaps only encoders that run
+    outside Python (torch's CPU kernels) and not a Python-bound one (a fast GPU's)."""
+    import threading
+
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings
+
+    client = chromadb.PersistentClient(path=str(work / "gil"), settings=Settings(anonymized_telemetry=False))
+    collection = client.get_or_create_collection("gil-probe", metadata={"hnsw:space": "cosine"})
+    rng = np.random.default_rng(0)
+    text = " ".join(WORDS * 6)
+    seconds: list[float] = []
+
+    def upsert(round_: int) -> None:
+        started = time.perf_counter()
+        collection.upsert(
+            ids=[f"{round_}-{i}" for i in range(chunks)],
+            documents=[f"{i} {text}" for i in range(chunks)],
+            metadatas=[{"doc_id": f"{round_}-{i}", "chunk_index": i} for i in range(chunks)],
+            embeddings=rng.standard_normal((chunks, dimension)).astype(np.float32),
+        )
+        seconds.append(time.perf_counter() - started)
+
+    def loop_speed(stop: threading.Event) -> float:
+        count, started = 0, time.perf_counter()
+        while not stop.is_set():
+            count += 1
+        return count / (time.perf_counter() - started)
+
+    upsert(0)  # warm-up: the collection's files exist
+    alone = threading.Event()
+    threading.Timer(1.0, alone.set).start()
+    speed_alone = loop_speed(alone)
+    done = threading.Event()
+
+    def write_then_stop() -> None:
+        upsert(1)
+        done.set()
+
+    threading.Thread(target=write_then_stop).start()
+    speed_during = loop_speed(done)
+    return {
+        "chunks": chunks,
+        "upsert_s": round(seconds[-1], 3),
+        "python_speed_during_write": round(speed_during / speed_alone, 3),
     }
 
 
@@ -300,6 +353,7 @@ def main() -> None:
             report["speed"] = measure_speed(
                 work, corpus, args.batch_size, args.chunk_size, args.repeats, embedding
             )
+            report["write_gil"] = measure_write_gil(work)
         if args.rss_files:
             small = max(1, args.rss_files // 4)
             report["rss"] = [
@@ -330,6 +384,11 @@ def main() -> None:
         print(f"GPU: {report['gpu']}")
     if "speed" in report:
         print_speed(report["speed"], amx="amx_bf16" in cpu["flags"])
+        g = report["write_gil"]
+        print(
+            f"a Chroma write of {g['chunks']} chunks takes {g['upsert_s']} s, while another Python thread"
+            f" runs at {g['python_speed_during_write']:.2f} of its speed (near 0: the write holds the GIL)"
+        )
     for r in report.get("rss", []):
         print(
             f"peak RSS        {r['peak_rss_mb']:8.1f} MB for {r['chunks']:.0f} chunks ({r['files']} files,"

@@ -171,6 +171,7 @@ def create_server(indexer: Indexer) -> MCPServer:
             manifest = indexer.index.current()
             if manifest is None or path not in manifest.files:
                 raise ResourceError(f"{path!r} is not an indexed file (see the resource list)")
+
             def passages() -> list[Hit]:
                 store = indexer.index.chunk_store(create=False)
                 return store.document(path) if store is not None else []

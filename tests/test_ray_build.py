@@ -63,6 +63,17 @@ main()
 """
 
 
+def run_cli_without_ray(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """The CLI in a new process where ``import ray`` fails, as without the extra."""
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT_RAY_CLI.format(args=args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
 @pytest.fixture(scope="module")
 def ray_auth() -> Iterator[dict[str, str]]:
     """The token this process joins the test cluster with. Every test that imports ray here asks
@@ -238,14 +249,7 @@ def test_a_ray_build_equals_a_local_build_and_shows_chunks_embedded(
     assert_same_index(config, local_build)
 
     # Unchanged: the re-run needs no Ray at all, not even the package.
-    args = ["build", str(config), "--json"]
-    rerun = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_RAY_CLI.format(args=args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    rerun = run_cli_without_ray(["build", str(config), "--json"])
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert (summary["unchanged"], summary["chunks_embedded"]) == (CORPUS_FILES, 0)
@@ -254,14 +258,7 @@ def test_a_ray_build_equals_a_local_build_and_shows_chunks_embedded(
 
 def test_without_the_ray_extra_a_build_names_it(chroma_port: int, corpus: Path, tmp_path: Path) -> None:
     config = server_config(tmp_path, corpus, chroma_port, "no-ray", engine="ray", address="auto")
-    args = ["build", str(config)]
-    result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_RAY_CLI.format(args=args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    result = run_cli_without_ray(["build", str(config)])
     assert result.returncode == 2, result.stderr
     assert "pip install 'indexer[ray]'" in result.stderr and "Traceback" not in result.stderr
 

@@ -81,9 +81,7 @@ def run_evaluation(spec: EvalSpec, *, show_progress: bool = False) -> EvalRun:
             prepared, components = cache.prepare(dataset, config, variant.name)
             label = f"[{len(run.results) + 1}/{total}] {variant.name} @ {dataset.name}"
             run.results.append(
-                evaluate_variant(
-                    variant, dataset, prepared, components, metrics, spec, label, show_progress
-                )
+                evaluate_variant(variant, dataset, prepared, components, metrics, spec, label, show_progress)
             )
     run.indexes = cache.prepared
     run.seconds = round(time.perf_counter() - started, 3)

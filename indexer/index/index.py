@@ -473,4 +473,3 @@ class IndexWriter:
         if damaged:  # chunks lost outside indexer: index those documents again
             log.warning("%d document(s) had missing chunks and will be indexed again", len(damaged))
             self.remove(damaged)
-

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -257,12 +258,23 @@ class ManifestFileForServer(ManifestFile):
     def __init__(self, client: Any, collection: str) -> None:
         self._client = client
         self._name = f"{collection}-manifest"
+        self._side: Any = None  # the side collection's handle, kept: a question costs one read
         self.path = Path(f"chroma://{self._name}")
+
+    def _on_side(self, action: Callable[[Any], Any]) -> Any:
+        """``action(side collection)``, once more with a new handle if the kept one fails (the
+        collection was dropped and made again, or the server restarted empty)."""
+        if self._side is not None:
+            try:
+                return action(self._side)
+            except Exception:
+                self._side = None
+        self._side = self._client.get_or_create_collection(self._name)
+        return action(self._side)
 
     def load(self) -> Manifest | None:
         try:
-            side = self._client.get_or_create_collection(self._name)
-            got = side.get(ids=[self._RECORD_ID], include=["documents"])
+            got = self._on_side(lambda side: side.get(ids=[self._RECORD_ID], include=["documents"]))
         except Exception as exc:  # the server went away or refused us
             raise StoreError(
                 f"cannot read the index manifest ({self._name}) from the Chroma server: {exc}"
@@ -274,8 +286,7 @@ class ManifestFileForServer(ManifestFile):
     def version_token(self) -> Any:
         """The revision saved beside the manifest: one small read instead of the whole record."""
         try:
-            side = self._client.get_or_create_collection(self._name)
-            got = side.get(ids=[self._RECORD_ID], include=["metadatas"])
+            got = self._on_side(lambda side: side.get(ids=[self._RECORD_ID], include=["metadatas"]))
         except Exception:  # load() reports the server's trouble
             return None
         if not got["ids"]:
@@ -285,13 +296,15 @@ class ManifestFileForServer(ManifestFile):
 
     def save(self, manifest: Manifest) -> None:
         manifest.revision += 1
+        record = manifest.serialise()
         try:
-            side = self._client.get_or_create_collection(self._name)
-            side.upsert(
-                ids=[self._RECORD_ID],
-                documents=[manifest.serialise()],
-                metadatas=[{"revision": manifest.revision}],
-                embeddings=[[0.0]],
+            self._on_side(
+                lambda side: side.upsert(
+                    ids=[self._RECORD_ID],
+                    documents=[record],
+                    metadatas=[{"revision": manifest.revision}],
+                    embeddings=[[0.0]],
+                )
             )
         except Exception as exc:
             raise StoreError(

@@ -4,8 +4,8 @@ Three stages run at once, with bounded buffers between them, so the slowest sets
 
 - reading and chunking: the tokenizer-driven splitter is CPU-bound Python, which threads would
   serialise on the GIL, so it runs in worker processes (``build.workers``);
-- encoding: here, eight embedder batches per call, so the model sorts them by length and keeps
-  its batches full;
+- encoding: here, up to eight embedder batches per call (whatever is chunked once one batch is
+  ready), so the model sorts them by length and keeps its batches full;
 - writing: the pipeline's writer thread (``ingestion/pipeline.py``) stores the previous flush while
   the next one encodes.
 
@@ -45,7 +45,8 @@ class LocalEngine:
         self.flush_chunks = flush_chunks
         # Chunks per encode call: enough batches for length sorting to keep padding low, few
         # enough that encoding starts while the first files are still being chunked.
-        self.encode_chunks = min(flush_chunks, _ENCODE_BATCHES * components.config.embedding.batch_size)
+        self.batch_size = components.config.embedding.batch_size
+        self.encode_chunks = min(flush_chunks, _ENCODE_BATCHES * self.batch_size)
         self.workers = resolve_workers(components.config.build.workers)
         self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
 
@@ -59,8 +60,10 @@ class LocalEngine:
         feeder.start()
         try:
             while True:
+                # Wait for one embedder batch, then take what else is chunked already: waiting
+                # for a full call would leave the model idle while the first files are chunked.
                 batch, size, done = [], 0, False
-                while size < self.encode_chunks:
+                while size < self.encode_chunks and (size < self.batch_size or buffer.ready()):
                     item = buffer.get()
                     if item is None:
                         done = True
@@ -157,6 +160,11 @@ class _ChunkBuffer:
             self._cond.notify_all()
             return True
 
+    def ready(self) -> bool:
+        """Whether ``get`` would return at once."""
+        with self._cond:
+            return bool(self._items) or self._finished or self._error is not None
+
     def get(self) -> Prepared | None:
         """The next item, or ``None`` at the end; a failure of the producer is raised here."""
         with self._cond:
@@ -202,14 +210,14 @@ def _worker_context() -> Any:
     import multiprocessing
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["indexer.ingestion.local_engine", "indexer.ingestion.chunking"])
+    context.set_forkserver_preload(["indexer.ingestion.local_engine", "indexer.ingestion.worker_preload"])
     return context
 
 
 def _init_worker(chunking: dict[str, Any], tokenizer_json: str, build_pid: int) -> None:
     """Build the splitter once per worker, counting tokens with the embedding model's own
-    tokenizer (its Rust half, without torch or the model's weights), and run it once so NLTK's
-    sentence splitter is loaded before the first file."""
+    tokenizer (its Rust half, without torch or the model's weights). NLTK's sentence splitter
+    came loaded from the fork server (``worker_preload``)."""
     global _splitter
     threading.Thread(target=_exit_with, args=(build_pid,), name="indexer-orphan-check", daemon=True).start()
     from tokenizers import Tokenizer
@@ -223,7 +231,6 @@ def _init_worker(chunking: dict[str, Any], tokenizer_json: str, build_pid: int) 
     _splitter = make_splitter(
         ChunkingConfig(**chunking), lambda text: counter.encode(text, add_special_tokens=False).offsets
     )
-    _splitter.split_text("A first sentence. A second one, so the sentence splitter loads.")
 
 
 def _exit_with(build_pid: int) -> None:

@@ -9,7 +9,7 @@ same chunk ids and texts, whichever engine made them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -43,6 +43,11 @@ class Prepared:
 class Engine(Protocol):
     """Turns work items into prepared, embedded files. Items may come back in any order; an
     engine keeps a bounded number in flight, so memory does not grow with the corpus."""
+
+    @property
+    def seconds(self) -> Mapping[str, float]:
+        """Busy seconds per stage so far (the build summary's ``stages``)."""
+        ...
 
     def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]: ...
 

@@ -39,6 +39,8 @@ def _document(text: str, metadata: dict[str, Any] | None = None) -> Document:
     from llama_index.core.schema import Document
 
     return Document(text=text, metadata=metadata or {})
+
+
 HEADINGS = "headings"
 
 
