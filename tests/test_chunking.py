@@ -4,6 +4,7 @@ must count as it would alone."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def pieces_at_whitespace(text: str, rng: random.Random) -> list[str]:
     """``text`` cut into consecutive pieces, each cut just after a space or a newline."""
     cuts = sorted(rng.sample([i + 1 for i, c in enumerate(text) if c in " \n"], k=40))
     bounds = [0, *cuts, len(text)]
-    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [text[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 TEXTS = [
@@ -92,6 +93,6 @@ def test_chunking_workers_start_with_the_sentence_splitter_loaded() -> None:
         1,
         mp_context=_worker_context(),
         initializer=_init_worker,
-        initargs=(ChunkingConfig().model_dump(), tokenizer_json, os.getpid()),
+        initargs=(ChunkingConfig().model_dump(), tokenizer_json, False, os.getpid()),
     ) as pool:
         assert pool.submit(punkt_loaded).result(timeout=120)

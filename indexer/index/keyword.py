@@ -115,6 +115,11 @@ def query_terms(text: str, vocabulary: Container[str]) -> list[str]:
     return [t for t in terms if t in vocabulary]
 
 
+def chunk_terms(text: str) -> str:
+    """A chunk's terms as the keyword index stores them."""
+    return " ".join(tokenize(text))
+
+
 def _terms(text: str) -> Iterator[tuple[str, list[str]]]:
     stem, stopwords = _stem_word(), _stopwords()
     for match in _TOKEN_RE.finditer(text.lower()):
@@ -224,7 +229,7 @@ class KeywordIndex:
             meta = flat_metadata(chunk.metadata)
             rows.append((
                 chunk.id, str(meta.get(DOC_ID, "")), str(meta.get(FILE_HASH, "")),
-                " ".join(tokenize(chunk.text)), chunk.text, json.dumps(meta),
+                getattr(chunk, "terms", None) or chunk_terms(chunk.text), chunk.text, json.dumps(meta),
             ))  # fmt: skip
         with self._writing():
             self._db.executemany(

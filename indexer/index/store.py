@@ -35,6 +35,7 @@ class Chunk:
     text: str
     metadata: dict[str, Any]
     embedding: list[float] | None = None
+    terms: str | None = None  # its keyword-index terms, when the chunking stage made them
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class LocalEngine:
         self.batch_size = components.config.embedding.batch_size
         self.encode_chunks = min(flush_chunks, _ENCODE_BATCHES * self.batch_size)
         self.workers = resolve_workers(components.config.build.workers)
+        # An embedded index keeps a keyword index (index/keyword.py): its terms are made here.
+        self.keyword_terms = components.config.vector_store.persist_dir is not None
         self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
 
     def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]:
@@ -109,7 +111,7 @@ class LocalEngine:
             splitter = make_splitter(self.components.config.chunking, self.components.token_spans)
             for item in items:
                 started = time.perf_counter()
-                prepared = read_and_chunk(item, splitter)
+                prepared = read_and_chunk(item, splitter, keyword_terms=self.keyword_terms)
                 self.seconds["read_chunk"] += time.perf_counter() - started
                 yield prepared
             return
@@ -118,7 +120,7 @@ class LocalEngine:
             self.workers,
             mp_context=_worker_context(),
             initializer=_init_worker,
-            initargs=(chunking, tokenizer_json, os.getpid()),
+            initargs=(chunking, tokenizer_json, self.keyword_terms, os.getpid()),
         ) as pool:
             window: deque[Future[tuple[Prepared, float]]] = deque()
             pending = iter(items)
@@ -198,6 +200,7 @@ class _ChunkBuffer:
 # -- in the worker processes ------------------------------------------------------------------------
 
 _splitter: Any = None
+_keyword_terms = False
 
 
 @lru_cache(maxsize=1)
@@ -214,11 +217,12 @@ def _worker_context() -> Any:
     return context
 
 
-def _init_worker(chunking: dict[str, Any], tokenizer_json: str, build_pid: int) -> None:
+def _init_worker(chunking: dict[str, Any], tokenizer_json: str, keyword_terms: bool, build_pid: int) -> None:
     """Build the splitter once per worker, counting tokens with the embedding model's own
     tokenizer (its Rust half, without torch or the model's weights). NLTK's sentence splitter
     came loaded from the fork server (``worker_preload``)."""
-    global _splitter
+    global _splitter, _keyword_terms
+    _keyword_terms = keyword_terms
     threading.Thread(target=_exit_with, args=(build_pid,), name="indexer-orphan-check", daemon=True).start()
     from tokenizers import Tokenizer
 
@@ -250,5 +254,5 @@ def _exit_with(build_pid: int) -> None:
 
 def _chunk_in_worker(item: WorkItem) -> tuple[Prepared, float]:
     started = time.perf_counter()
-    prepared = read_and_chunk(item, _splitter)
+    prepared = read_and_chunk(item, _splitter, keyword_terms=_keyword_terms)
     return prepared, time.perf_counter() - started

@@ -54,10 +54,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def read_and_chunk(item: WorkItem, splitter: SentenceSplitter) -> Prepared:
-    """Read one file and cut it into chunks (no vectors yet); an unreadable file gives an error."""
+def read_and_chunk(item: WorkItem, splitter: SentenceSplitter, *, keyword_terms: bool = False) -> Prepared:
+    """Read one file and cut it into chunks (no vectors yet); an unreadable file gives an error.
+    With ``keyword_terms``, each chunk's keyword-index terms are made here too: in a chunking
+    worker, that is work the build's writer thread, which shares the GIL with the encoder, does
+    not do."""
     from pathlib import Path
 
+    from indexer.index.keyword import chunk_terms
     from indexer.ingestion.chunking import chunk_document
     from indexer.ingestion.readers import UnreadableFile, read_file
 
@@ -65,6 +69,9 @@ def read_and_chunk(item: WorkItem, splitter: SentenceSplitter) -> Prepared:
     try:
         docs = read_file(Path(item.path))
         prepared.chunks = chunk_document(splitter, docs, doc_id=item.doc_id, file_hash=item.hash)
+        if keyword_terms:
+            for chunk in prepared.chunks:
+                chunk.terms = chunk_terms(chunk.text)
     except UnreadableFile as exc:
         prepared.error = str(exc)
     return prepared

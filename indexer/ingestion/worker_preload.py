@@ -9,8 +9,10 @@ when a worker loaded it at its first file.
 
 from llama_index.core.utils import globals_helper
 
+from indexer.index import keyword
 from indexer.ingestion import chunking, prepare, readers
 
 WORKER_MODULES = (chunking, prepare, readers)  # what the workers run, imported here once
 
 globals_helper.punkt_tokenizer  # noqa: B018  (built on first use; the workers inherit it)
+keyword.chunk_terms("Load the stemmer and the stop words.")
