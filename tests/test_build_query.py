@@ -162,3 +162,25 @@ def test_changed_embedding_settings_refuse_to_mix_vector_spaces(sample_copy: Pat
     assert dense.retrieve("rain gauge calibration")[0].file == "guides/calibration.md"
     summary = rechunked.build(rebuild=True)
     assert summary.added == 10 and summary.deleted == 0
+
+
+def test_a_script_without_a_main_guard_builds_with_chunking_workers(make_config, tmp_path: Path) -> None:
+    """The README's Python API example saved as a file: multiprocessing would run the script again
+    in each chunking worker (a build inside every worker, which fails), had the workers not been
+    started without the parent's ``__main__``."""
+    config = make_config(llm={"provider": "none"}, build={"workers": 2})
+    script = tmp_path / "example.py"
+    script.write_text(
+        "from indexer import Indexer\n"
+        f"ix = Indexer.from_config({str(config)!r})\n"
+        "print('chunks', ix.build().chunks)\n"
+        "print('top', ix.retrieve('rain gauge calibration')[0].file)\n",
+        encoding="utf-8",
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("chunks ") == 1, result.stdout  # the build ran once, here
+    assert int(result.stdout.split("chunks ")[1].split()[0]) > 0
+    assert "top " in result.stdout

@@ -15,6 +15,7 @@ encoder, whatever the documents' sizes.
 
 from __future__ import annotations
 
+import multiprocessing.context
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from functools import lru_cache
+from multiprocessing import popen_forkserver, spawn
 from typing import TYPE_CHECKING, Any
 
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
@@ -203,6 +205,43 @@ _splitter: Any = None
 _keyword_terms = False
 
 
+class _WorkerPopen(popen_forkserver.Popen):
+    """Starts a worker without the parent's ``__main__``. Multiprocessing has each new process
+    run the parent's script again (as ``__mp_main__``), so a script without an ``if __name__ ==
+    "__main__":`` guard, such as the README's Python API example saved as a file, would start a
+    build again in every worker, which fails there. The workers need only indexer's modules."""
+
+    _launching = threading.Lock()
+
+    def _launch(self, process_obj: Any) -> None:
+        prepare = spawn.get_preparation_data
+
+        def without_main(name: str) -> dict[str, Any]:
+            data = prepare(name)
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+            return data
+
+        # multiprocessing offers no option for this; its preparation data is made by this one
+        # function, replaced only while this process is launched.
+        with self._launching:
+            spawn.get_preparation_data = without_main
+            try:
+                super()._launch(process_obj)  # type: ignore[misc]  # typeshed omits Popen._launch
+            finally:
+                spawn.get_preparation_data = prepare
+
+
+class _WorkerProcess(multiprocessing.context.ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _WorkerPopen(process_obj)
+
+
+class _WorkerContext(multiprocessing.context.ForkServerContext):
+    Process = _WorkerProcess
+
+
 @lru_cache(maxsize=1)
 def _worker_context() -> Any:
     """Workers forked from a fork server that imported the chunking code once, so each starts in
@@ -210,9 +249,7 @@ def _worker_context() -> Any:
     itself (torch's, Chroma's and the writer's threads running) deadlocked a worker on a lock
     another thread held at the fork. The server lives as long as this process, and the workers
     watch the build (``_exit_with``), so neither outlives a killed build."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("forkserver")
+    context = _WorkerContext()
     context.set_forkserver_preload(["indexer.ingestion.local_engine", "indexer.ingestion.worker_preload"])
     return context
 
