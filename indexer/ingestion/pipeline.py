@@ -9,8 +9,8 @@ build always leaves a complete index). Reading, chunking and embedding are an en
 Three stages overlap: the engine chunks ahead of the model and embeds, while a writer thread
 stores and commits the previous flush. Memory stays bounded whatever the corpus: the chunker runs
 at most two flushes ahead, one flush is being embedded, and at most two wait for or are in the
-writer: about ``5 × 32 × embedding.batch_size`` chunks (10,240 at the default batch size, ~30 MB
-of text and vectors for MiniLM), plus one file's text per chunking worker.
+writer: about ``5 × 32 × embedding.batch_size`` chunks (10,240 at the default batch size, ~40 MB
+of text, keyword terms and vectors for MiniLM), plus one file's text per chunking worker.
 """
 
 from __future__ import annotations
