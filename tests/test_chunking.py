@@ -17,13 +17,14 @@ from indexer.ingestion.chunking import PieceCounter, make_splitter, token_count
 from tests.conftest import SHARED_DATA
 
 PAUL_GRAHAM = SHARED_DATA / "paul_graham_essay" / "paul_graham_essay.txt"
+TOKENIZER_JSON = Path(resolve_model_location("default")) / "tokenizer.json"  # the bundled embedder's
 # The splitter's documented slack (ingestion/chunking.py): about one token per seam of a chunk.
 SLACK = 4
 
 
 @pytest.fixture(scope="module")
 def spans():
-    tokenizer = Tokenizer.from_file(str(Path(resolve_model_location("default")) / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(TOKENIZER_JSON))
     tokenizer.no_truncation()
     tokenizer.no_padding()
     return lambda text: tokenizer.encode(text, add_special_tokens=False).offsets
@@ -88,11 +89,10 @@ def test_chunking_workers_start_with_the_sentence_splitter_loaded() -> None:
 
     from indexer.ingestion.local_engine import _init_worker, _worker_context
 
-    tokenizer_json = (Path(resolve_model_location("default")) / "tokenizer.json").read_text()
     with ProcessPoolExecutor(
         1,
         mp_context=_worker_context(),
         initializer=_init_worker,
-        initargs=(ChunkingConfig().model_dump(), tokenizer_json, False, os.getpid()),
+        initargs=(ChunkingConfig().model_dump(), TOKENIZER_JSON.read_text(), False, os.getpid()),
     ) as pool:
         assert pool.submit(punkt_loaded).result(timeout=120)

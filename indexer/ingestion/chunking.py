@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -51,15 +50,11 @@ def _segments(text: str, spans: Spans) -> Iterator[tuple[int, int]]:
             yield a, b
 
 
-def _cost(start: int, end: int) -> int:
-    return max(1, -(-(end - start) // MAX_CHARS_PER_TOKEN))
-
-
 def token_count(spans: Spans, text: str, limit: int | None = None) -> int:
     """Tokens of ``text`` as chunks count them; above ``limit``, some number above it."""
     total = 0
     for at in range(0, len(text), _COUNT_WINDOW):
-        total += sum(_cost(a, b) for a, b in _segments(text[at : at + _COUNT_WINDOW], spans))
+        total += sum(_cost(b - a) for a, b in _segments(text[at : at + _COUNT_WINDOW], spans))
         if limit is not None and total > limit:
             return total
     return total
@@ -98,26 +93,27 @@ class PieceCounter:
         return self._count(at, at + len(text))
 
     def _keep(self, text: str) -> None:
-        bounds = sorted({0, *(start for start, _ in self.spans(text) if 0 < start < len(text))})
-        self._text, self._starts, self._cursor = text, bounds, 0
-        lengths = list(map(operator.sub, [*bounds[1:], len(text)], bounds))
+        pieces = list(_segments(text, self.spans))
+        self._text, self._starts, self._cursor = text, [a for a, _ in pieces], 0
+        lengths = [b - a for a, b in pieces]
         if max(lengths) <= MAX_CHARS_PER_TOKEN:  # ordinary text: each piece costs one
             self._cost_before = None
         else:
-            self._cost_before = list(itertools.accumulate(map(_length_cost, lengths), initial=0))
+            self._cost_before = list(itertools.accumulate(map(_cost, lengths), initial=0))
 
     def _count(self, start: int, end: int) -> int:
         starts = self._starts
         first = bisect.bisect_right(starts, start)  # the first piece starting inside the range
         last = bisect.bisect_left(starts, end) - 1  # the last one
         if first > last:
-            return _length_cost(end - start)
+            return _cost(end - start)
         costs = self._cost_before
         between = last - first if costs is None else costs[last] - costs[first]
-        return _length_cost(starts[first] - start) + between + _length_cost(end - starts[last])
+        return _cost(starts[first] - start) + between + _cost(end - starts[last])
 
 
-def _length_cost(length: int) -> int:
+def _cost(length: int) -> int:
+    """Tokens a piece of text counts as: one per ``MAX_CHARS_PER_TOKEN`` characters begun."""
     return max(1, -(-length // MAX_CHARS_PER_TOKEN))
 
 
@@ -132,7 +128,7 @@ def cut_by_tokens(text: str, spans: Spans, limit: int) -> list[str]:
         part = text[at : at + window]
         budget, cut = limit, len(part)
         for a, b in _segments(part, spans):
-            cost = _cost(a, b)
+            cost = _cost(b - a)
             if cost > budget:
                 cut = a + budget * MAX_CHARS_PER_TOKEN  # its first characters, as many as fit
                 break
