@@ -66,18 +66,17 @@ def write_config(folder: Path, corpus: Path, batch_size: int, chunk_size: int, *
 
 
 def chunk_texts(ix: Any) -> list[str]:
-    store = ix.index.chunk_store(create=False)
-    got = store._collection.get(include=["documents"])
-    return list(got["documents"])
+    return [hit.text for hit in ix.index.chunk_store(create=False).iter_chunks()]
 
 
 def measure_speed(
     work: Path, corpus: Path, batch_size: int, chunk_size: int, repeats: int, embedding: dict[str, Any]
 ) -> dict[str, Any]:
     """Build and bare encode in float32 and in the format auto picks, taking turns (the order
-    reversed every other round) so a change in the machine's load reaches both alike: chunks/s are
-    the best of ``repeats`` rounds, the goals' ratios the median of the rounds' own. The auto
-    format's index is ``work/index``, the one --backend compares with."""
+    reversed every other round) so a change in the machine's load reaches both alike, each build
+    between two bare encodes of its chunks: chunks/s are the best of ``repeats`` rounds, the
+    goals' ratios the median of the rounds' own. The auto format's index is ``work/index``, the
+    one --backend compares with."""
     from indexer import Indexer
     from indexer.components.embedding import resolve_dtype
     from indexer.config.models import EmbeddingConfig
@@ -89,11 +88,20 @@ def measure_speed(
     configs = {
         d: write_config(folders[d], corpus, batch_size, chunk_size, **embedding, dtype=d) for d in dtypes
     }
-    # Warm-up: load each model, the tokenizer and NLTK's sentence splitter once, outside the timings.
-    warm = generate(work / "warm", files=2, paragraphs=2)
+    # Warm-up, untimed: each format's model, the tokenizer and NLTK's sentence splitter load, and a
+    # first build gives the chunk texts the bare encodes take.
+    texts: dict[str, list[str]] = {}
+    models: dict[str, Any] = {}
     for d in dtypes:
-        warm_config = write_config(work / f"warm-{d}", warm, batch_size, chunk_size, **embedding, dtype=d)
-        Indexer.from_config(warm_config).build()
+        ix = Indexer.from_config(configs[d])
+        ix.build(rebuild=True)
+        texts[d] = chunk_texts(ix)
+        models[d] = ix.components.embed_model._model  # the same SentenceTransformer, in format d
+
+    def bare_encode(d: str) -> float:
+        started = time.perf_counter()
+        models[d].encode(texts[d], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+        return time.perf_counter() - started
 
     runs: dict[str, dict[str, Any]] = {
         d: {"build_s": float("inf"), "bare_s": float("inf"), "rounds": []} for d in dtypes
@@ -101,21 +109,19 @@ def measure_speed(
     for attempt in range(repeats):
         for d in dtypes if attempt % 2 == 0 else dtypes[::-1]:
             run = runs[d]
+            # A bare encode right before and right after the build: their mean is the round's
+            # baseline, so a drift in the shared machine's speed during the round cancels.
+            before = bare_encode(d)
             ix = Indexer.from_config(configs[d])
             started = time.perf_counter()
-            summary = ix.build(rebuild=attempt > 0)
+            summary = ix.build(rebuild=True)
             build_s = time.perf_counter() - started
+            after = bare_encode(d)
             if build_s < run["build_s"]:
                 run.update(build_s=build_s, summary=summary)
-
-            texts = chunk_texts(ix)
-            model = ix.components.embed_model._model  # the same SentenceTransformer, in format d
-            started = time.perf_counter()
-            model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-            bare_s = time.perf_counter() - started
-            run["bare_s"] = min(run["bare_s"], bare_s)
-            run["texts"] = len(texts)
-            run["rounds"].append((build_s, bare_s))
+            run["bare_s"] = min(run["bare_s"], before, after)
+            run["texts"] = len(texts[d])
+            run["rounds"].append((build_s, (before + after) / 2))
 
     started = time.perf_counter()
     rerun = Indexer.from_config(configs[fast]).build()
@@ -161,31 +167,52 @@ def measure_speed(
 
 
 def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> dict[str, Any]:
-    """How far a Chroma write lets other Python threads run: the speed of a Python loop while an
-    embedded upsert of ``chunks`` chunks runs on another thread, against its speed alone. Near 0
-    means the write holds the GIL, so the build's writer thread overlaps only encoders that run
-    outside Python (torch's CPU kernels) and not a Python-bound one (a fast GPU's)."""
+    """How far a Chroma write lets other Python threads run: the speed of a Python loop while the
+    build's write of ``chunks`` chunks (``ChunkStore.add``, embedded Chroma) runs on another thread,
+    against its speed alone. Near 0 means the write holds the GIL, so the build's writer thread
+    overlaps only encoders that run outside Python (torch's CPU kernels) and not a Python-bound one
+    (a fast GPU's). Also times the same write with the text as Chroma documents (how indexes were
+    written before), whose full-text index the build no longer pays for."""
     import threading
 
     import chromadb
     import numpy as np
     from chromadb.config import Settings
 
+    from indexer.index.store import Chunk, ChunkStore
+
     client = chromadb.PersistentClient(path=str(work / "gil"), settings=Settings(anonymized_telemetry=False))
-    collection = client.get_or_create_collection("gil-probe", metadata={"hnsw:space": "cosine"})
+    store = ChunkStore(
+        client.get_or_create_collection("gil-probe", metadata={"hnsw:space": "cosine"}), chunks
+    )
+    as_documents = client.get_or_create_collection("documents-probe", metadata={"hnsw:space": "cosine"})
     rng = np.random.default_rng(0)
     text = " ".join(WORDS * 6)
     seconds: list[float] = []
 
+    def batch(round_: int) -> tuple[list[Chunk], Any]:
+        made = [
+            Chunk(f"{round_}-{i}", f"{i} {text}", {"doc_id": f"{round_}-{i}", "chunk": i})
+            for i in range(chunks)
+        ]
+        return made, rng.standard_normal((chunks, dimension)).astype(np.float32)
+
     def upsert(round_: int) -> None:
+        made, vectors = batch(round_)
         started = time.perf_counter()
-        collection.upsert(
-            ids=[f"{round_}-{i}" for i in range(chunks)],
-            documents=[f"{i} {text}" for i in range(chunks)],
-            metadatas=[{"doc_id": f"{round_}-{i}", "chunk_index": i} for i in range(chunks)],
-            embeddings=rng.standard_normal((chunks, dimension)).astype(np.float32),
-        )
+        store.add(made, vectors)
         seconds.append(time.perf_counter() - started)
+
+    def upsert_documents(round_: int) -> float:
+        made, vectors = batch(round_)
+        started = time.perf_counter()
+        as_documents.upsert(
+            ids=[c.id for c in made],
+            documents=[c.text for c in made],
+            metadatas=[c.metadata for c in made],
+            embeddings=vectors,
+        )
+        return time.perf_counter() - started
 
     def loop_speed(stop: threading.Event) -> float:
         count, started = 0, time.perf_counter()
@@ -193,7 +220,8 @@ def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> d
             count += 1
         return count / (time.perf_counter() - started)
 
-    upsert(0)  # warm-up: the collection's files exist
+    upsert(0)  # warm-up: the collections' files exist
+    upsert_documents(0)
     alone = threading.Event()
     threading.Timer(1.0, alone.set).start()
     speed_alone = loop_speed(alone)
@@ -208,6 +236,7 @@ def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> d
     return {
         "chunks": chunks,
         "upsert_s": round(seconds[-1], 3),
+        "upsert_as_documents_s": round(upsert_documents(1), 3),
         "python_speed_during_write": round(speed_during / speed_alone, 3),
     }
 
@@ -400,7 +429,8 @@ def main() -> None:
         print_speed(report["speed"], amx="amx_bf16" in cpu["flags"])
         g = report["write_gil"]
         print(
-            f"a Chroma write of {g['chunks']} chunks takes {g['upsert_s']} s, while another Python thread"
+            f"a Chroma write of {g['chunks']} chunks takes {g['upsert_s']} s (with the text as Chroma"
+            f" documents, as before: {g['upsert_as_documents_s']} s), while another Python thread"
             f" runs at {g['python_speed_during_write']:.2f} of its speed (near 0: the write holds the GIL)"
         )
     for r in report.get("rss", []):

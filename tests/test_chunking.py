@@ -87,11 +87,12 @@ def test_chunking_workers_start_with_the_sentence_splitter_loaded() -> None:
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    from indexer.ingestion.local_engine import _init_worker, _worker_context
+    from indexer.ingestion.build_processes import child_context
+    from indexer.ingestion.local_engine import _init_worker
 
     with ProcessPoolExecutor(
         1,
-        mp_context=_worker_context(),
+        mp_context=child_context(),
         initializer=_init_worker,
         initargs=(ChunkingConfig().model_dump(), TOKENIZER_JSON.read_text(), False, os.getpid()),
     ) as pool:

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,9 +27,9 @@ from tests.support.index_probe import probe
 SMALL = {"chunking": {"chunk_size": 64, "chunk_overlap": 8}, "embedding": {"batch_size": 2}}
 
 
-def _config(folder: Path, docs: Path) -> Path:
+def _config(folder: Path, docs: Path, **sections: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    return write_config(folder, docs, llm={"provider": "none"}, **SMALL)
+    return write_config(folder, docs, llm={"provider": "none"}, **SMALL, **sections)
 
 
 def _manifest(config: Path) -> dict | None:
@@ -79,10 +80,13 @@ def _retrieve(config: Path, question: str, top_k: int) -> list[dict]:
     return json.loads(result.stdout)["sources"]
 
 
-def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoder_process", [False, True], ids=["encoder-in-build", "encoder-process"])
+def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(
+    tmp_path: Path, encoder_process: bool
+) -> None:
     docs = tmp_path / "docs"
     write_corpus(docs, files=40, sentences=12)
-    config = _config(tmp_path / "index", docs)
+    config = _config(tmp_path / "index", docs, build={"encoder_process": encoder_process})
     build = subprocess.Popen(
         [sys.executable, "-m", "indexer", "build", str(config), "--json"],
         cwd=ROOT,
@@ -98,7 +102,7 @@ def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(t
             assert build.poll() is None, "the build ended before it could be killed: enlarge the corpus"
             assert time.monotonic() < deadline, "the build made no progress"
             time.sleep(0.02)
-        helpers = _descendants(build.pid)  # its chunking workers and their fork server
+        helpers = _descendants(build.pid)  # its chunking workers, encoder process and their fork server
     finally:
         build.send_signal(signal.SIGKILL)
         build.wait()

@@ -287,3 +287,46 @@ def test_cli_filter_top_k_and_mode(corpus_config: Path) -> None:
     assert len(sources) == 2 and all(s["file"].startswith("parts/") for s in sources)
     bad = run_cli("query", str(corpus_config), "x", "--filter", "nonsense", "--retrieve-only")
     assert bad.returncode == 2 and "key=value" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_chunk_text_lives_in_metadata_and_an_index_with_text_as_documents_still_reads(tmp_path: Path) -> None:
+    """Chunk text skips Chroma's document field (and the trigram index Chroma keeps over it);
+    an index written before that change, text as documents, reads the same."""
+    import chromadb
+    from chromadb.config import Settings
+
+    from indexer.index.store import TEXT
+
+    config = write_config(tmp_path, write_corpus(tmp_path / "docs"), llm={"provider": "none"})
+    Indexer.from_config(config).build()
+    vector = {"retrieval.mode": "vector"}
+    before = {
+        s.chunk_id: (s.text, s.metadata)
+        for s in Indexer.from_config(config, vector).retrieve(BOTH_QUERY, top_k=5)
+    }
+    assert all(TEXT not in metadata and text for text, metadata in before.values())
+
+    client = chromadb.PersistentClient(
+        path=str(tmp_path / "storage"), settings=Settings(anonymized_telemetry=False)
+    )
+    collection = client.get_collection(
+        json.loads((tmp_path / "storage/indexer-manifest.json").read_text())["collection"]
+    )
+    stored = collection.get(include=["documents", "metadatas", "embeddings"])
+    assert not any(stored["documents"]) and all(m[TEXT] for m in stored["metadatas"])
+    older = [{k: v for k, v in m.items() if k != TEXT} for m in stored["metadatas"]]
+    collection.delete(ids=stored["ids"])
+    collection.add(
+        ids=stored["ids"],
+        documents=[m[TEXT] for m in stored["metadatas"]],
+        metadatas=older,
+        embeddings=stored["embeddings"],
+    )
+    del client, collection
+
+    for mode in ("vector", "hybrid"):
+        after = Indexer.from_config(config, {"retrieval.mode": mode}).retrieve(BOTH_QUERY, top_k=5)
+        assert after and all(s.text == before[s.chunk_id][0] for s in after if s.chunk_id in before)
+        assert all(TEXT not in s.metadata for s in after)
+    again = Indexer.from_config(config, vector).retrieve(BOTH_QUERY, top_k=5)
+    assert {s.chunk_id: (s.text, s.metadata) for s in again} == before

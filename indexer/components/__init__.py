@@ -82,22 +82,19 @@ class Components:
         """A copy of the model's Rust tokenizer without truncation, or ``None`` for a slow one:
         several times faster than ``tokenizer.tokenize``, with no "sequence longer than the model"
         warning, and it counts whole texts (the model's own copy truncates at its input length)."""
-        backend = getattr(self.embed_model._model.tokenizer, "backend_tokenizer", None)
-        if backend is None:
+        tokenizer_json = self.tokenizer_json
+        if tokenizer_json is None:
             return None
-        from tokenizers import Tokenizer
+        from indexer.ingestion.chunking import token_counter
 
-        counter = Tokenizer.from_str(backend.to_str())
-        counter.no_truncation()
-        counter.no_padding()
-        return counter
+        return token_counter(tokenizer_json)
 
     @property
     def tokenizer_json(self) -> str | None:
-        """The fast tokenizer, serialised: what a chunking worker process rebuilds it from without
-        loading torch or the model. ``None`` for a slow (Python) tokenizer."""
-        backend = getattr(self.embed_model._model.tokenizer, "backend_tokenizer", None)
-        return backend.to_str() if backend is not None else None
+        """The fast tokenizer, serialised (``embedding.fast_tokenizer_json``)."""
+        from indexer.components.embedding import fast_tokenizer_json
+
+        return fast_tokenizer_json(self.embed_model)
 
     @cached_property
     def _tokenize(self) -> Any:
@@ -131,7 +128,9 @@ class Components:
 
     @cached_property
     def embedding_max_tokens(self) -> int:
-        return int(self.embed_model._model.max_seq_length or 0)
+        from indexer.components.embedding import max_tokens
+
+        return max_tokens(self.embed_model)
 
     @property
     def llm(self) -> ChatModel | None:

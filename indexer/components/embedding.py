@@ -216,6 +216,18 @@ def encode_passages(model: HuggingFaceEmbedding, texts: list[str]) -> Any:
     )
 
 
+def fast_tokenizer_json(model: HuggingFaceEmbedding) -> str | None:
+    """The model's fast tokenizer, serialised: what a chunking worker process rebuilds it from
+    without loading torch or the model. ``None`` for a slow (Python) tokenizer."""
+    backend = getattr(model._model.tokenizer, "backend_tokenizer", None)
+    return backend.to_str() if backend is not None else None
+
+
+def max_tokens(model: HuggingFaceEmbedding) -> int:
+    """The tokens of a passage the model reads (0: no limit known)."""
+    return int(model._model.max_seq_length or 0)
+
+
 def config_identity(config: EmbeddingConfig) -> dict[str, Any]:
     """The model's identity as far as it is known without loading it (no dimension): enough to
     refuse a mismatched config before torch is even imported.

@@ -430,6 +430,13 @@ class BuildConfig(StrictModel):
         description="local: processes that read and chunk files while the model embeds; auto: one "
         "per core beyond the first, at least one.",
     )
+    encoder_process: bool | Literal["auto"] = Field(
+        "auto",
+        description="local: embed in a process of its own, so the build's other Python work (Chroma's "
+        "writes hold the GIL) never stalls the encoder; auto: on CUDA, where that work would slow a GPU "
+        "down, and not on a CPU, where it costs a few percent and a second process would load the model "
+        "again.",
+    )
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("workers")

@@ -121,14 +121,22 @@ def chunk_terms(text: str) -> str:
 
 
 def _terms(text: str) -> Iterator[tuple[str, list[str]]]:
-    stem, stopwords = _stem_word(), _stopwords()
-    for match in _TOKEN_RE.finditer(text.lower()):
-        token = match.group()
-        parts = [p for p in _SPLIT_RE.split(token) if p]
+    word_term = _word_term
+    for token in _TOKEN_RE.findall(text.lower()):
+        parts = [] if token.isalnum() else [p for p in _SPLIT_RE.split(token) if p]
         if len(parts) > 1:
             yield token, parts
-        elif token not in stopwords:
-            yield (token if any(c.isdigit() for c in token) else stem(token)), []
+        elif (term := word_term(token)) is not None:
+            yield term, []
+
+
+@lru_cache(maxsize=1 << 16)
+def _word_term(token: str) -> str | None:
+    """One word's term (``None``: a stop word). Cached because words repeat (Zipf): this made
+    keyword terms a third of a chunking worker's time."""
+    if token in _stopwords():
+        return None
+    return token if any(c.isdigit() for c in token) else _stem_word()(token)
 
 
 def keyword_file(persist_dir: Path, collection: str) -> Path:

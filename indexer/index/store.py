@@ -8,6 +8,13 @@ We talk to the collection directly rather than through LlamaIndex's ``ChromaVect
 class batches writes by a fixed constant instead of the server's ``get_max_batch_size()``, stores a
 JSON copy of every node in the metadata, and reports ``exp(-distance)`` as the score, which is not
 the cosine similarity users expect to read or to cut off at.
+
+A chunk's text is stored in its metadata (``TEXT``), not as Chroma's document: Chroma indexes every
+document in an SQLite FTS5 trigram table, which we never query (keyword search has its own index,
+``index/keyword.py``) and which was two thirds of a write (1.19 against 0.45 ms a chunk, Chroma
+1.5.9 embedded). A write holds the GIL throughout, so that time also stalled the build's encoder.
+Chroma 1.5.9 ignores a schema that turns the index off on a local database. Indexes written before
+keep their text as documents, which reads still take.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ if TYPE_CHECKING:
 DOC_ID = "doc_id"
 FILE_HASH = "file_hash"
 CHUNK_INDEX = "chunk"
+# The chunk's text, kept out of what ``Hit.metadata`` shows (see the module's docstring for why).
+TEXT = "indexer:text"
 
 
 @dataclass
@@ -112,8 +121,7 @@ class ChunkStore:
             )
             self._collection.upsert(
                 ids=[c.id for c in batch],
-                documents=[c.text for c in batch],
-                metadatas=[flat_metadata(c.metadata) for c in batch],  # type: ignore[misc]
+                metadatas=[{**flat_metadata(c.metadata), TEXT: c.text} for c in batch],  # type: ignore[misc]
                 embeddings=vectors,
             )
 
@@ -192,7 +200,7 @@ class ChunkStore:
         dists = (result["distances"] or [[]])[0]
         # Collections are created with cosine space, where distance = 1 - cosine similarity.
         return [
-            Hit(id=i, text=d or "", metadata=dict(m or {}), score=1.0 - float(dist))
+            _hit(i, d, m, score=1.0 - float(dist))
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
@@ -207,10 +215,7 @@ class ChunkStore:
             raise StoreError(f"reading chunks failed: {type(exc).__name__}: {exc}") from None
         docs = got["documents"] or [""] * len(got["ids"])
         metas = got["metadatas"] or [{}] * len(got["ids"])
-        hits = [
-            Hit(id=i, text=d or "", metadata=dict(m or {}))
-            for i, d, m in zip(got["ids"], docs, metas, strict=True)
-        ]
+        hits = [_hit(i, d, m) for i, d, m in zip(got["ids"], docs, metas, strict=True)]
         committed = self._committed() if self._committed is not None else None
         if committed is not None:
             hits = [h for h in hits if committed.holds(h)]
@@ -230,7 +235,7 @@ class ChunkStore:
             docs = got["documents"] or [""] * len(got["ids"])
             metas = got["metadatas"] or [{}] * len(got["ids"])
             for i, d, m in zip(got["ids"], docs, metas, strict=True):
-                yield Hit(id=i, text=d or "", metadata=dict(m or {}))
+                yield _hit(i, d, m)
 
     def iter_chunks(self) -> Iterator[Hit]:
         """Every stored chunk (text and metadata, no vector), page by page."""
@@ -250,8 +255,18 @@ class ChunkStore:
             docs = page["documents"] or [""] * len(ids)
             metas = page["metadatas"] or [{}] * len(ids)
             for i, d, m in zip(ids, docs, metas, strict=True):
-                yield Hit(id=i, text=d or "", metadata=dict(m or {}))
+                yield _hit(i, d, m)
             offset += len(ids)
+
+
+def _hit(chunk_id: str, document: str | None, metadata: Any, score: float = 0.0) -> Hit:
+    """A stored chunk as a hit: its text from the metadata, or from the document in an index
+    written before the text moved there."""
+    shown = dict(metadata or {})
+    text = shown.pop(TEXT, None)
+    return Hit(
+        id=chunk_id, text=str(text) if text is not None else document or "", metadata=shown, score=score
+    )
 
 
 def _int(value: Any) -> int:

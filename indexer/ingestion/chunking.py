@@ -160,6 +160,23 @@ def make_splitter(config: ChunkingConfig, spans: Spans) -> SentenceSplitter:
     return splitter
 
 
+def token_counter(tokenizer_json: str) -> Any:
+    """A fast (Rust) tokenizer rebuilt from its JSON, without torch or the model's weights, that
+    counts whole texts: no truncation at the model's input length, no padding."""
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(tokenizer_json)
+    counter.no_truncation()
+    counter.no_padding()
+    return counter
+
+
+def splitter_from_json(config: ChunkingConfig, tokenizer_json: str) -> SentenceSplitter:
+    """``make_splitter`` counting with the tokenizer serialised as ``tokenizer_json``."""
+    counter = token_counter(tokenizer_json)
+    return make_splitter(config, lambda text: counter.encode(text, add_special_tokens=False).offsets)
+
+
 def chunk_document(
     splitter: SentenceSplitter, docs: Sequence[Document], *, doc_id: str, file_hash: str
 ) -> list[Chunk]:

@@ -1,11 +1,12 @@
-"""The local build engine: files read and chunked by a pool of processes while this process embeds.
+"""The local build engine: files read and chunked by a pool of processes while a model embeds.
 
 Three stages run at once, with bounded buffers between them, so the slowest sets the pace:
 
 - reading and chunking: the tokenizer-driven splitter is CPU-bound Python, which threads would
   serialise on the GIL, so it runs in worker processes (``build.workers``);
-- encoding: here, up to eight embedder batches per call (whatever is chunked once one batch is
-  ready), so the model sorts them by length and keeps its batches full;
+- encoding: up to eight embedder batches per call (whatever is chunked once one batch is ready),
+  so the model sorts them by length and keeps its batches full; in this process, or on CUDA in a
+  process of its own with the next call queued (``ingestion/encoders.py``);
 - writing: the pipeline's writer thread (``ingestion/pipeline.py``) stores the previous flush while
   the next one encodes.
 
@@ -15,21 +16,23 @@ encoder, whatever the documents' sizes.
 
 from __future__ import annotations
 
-import multiprocessing.context
+import logging
 import os
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from functools import lru_cache
-from multiprocessing import popen_forkserver, spawn
 from typing import TYPE_CHECKING, Any
 
+from indexer.ingestion.build_processes import child_context, exit_with_build, start_child_server
+from indexer.ingestion.encoders import make_encoder
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
 
 if TYPE_CHECKING:
     from indexer.components import Components
+
+log = logging.getLogger(__name__)
 
 _ENCODE_BATCHES = 8
 
@@ -53,51 +56,74 @@ class LocalEngine:
         # An embedded index keeps a keyword index (index/keyword.py): its terms are made here.
         self.keyword_terms = components.config.vector_store.persist_dir is not None
         self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
+        self.encoder = make_encoder(components)
 
     def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]:
-        from indexer.components.embedding import encode_passages
-
+        encoder = self.encoder
+        if self._uses_workers(items):
+            start_child_server()
+        facts = encoder.facts()
+        _warn_if_truncating(self.components.config.chunking.chunk_size, facts.max_tokens)
         buffer = _ChunkBuffer(limit=2 * self.flush_chunks)
         feeder = threading.Thread(
-            target=self._feed, args=(items, buffer), name="indexer-chunker", daemon=True
+            target=self._feed,
+            args=(items, buffer, facts.tokenizer_json),
+            name="indexer-chunker",
+            daemon=True,
         )
         feeder.start()
+        submitted: deque[list[Prepared]] = deque()
+        done = False
         try:
-            while True:
-                # Wait for one embedder batch, then take what else is chunked already: waiting
-                # for a full call would leave the model idle while the first files are chunked.
-                batch, size, done = [], 0, False
-                while size < self.encode_chunks and (size < self.batch_size or buffer.ready()):
-                    item = buffer.get()
-                    if item is None:
-                        done = True
-                        break
-                    batch.append(item)
-                    size += len(item.chunks)
-                texts = [c.text for p in batch for c in p.chunks]
-                if texts:
-                    started = time.perf_counter()
-                    vectors = encode_passages(self.components.embed_model, texts)
-                    self.seconds["encode"] += time.perf_counter() - started
+            while not done or submitted:
+                if not done:
+                    batch, done = self._next_call(buffer)
+                    texts = [c.text for p in batch for c in p.chunks]
+                    if texts:
+                        encoder.submit(texts)
+                        submitted.append(batch)
+                    else:
+                        yield from batch  # unreadable files only: nothing to embed
+                # The oldest call's result, once the encoder has its next call to work on (or
+                # nothing more is coming), so an encoder of its own never waits for this process.
+                while submitted and (len(submitted) > encoder.ahead or done):
+                    batch = submitted.popleft()
+                    vectors, seconds = encoder.result()
+                    self.seconds["encode"] += seconds
                     at = 0
                     for p in batch:
                         p.vectors = vectors[at : at + len(p.chunks)]
                         at += len(p.chunks)
-                yield from batch
-                if done:
-                    return
+                    yield from batch
         finally:
             buffer.close()
             feeder.join()
 
+    def _next_call(self, buffer: _ChunkBuffer) -> tuple[list[Prepared], bool]:
+        """One encode call's files, and whether chunking has finished. Waits for one embedder
+        batch, then takes what else is chunked already: waiting for a full call would leave the
+        model idle while the first files are chunked."""
+        batch: list[Prepared] = []
+        size = 0
+        while size < self.encode_chunks and (size < self.batch_size or buffer.ready()):
+            item = buffer.get()
+            if item is None:
+                return batch, True
+            batch.append(item)
+            size += len(item.chunks)
+        return batch, False
+
     def close(self) -> None:
-        pass
+        self.encoder.close()
+
+    def _uses_workers(self, items: Sequence[WorkItem]) -> bool:
+        return len(items) > 1 and self.workers > 0
 
     # -- the chunking stage -----------------------------------------------------------------------
 
-    def _feed(self, items: Sequence[WorkItem], buffer: _ChunkBuffer) -> None:
+    def _feed(self, items: Sequence[WorkItem], buffer: _ChunkBuffer, tokenizer_json: str | None) -> None:
         try:
-            for prepared in self._chunked(items, buffer):
+            for prepared in self._chunked(items, buffer, tokenizer_json):
                 if not buffer.put(prepared):
                     return  # the consumer stopped
         except BaseException as exc:
@@ -105,12 +131,18 @@ class LocalEngine:
             return
         buffer.finish()
 
-    def _chunked(self, items: Sequence[WorkItem], buffer: _ChunkBuffer) -> Iterator[Prepared]:
-        tokenizer_json = self.components.tokenizer_json
-        if tokenizer_json is None or len(items) <= 1 or self.workers <= 0:
-            from indexer.ingestion.chunking import make_splitter
+    def _chunked(
+        self, items: Sequence[WorkItem], buffer: _ChunkBuffer, tokenizer_json: str | None
+    ) -> Iterator[Prepared]:
+        if tokenizer_json is None or not self._uses_workers(items):
+            from indexer.ingestion.chunking import make_splitter, splitter_from_json
 
-            splitter = make_splitter(self.components.config.chunking, self.components.token_spans)
+            config = self.components.config.chunking
+            splitter = (
+                splitter_from_json(config, tokenizer_json)
+                if tokenizer_json is not None
+                else make_splitter(config, self.components.token_spans)
+            )
             for item in items:
                 started = time.perf_counter()
                 prepared = read_and_chunk(item, splitter, keyword_terms=self.keyword_terms)
@@ -120,7 +152,7 @@ class LocalEngine:
         chunking = self.components.config.chunking.model_dump()
         with ProcessPoolExecutor(
             self.workers,
-            mp_context=_worker_context(),
+            mp_context=child_context(),
             initializer=_init_worker,
             initargs=(chunking, tokenizer_json, self.keyword_terms, os.getpid()),
         ) as pool:
@@ -205,91 +237,30 @@ _splitter: Any = None
 _keyword_terms = False
 
 
-class _WorkerPopen(popen_forkserver.Popen):
-    """Starts a worker without the parent's ``__main__``. Multiprocessing has each new process
-    run the parent's script again (as ``__mp_main__``), so a script without an ``if __name__ ==
-    "__main__":`` guard, such as the README's Python API example saved as a file, would start a
-    build again in every worker, which fails there. The workers need only indexer's modules."""
-
-    _launching = threading.Lock()
-
-    def _launch(self, process_obj: Any) -> None:
-        prepare = spawn.get_preparation_data
-
-        def without_main(name: str) -> dict[str, Any]:
-            data = prepare(name)
-            data.pop("init_main_from_path", None)
-            data.pop("init_main_from_name", None)
-            return data
-
-        # multiprocessing offers no option for this; its preparation data is made by this one
-        # function, replaced only while this process is launched.
-        with self._launching:
-            spawn.get_preparation_data = without_main
-            try:
-                super()._launch(process_obj)  # type: ignore[misc]  # typeshed omits Popen._launch
-            finally:
-                spawn.get_preparation_data = prepare
-
-
-class _WorkerProcess(multiprocessing.context.ForkServerProcess):
-    @staticmethod
-    def _Popen(process_obj: Any) -> Any:
-        return _WorkerPopen(process_obj)
-
-
-class _WorkerContext(multiprocessing.context.ForkServerContext):
-    Process = _WorkerProcess
-
-
-@lru_cache(maxsize=1)
-def _worker_context() -> Any:
-    """Workers forked from a fork server that imported the chunking code once, so each starts in
-    milliseconds: spawned ones spent seconds importing LlamaIndex each, and forking this process
-    itself (torch's, Chroma's and the writer's threads running) deadlocked a worker on a lock
-    another thread held at the fork. The server lives as long as this process, and the workers
-    watch the build (``_exit_with``), so neither outlives a killed build."""
-    context = _WorkerContext()
-    context.set_forkserver_preload(["indexer.ingestion.local_engine", "indexer.ingestion.worker_preload"])
-    return context
-
-
 def _init_worker(chunking: dict[str, Any], tokenizer_json: str, keyword_terms: bool, build_pid: int) -> None:
     """Build the splitter once per worker, counting tokens with the embedding model's own
     tokenizer (its Rust half, without torch or the model's weights). NLTK's sentence splitter
     came loaded from the fork server (``worker_preload``)."""
     global _splitter, _keyword_terms
     _keyword_terms = keyword_terms
-    threading.Thread(target=_exit_with, args=(build_pid,), name="indexer-orphan-check", daemon=True).start()
-    from tokenizers import Tokenizer
-
+    exit_with_build(build_pid)
     from indexer.config.models import ChunkingConfig
-    from indexer.ingestion.chunking import make_splitter
+    from indexer.ingestion.chunking import splitter_from_json
 
-    counter = Tokenizer.from_str(tokenizer_json)
-    counter.no_truncation()
-    counter.no_padding()
-    _splitter = make_splitter(
-        ChunkingConfig(**chunking), lambda text: counter.encode(text, add_special_tokens=False).offsets
-    )
-
-
-def _exit_with(build_pid: int) -> None:
-    """End this worker once the build that started it is gone (SIGKILL included). A pool worker
-    waits on a queue whose writing end it holds itself, and every fork-server child holds the
-    server's lifeline, so without this a killed build would leave its workers and the fork server
-    running for good."""
-    while True:
-        time.sleep(0.5)
-        try:
-            os.kill(build_pid, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:  # the pid now belongs to another user's process: ours is gone
-            os._exit(0)
+    _splitter = splitter_from_json(ChunkingConfig(**chunking), tokenizer_json)
 
 
 def _chunk_in_worker(item: WorkItem) -> tuple[Prepared, float]:
     started = time.perf_counter()
     prepared = read_and_chunk(item, _splitter, keyword_terms=_keyword_terms)
     return prepared, time.perf_counter() - started
+
+
+def _warn_if_truncating(chunk_size: int, max_tokens: int) -> None:
+    if max_tokens and chunk_size > max_tokens:
+        log.warning(
+            "chunking.chunk_size %d exceeds the embedding model's input of %d tokens: the end of "
+            "each chunk will not be embedded",
+            chunk_size,
+            max_tokens,
+        )

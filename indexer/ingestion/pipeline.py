@@ -296,8 +296,6 @@ class _Build:
         config = self.config
         assert self.writer.manifest is not None
         self.previously_indexed = set(self.writer.manifest.files)
-        if config.build.engine == "local":
-            _warn_if_truncating(config, self.components)
         items = []
         for doc_id in plan.todo:
             source, digest = plan.current[doc_id]
@@ -468,14 +466,3 @@ def _versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def _warn_if_truncating(config: Config, components: Components) -> None:
-    limit = components.embedding_max_tokens
-    if limit and config.chunking.chunk_size > limit:
-        log.warning(
-            "chunking.chunk_size %d exceeds the embedding model's input of %d tokens: the end of "
-            "each chunk will not be embedded",
-            config.chunking.chunk_size,
-            limit,
-        )

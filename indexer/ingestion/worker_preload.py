@@ -1,4 +1,4 @@
-"""Imported once by the chunking workers' fork server (``local_engine._worker_context``), never by
+"""Imported once by the chunking workers' fork server (``build_processes.child_context``), never by
 a build itself: everything a worker needs before its first file is loaded here, so each forked
 worker starts with it instead of loading it again.
 

@@ -1,0 +1,187 @@
+"""Where a local build embeds its chunks: in the build's own process, or in a process of its own.
+
+In the build's process the encoder shares Python's GIL with everything else the build does: the
+chunks arriving from the workers, the keyword index, the manifest, and above all Chroma's writes,
+which hold the GIL for the whole upsert (about 0.45 ms a chunk on the development CPU;
+``benchmarks/build.py`` measures it). Torch's CPU kernels run without the GIL, so on a CPU that
+costs a few percent, and a second process would load the model a second time for nothing. A GPU
+embeds faster than the one Python thread that feeds it, so there every millisecond of the build's
+own Python comes out of the encoder (an H100 build kept 0.25 of its bare encode, README): with
+``build.encoder_process`` (``auto``: on CUDA) the model lives in a child process that only embeds,
+one request queued behind the one it computes, so it never waits for the build.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from indexer.errors import ModelError
+
+if TYPE_CHECKING:
+    from indexer.components import Components
+    from indexer.config.models import EmbeddingConfig
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the build needs to know of the model besides its vectors."""
+
+    tokenizer_json: str | None  # the fast tokenizer, for the chunking workers (None: a slow one)
+    max_tokens: int
+
+
+class Encoder:
+    """Texts in, vectors out, in order. ``submit`` hands over one call's texts; ``result`` returns
+    the oldest call's vectors and the seconds the model spent on them. ``ahead`` calls may wait
+    behind the one computing before the build must take a result."""
+
+    ahead = 0
+
+    def facts(self) -> ModelFacts:
+        raise NotImplementedError
+
+    def submit(self, texts: list[str]) -> None:
+        raise NotImplementedError
+
+    def result(self) -> tuple[Any, float]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessEncoder(Encoder):
+    """The build's own process embeds: ``submit`` computes at once."""
+
+    def __init__(self, components: Components) -> None:
+        self.components = components
+        self._done: list[tuple[Any, float]] = []
+
+    def facts(self) -> ModelFacts:
+        return ModelFacts(self.components.tokenizer_json, self.components.embedding_max_tokens)
+
+    def submit(self, texts: list[str]) -> None:
+        from indexer.components.embedding import encode_passages
+
+        started = time.perf_counter()
+        vectors = encode_passages(self.components.embed_model, texts)
+        self._done.append((vectors, time.perf_counter() - started))
+
+    def result(self) -> tuple[Any, float]:
+        return self._done.pop(0)
+
+
+class EncoderProcess(Encoder):
+    """A child process that loads the model and embeds, and nothing else."""
+
+    ahead = 1
+
+    def __init__(self, config: EmbeddingConfig) -> None:
+        from indexer.ingestion.build_processes import child_context
+
+        context = child_context()
+        self._requests = context.Queue()
+        self._results = context.Queue()  # queues, not a pipe: both sides may send at once
+        self._process = context.Process(
+            target=_serve,
+            args=(self._requests, self._results, config.model_dump_json(), os.getpid()),
+            name="indexer-encoder",
+            daemon=True,
+        )
+        self._process.start()
+        self._facts: ModelFacts | None = None
+        self._waiting = 0  # calls submitted whose result was not taken
+
+    def facts(self) -> ModelFacts:
+        """Waits for the model to load; its failure (no such model, no CUDA) is raised here."""
+        if self._facts is None:
+            self._facts = self._receive()
+        return self._facts
+
+    def submit(self, texts: list[str]) -> None:
+        self.facts()
+        self._requests.put(texts)
+        self._waiting += 1
+
+    def result(self) -> tuple[Any, float]:
+        vectors, seconds = self._receive()
+        self._waiting -= 1
+        return vectors, seconds
+
+    def _receive(self) -> Any:
+        while True:
+            try:
+                kind, value = self._results.get(timeout=0.5)
+            except queue.Empty:
+                if self._process.is_alive():
+                    continue
+                try:  # what it sent just before it ended
+                    kind, value = self._results.get(timeout=1.0)
+                except queue.Empty:
+                    raise ModelError(
+                        f"the embedding process ended unexpectedly (exit code {self._process.exitcode}); "
+                        "if the machine ran out of memory, lower embedding.batch_size"
+                    ) from None
+            if kind == "error":
+                raise value
+            return value
+
+    def close(self) -> None:
+        """Ends the process: at once when calls are left unanswered (the build failed)."""
+        if self._process.is_alive() and not self._waiting:
+            self._requests.put(None)
+            self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._requests.close()
+        self._results.close()
+
+
+def make_encoder(components: Components) -> Encoder:
+    """``build.encoder_process``: ``auto`` embeds in a process of its own on CUDA only."""
+    wanted = components.config.build.encoder_process
+    config = components.config.embedding
+    if wanted == "auto":
+        wanted = config.device.startswith("cuda")
+    return EncoderProcess(config) if wanted else InProcessEncoder(components)
+
+
+# -- in the encoder process -------------------------------------------------------------------------
+
+
+def _serve(requests: Any, results: Any, config_json: str, build_pid: int) -> None:
+    from indexer.ingestion.build_processes import exit_with_build
+
+    exit_with_build(build_pid)
+    from indexer.components import embedding
+    from indexer.config.models import EmbeddingConfig
+
+    try:
+        model = embedding.load_embedding(EmbeddingConfig.model_validate_json(config_json))
+        results.put(("facts", ModelFacts(embedding.fast_tokenizer_json(model), embedding.max_tokens(model))))
+    except BaseException as exc:
+        results.put(("error", _portable(exc)))
+        return
+    while (texts := requests.get()) is not None:
+        try:
+            started = time.perf_counter()
+            vectors = embedding.encode_passages(model, texts)
+            results.put(("vectors", (vectors, time.perf_counter() - started)))
+        except BaseException as exc:
+            results.put(("error", _portable(exc)))
+            return
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The error as the build's process can receive it: itself when it pickles, else its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")

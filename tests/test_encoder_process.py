@@ -1,0 +1,52 @@
+"""A build that embeds in a process of its own (``build.encoder_process``, on CUDA by default): the
+same index as one that embeds in the build's process, with the model loaded only there, and a
+model that will not load fails the build as clearly as it does in-process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer import Indexer
+from indexer.errors import ModelError
+from tests.conftest import SAMPLE_DIR, run_cli, write_config
+
+QUESTIONS = ["How often is the desiccant replaced?", "What does error E-214 mean?", "battery voltage"]
+
+
+def _index(folder, encoder_process: bool):
+    folder.mkdir()
+    config = write_config(folder, SAMPLE_DIR, llm={"provider": "none"}, build={"encoder_process": encoder_process})
+    ix = Indexer.from_config(config)
+    summary = ix.build()
+    return config, ix, summary
+
+
+def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_the_build(tmp_path) -> None:
+    _, here, here_summary = _index(tmp_path / "here", False)
+    _, apart, apart_summary = _index(tmp_path / "apart", True)
+    assert "embed_model" not in apart.components.__dict__  # the build process never loaded it
+    assert apart_summary.chunks == here_summary.chunks and apart_summary.stages["encode"] > 0
+    here_store, apart_store = here.index.chunk_store(create=False), apart.index.chunk_store(create=False)
+    assert {h.id: h.text for h in apart_store.iter_chunks()} == {h.id: h.text for h in here_store.iter_chunks()}
+    vector = {"retrieval.mode": "vector"}
+    for question in QUESTIONS:
+        want = Indexer.from_config(tmp_path / "here/config.yaml", vector).retrieve(question, top_k=5)
+        got = Indexer.from_config(tmp_path / "apart/config.yaml", vector).retrieve(question, top_k=5)
+        assert [s.chunk_id for s in got] == [s.chunk_id for s in want]
+        np.testing.assert_allclose([s.score for s in got], [s.score for s in want], atol=1e-4)
+
+
+def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clearly(tmp_path) -> None:
+    config = write_config(
+        tmp_path,
+        SAMPLE_DIR,
+        llm={"provider": "none"},
+        build={"encoder_process": True},
+        embedding={"model": str(tmp_path / "no-such-model")},
+    )
+    with pytest.raises(ModelError, match="embedding.model"):
+        Indexer.from_config(config).build()
+    result = run_cli("build", str(config))
+    assert result.returncode != 0 and "embedding.model" in result.stderr
+    assert "Traceback" not in result.stderr
