@@ -16,7 +16,15 @@ QUESTIONS = ["How often is the desiccant replaced?", "What does error E-214 mean
 
 def _index(folder, encoder_process: bool):
     folder.mkdir()
-    config = write_config(folder, SAMPLE_DIR, llm={"provider": "none"}, build={"encoder_process": encoder_process})
+    config = write_config(
+        folder,
+        SAMPLE_DIR,
+        llm={"provider": "none"},
+        build={"encoder_process": encoder_process},
+        # Calls of 16 chunks: several wait queued in the encoder process. float32: the two builds
+        # group chunks into calls as they come, and bfloat16 vectors differ with the padding.
+        embedding={"batch_size": 2, "dtype": "float32"},
+    )
     ix = Indexer.from_config(config)
     summary = ix.build()
     return config, ix, summary
@@ -28,13 +36,14 @@ def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_t
     assert "embed_model" not in apart.components.__dict__  # the build process never loaded it
     assert apart_summary.chunks == here_summary.chunks and apart_summary.stages["encode"] > 0
     here_store, apart_store = here.index.chunk_store(create=False), apart.index.chunk_store(create=False)
-    assert {h.id: h.text for h in apart_store.iter_chunks()} == {h.id: h.text for h in here_store.iter_chunks()}
+    texts = {h.id: h.text for h in here_store.iter_chunks()}
+    assert {h.id: h.text for h in apart_store.iter_chunks()} == texts
     vector = {"retrieval.mode": "vector"}
     for question in QUESTIONS:
         want = Indexer.from_config(tmp_path / "here/config.yaml", vector).retrieve(question, top_k=5)
         got = Indexer.from_config(tmp_path / "apart/config.yaml", vector).retrieve(question, top_k=5)
         assert [s.chunk_id for s in got] == [s.chunk_id for s in want]
-        np.testing.assert_allclose([s.score for s in got], [s.score for s in want], atol=1e-4)
+        np.testing.assert_allclose([s.score for s in got], [s.score for s in want], atol=1e-5)
 
 
 def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clearly(tmp_path) -> None:
@@ -45,7 +54,7 @@ def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clear
         build={"encoder_process": True},
         embedding={"model": str(tmp_path / "no-such-model")},
     )
-    with pytest.raises(ModelError, match="embedding.model"):
+    with pytest.raises(ModelError, match=r"embedding\.model"):
         Indexer.from_config(config).build()
     result = run_cli("build", str(config))
     assert result.returncode != 0 and "embedding.model" in result.stderr

@@ -11,10 +11,10 @@ the cosine similarity users expect to read or to cut off at.
 
 A chunk's text is stored in its metadata (``TEXT``), not as Chroma's document: Chroma indexes every
 document in an SQLite FTS5 trigram table, which we never query (keyword search has its own index,
-``index/keyword.py``) and which was two thirds of a write (1.19 against 0.45 ms a chunk, Chroma
-1.5.9 embedded). A write holds the GIL throughout, so that time also stalled the build's encoder.
-Chroma 1.5.9 ignores a schema that turns the index off on a local database. Indexes written before
-keep their text as documents, which reads still take.
+``index/keyword.py``) and which was 40 to 60% of a write (``benchmarks/build.py`` times both: 1.43
+against 0.82 s for 2,048 chunks, Chroma 1.5.9 embedded). A write holds the GIL throughout, so
+that time also stalled the build's encoder. Chroma 1.5.9 ignores a schema that turns the index off
+on a local database. Indexes written before keep their text as documents, which reads still take.
 """
 
 from __future__ import annotations

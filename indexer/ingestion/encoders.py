@@ -2,13 +2,13 @@
 
 In the build's process the encoder shares Python's GIL with everything else the build does: the
 chunks arriving from the workers, the keyword index, the manifest, and above all Chroma's writes,
-which hold the GIL for the whole upsert (about 0.45 ms a chunk on the development CPU;
+which hold the GIL for the whole upsert (about 0.4 ms a chunk on the development CPU;
 ``benchmarks/build.py`` measures it). Torch's CPU kernels run without the GIL, so on a CPU that
 costs a few percent, and a second process would load the model a second time for nothing. A GPU
 embeds faster than the one Python thread that feeds it, so there every millisecond of the build's
 own Python comes out of the encoder (an H100 build kept 0.25 of its bare encode, README): with
 ``build.encoder_process`` (``auto``: on CUDA) the model lives in a child process that only embeds,
-one request queued behind the one it computes, so it never waits for the build.
+with calls queued behind the one it computes, so it does not wait for the build.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -79,7 +80,9 @@ class InProcessEncoder(Encoder):
 class EncoderProcess(Encoder):
     """A child process that loads the model and embeds, and nothing else."""
 
-    ahead = 1
+    # Calls queued behind the one computing: enough GPU work (three calls of eight batches) to
+    # outlast the longest time the build's process cannot send, a Chroma write holding the GIL.
+    ahead = 3
 
     def __init__(self, config: EmbeddingConfig) -> None:
         from indexer.ingestion.build_processes import child_context
@@ -159,6 +162,7 @@ def _serve(requests: Any, results: Any, config_json: str, build_pid: int) -> Non
     from indexer.ingestion.build_processes import exit_with_build
 
     exit_with_build(build_pid)
+    inbox = _drain(requests)
     from indexer.components import embedding
     from indexer.config.models import EmbeddingConfig
 
@@ -168,7 +172,7 @@ def _serve(requests: Any, results: Any, config_json: str, build_pid: int) -> Non
     except BaseException as exc:
         results.put(("error", _portable(exc)))
         return
-    while (texts := requests.get()) is not None:
+    while (texts := inbox.get()) is not None:
         try:
             started = time.perf_counter()
             vectors = embedding.encode_passages(model, texts)
@@ -176,6 +180,24 @@ def _serve(requests: Any, results: Any, config_json: str, build_pid: int) -> Non
         except BaseException as exc:
             results.put(("error", _portable(exc)))
             return
+
+
+def _drain(requests: Any) -> queue.Queue[list[str] | None]:
+    """Requests read as soon as they arrive, by a thread of their own: a request (hundreds of KB)
+    crosses a 64 KB pipe only while both ends work on it, and the build's end needs the GIL for
+    that, which a Chroma write holds for up to a second. Read eagerly, the calls queued ahead are
+    here before the current one ends."""
+    inbox: queue.Queue[list[str] | None] = queue.Queue()
+
+    def receive() -> None:
+        while True:
+            texts = requests.get()
+            inbox.put(texts)
+            if texts is None:
+                return
+
+    threading.Thread(target=receive, name="indexer-encoder-inbox", daemon=True).start()
+    return inbox
 
 
 def _portable(exc: BaseException) -> BaseException:
