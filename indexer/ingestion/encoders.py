@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from indexer.errors import ModelError
 
@@ -36,28 +36,26 @@ class ModelFacts:
     max_tokens: int
 
 
-class Encoder:
+class Encoder(Protocol):
     """Texts in, vectors out, in order. ``submit`` hands over one call's texts; ``result`` returns
     the oldest call's vectors and the seconds the model spent on them. ``ahead`` calls may wait
     behind the one computing before the build must take a result."""
 
-    ahead = 0
+    ahead: int
 
-    def facts(self) -> ModelFacts:
-        raise NotImplementedError
+    def facts(self) -> ModelFacts: ...
 
-    def submit(self, texts: list[str]) -> None:
-        raise NotImplementedError
+    def submit(self, texts: list[str]) -> None: ...
 
-    def result(self) -> tuple[Any, float]:
-        raise NotImplementedError
+    def result(self) -> tuple[Any, float]: ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None: ...
 
 
-class InProcessEncoder(Encoder):
+class InProcessEncoder:
     """The build's own process embeds: ``submit`` computes at once."""
+
+    ahead = 0
 
     def __init__(self, components: Components) -> None:
         self.components = components
@@ -76,8 +74,11 @@ class InProcessEncoder(Encoder):
     def result(self) -> tuple[Any, float]:
         return self._done.pop(0)
 
+    def close(self) -> None:
+        pass
 
-class EncoderProcess(Encoder):
+
+class EncoderProcess:
     """A child process that loads the model and embeds, and nothing else."""
 
     # Calls queued behind the one computing: enough GPU work (three calls of eight batches) to

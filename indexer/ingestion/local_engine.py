@@ -6,7 +6,7 @@ Three stages run at once, with bounded buffers between them, so the slowest sets
   serialise on the GIL, so it runs in worker processes (``build.workers``);
 - encoding: up to eight embedder batches per call (whatever is chunked once one batch is ready),
   so the model sorts them by length and keeps its batches full; in this process, or on CUDA in a
-  process of its own with the next call queued (``ingestion/encoders.py``);
+  process of its own with calls queued (``ingestion/encoders.py``);
 - writing: the pipeline's writer thread (``ingestion/pipeline.py``) stores the previous flush while
   the next one encodes.
 
