@@ -106,6 +106,7 @@ def _machine(report: DoctorReport, config: Config) -> None:
 def _embedding(report: DoctorReport, config: Config) -> None:
     from indexer.components.embedding import resolve_dtype
     from indexer.components.openmp_env import set_wait_policy_before_torch
+    from indexer.ingestion.encoders import resolve_encoder_process
 
     set_wait_policy_before_torch()
     import torch
@@ -117,16 +118,18 @@ def _embedding(report: DoctorReport, config: Config) -> None:
             f"embedding.device is {device!r} but CUDA is not available here: set embedding.device: cpu"
         )
     dtype, reason = resolve_dtype(embedding)
-    report.add(
-        "Embedding",
-        [
-            ("model", embedding.model),
-            ("backend", f"{embedding.backend} (questions: {embedding.query_backend})"),
-            ("torch", f"{torch.__version__}, device {device}"),
-            ("dtype", f"{dtype} (embedding.dtype {embedding.dtype}: {reason})"),
-            ("torch threads", str(torch.get_num_threads())),
-        ],
-    )
+    rows = [
+        ("model", embedding.model),
+        ("backend", f"{embedding.backend} (questions: {embedding.query_backend})"),
+        ("torch", f"{torch.__version__}, device {device}"),
+        ("dtype", f"{dtype} (embedding.dtype {embedding.dtype}: {reason})"),
+        ("torch threads", str(torch.get_num_threads())),
+    ]
+    if config.build.engine == "local":
+        apart, why = resolve_encoder_process(config)
+        where = "a process of its own" if apart else "the build process"
+        rows.append(("builds embed in", f"{where} ({why})"))
+    report.add("Embedding", rows)
     slow = _slow_dtype_on_cpu(dtype, device)
     if slow:
         report.warnings.append(slow)

@@ -59,3 +59,15 @@ def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clear
     result = run_cli("build", str(config))
     assert result.returncode != 0 and "embedding.model" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_doctor_says_where_builds_embed_and_why(make_config) -> None:
+    from indexer.config.loader import load_config
+    from indexer.doctor import diagnose
+
+    def where(**embedding: str) -> str:
+        config = load_config(make_config(llm={"provider": "none"}, embedding=embedding))
+        return dict(dict(diagnose(config).sections)["Embedding"])["builds embed in"]
+
+    assert where(device="cpu").startswith("the build process (build.encoder_process auto: on a CPU")
+    assert where(device="cuda").startswith("a process of its own (build.encoder_process auto: on CUDA")

@@ -25,7 +25,7 @@ from indexer.errors import ModelError
 
 if TYPE_CHECKING:
     from indexer.components import Components
-    from indexer.config.models import EmbeddingConfig
+    from indexer.config.models import Config, EmbeddingConfig
 
 
 @dataclass(frozen=True)
@@ -147,13 +147,19 @@ class EncoderProcess:
         self._results.close()
 
 
+def resolve_encoder_process(config: Config) -> tuple[bool, str]:
+    """Whether a local build embeds in a process of its own (``build.encoder_process``), and why."""
+    wanted = config.build.encoder_process
+    if wanted != "auto":
+        return wanted, f"build.encoder_process {str(wanted).lower()}"
+    if config.embedding.device.startswith("cuda"):
+        return True, "build.encoder_process auto: on CUDA the build's other Python work would slow the GPU"
+    return False, "build.encoder_process auto: on a CPU that work costs a few percent"
+
+
 def make_encoder(components: Components) -> Encoder:
-    """``build.encoder_process``: ``auto`` embeds in a process of its own on CUDA only."""
-    wanted = components.config.build.encoder_process
-    config = components.config.embedding
-    if wanted == "auto":
-        wanted = config.device.startswith("cuda")
-    return EncoderProcess(config) if wanted else InProcessEncoder(components)
+    apart, _ = resolve_encoder_process(components.config)
+    return EncoderProcess(components.config.embedding) if apart else InProcessEncoder(components)
 
 
 # -- in the encoder process -------------------------------------------------------------------------
