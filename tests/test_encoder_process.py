@@ -46,6 +46,19 @@ def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_t
         np.testing.assert_allclose([s.score for s in got], [s.score for s in want], atol=1e-5)
 
 
+def test_the_next_build_of_the_process_reuses_the_idle_encoder_process(tmp_path) -> None:
+    from indexer.ingestion import encoders
+
+    _, ix, _ = _index(tmp_path / "apart", True)
+    key = ix.components.config.embedding.model_dump_json()
+    first = encoders._IDLE[key]
+    assert first.usable()
+    summary = ix.build(rebuild=True)
+    assert summary.chunks_embedded == summary.chunks > 0
+    assert encoders._IDLE[key] is first and first.usable()  # no second model load
+    assert "embed_model" not in ix.components.__dict__
+
+
 def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clearly(tmp_path) -> None:
     config = write_config(
         tmp_path,
@@ -54,8 +67,12 @@ def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clear
         build={"encoder_process": True},
         embedding={"model": str(tmp_path / "no-such-model")},
     )
+    ix = Indexer.from_config(config)
     with pytest.raises(ModelError, match=r"embedding\.model"):
-        Indexer.from_config(config).build()
+        ix.build()
+    from indexer.ingestion.encoders import _IDLE
+
+    assert ix.components.config.embedding.model_dump_json() not in _IDLE  # not kept for the next build
     result = run_cli("build", str(config))
     assert result.returncode != 0 and "embedding.model" in result.stderr
     assert "Traceback" not in result.stderr

@@ -8,11 +8,11 @@ import os
 import threading
 import time
 from functools import lru_cache
-from multiprocessing import popen_forkserver, spawn
+from multiprocessing import popen_forkserver, popen_spawn_posix, spawn
 from typing import Any
 
 
-class _ChildPopen(popen_forkserver.Popen):
+class _WithoutMain:
     """Starts a child without the parent's ``__main__``. Multiprocessing has each new process
     run the parent's script again (as ``__mp_main__``), so a script without an ``if __name__ ==
     "__main__":`` guard, such as the README's Python API example saved as a file, would start a
@@ -39,14 +39,32 @@ class _ChildPopen(popen_forkserver.Popen):
                 spawn.get_preparation_data = prepare
 
 
-class _ChildProcess(multiprocessing.context.ForkServerProcess):
+class _ForkedPopen(_WithoutMain, popen_forkserver.Popen):
+    pass
+
+
+class _SpawnedPopen(_WithoutMain, popen_spawn_posix.Popen):
+    pass
+
+
+class _ForkedProcess(multiprocessing.context.ForkServerProcess):
     @staticmethod
     def _Popen(process_obj: Any) -> Any:
-        return _ChildPopen(process_obj)
+        return _ForkedPopen(process_obj)
+
+
+class _SpawnedProcess(multiprocessing.context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:
+        return _SpawnedPopen(process_obj)
 
 
 class _ChildContext(multiprocessing.context.ForkServerContext):
-    Process = _ChildProcess
+    Process = _ForkedProcess
+
+
+class _FreshChildContext(multiprocessing.context.SpawnContext):
+    Process = _SpawnedProcess
 
 
 @lru_cache(maxsize=1)
@@ -60,6 +78,15 @@ def child_context() -> Any:
     context = _ChildContext()
     context.set_forkserver_preload(["indexer.ingestion.local_engine", "indexer.ingestion.worker_preload"])
     return context
+
+
+@lru_cache(maxsize=1)
+def fresh_child_context() -> Any:
+    """Children started as new interpreters, for the encoder process: CUDA fails in a fork of a
+    process that initialised it ("CUDA error: initialization error", seen on an H200), and the
+    fork server may have, since any module that asks torch whether CUDA is available does. It
+    costs the encoder process its imports, once: it outlives its build (``encoders``)."""
+    return _FreshChildContext()
 
 
 def start_child_server() -> None:

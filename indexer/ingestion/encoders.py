@@ -8,7 +8,9 @@ costs a few percent, and a second process would load the model a second time for
 embeds faster than the one Python thread that feeds it, so there every millisecond of the build's
 own Python comes out of the encoder (an H100 build kept 0.25 of its bare encode, README): with
 ``build.encoder_process`` (``auto``: on CUDA) the model lives in a child process that only embeds,
-with calls queued behind the one it computes, so it does not wait for the build.
+with calls queued behind the one it computes, so it does not wait for the build. That process
+outlives its build, idle, for the next build of this process with the same model, as models loaded
+in-process are kept (``embedding.load_embedding``).
 """
 
 from __future__ import annotations
@@ -86,14 +88,15 @@ class EncoderProcess:
     ahead = 3
 
     def __init__(self, config: EmbeddingConfig) -> None:
-        from indexer.ingestion.build_processes import child_context
+        from indexer.ingestion.build_processes import fresh_child_context
 
-        context = child_context()
+        self.key = config.model_dump_json()
+        context = fresh_child_context()
         self._requests = context.Queue()
         self._results = context.Queue()  # queues, not a pipe: both sides may send at once
         self._process = context.Process(
             target=_serve,
-            args=(self._requests, self._results, config.model_dump_json(), os.getpid()),
+            args=(self._requests, self._results, self.key, os.getpid()),
             name="indexer-encoder",
             daemon=True,
         )
@@ -135,7 +138,20 @@ class EncoderProcess:
                 raise value
             return value
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
     def close(self) -> None:
+        """Ends the build's use of the process. One that loaded its model and answered every call is
+        kept for the next build (``_idle``): a new one would import torch and load the model again,
+        seconds that on a GPU exceed the encoding of thousands of chunks."""
+        if self._facts is not None and not self._waiting and self._process.is_alive():
+            _park(self)
+        else:
+            self.shutdown()
+
+    def shutdown(self) -> None:
         """Ends the process: at once when calls are left unanswered (the build failed)."""
         if self._process.is_alive() and not self._waiting:
             self._requests.put(None)
@@ -145,6 +161,38 @@ class EncoderProcess:
             self._process.join()
         self._requests.close()
         self._results.close()
+
+    def usable(self) -> bool:
+        return self._process.is_alive()
+
+
+# Idle encoder processes by model config, oldest first, for the next build of this process. Each
+# holds a model (on a GPU, a CUDA context too), so only a few are kept.
+_IDLE: dict[str, EncoderProcess] = {}
+_IDLE_LIMIT = 2
+_IDLE_LOCK = threading.Lock()
+
+
+def _park(process: EncoderProcess) -> None:
+    with _IDLE_LOCK:
+        ended = [p for p in [_IDLE.pop(process.key, None)] if p is not None]
+        _IDLE[process.key] = process
+        while len(_IDLE) > _IDLE_LIMIT:
+            ended.append(_IDLE.pop(next(iter(_IDLE))))
+    for p in ended:
+        p.shutdown()
+
+
+def _encoder_process(config: EmbeddingConfig) -> EncoderProcess:
+    """An idle process with this model, or a new one. A build takes it for itself: two builds at
+    once get two processes."""
+    with _IDLE_LOCK:
+        idle = _IDLE.pop(config.model_dump_json(), None)
+    if idle is not None and idle.usable():
+        return idle
+    if idle is not None:
+        idle.shutdown()
+    return EncoderProcess(config)
 
 
 def resolve_encoder_process(config: Config) -> tuple[bool, str]:
@@ -159,7 +207,7 @@ def resolve_encoder_process(config: Config) -> tuple[bool, str]:
 
 def make_encoder(components: Components) -> Encoder:
     apart, _ = resolve_encoder_process(components.config)
-    return EncoderProcess(components.config.embedding) if apart else InProcessEncoder(components)
+    return _encoder_process(components.config.embedding) if apart else InProcessEncoder(components)
 
 
 # -- in the encoder process -------------------------------------------------------------------------
