@@ -14,7 +14,7 @@ Reports, after the CPU model and flags (and the GPU's name with ``--device cuda`
   encode on a CPU (>= 0.8 on a GPU), and on a CPU with AMX the reduced-format build is >= 2x the
   float32 build;
 - each build stage's busy seconds and share of the build's wall time (``BuildSummary.stages``);
-- an unchanged re-run's time as a share of the full build (goal <= 2%);
+- an unchanged re-run's time (best of three) as a share of the full build (goal <= 2%);
 - how far a Chroma write lets the build's other Python threads run (the writer thread's limit);
 - peak RSS of ``indexer build`` subprocesses on two corpus sizes (memory must not grow with it);
 - with ``--backend``: each backend's build speed against the default's, query embedding latency,
@@ -123,10 +123,13 @@ def measure_speed(
             run["texts"] = len(texts[d])
             run["rounds"].append((build_s, (before + after) / 2))
 
-    started = time.perf_counter()
-    rerun = Indexer.from_config(configs[fast]).build()
-    rerun_s = time.perf_counter() - started
-    assert rerun.chunks_embedded == 0, "an unchanged re-run embedded something"
+    # The unchanged re-run, best of three: a fraction of a second, which one stray stall doubles.
+    rerun_s = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        rerun = Indexer.from_config(configs[fast]).build()
+        rerun_s = min(rerun_s, time.perf_counter() - started)
+        assert rerun.chunks_embedded == 0, "an unchanged re-run embedded something"
 
     per_dtype = {}
     for d, run in runs.items():

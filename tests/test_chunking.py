@@ -97,3 +97,24 @@ def test_chunking_workers_start_with_the_sentence_splitter_loaded() -> None:
         initargs=(ChunkingConfig().model_dump(), TOKENIZER_JSON.read_text(), False, os.getpid()),
     ) as pool:
         assert pool.submit(punkt_loaded).result(timeout=120)
+
+
+def test_the_chunking_workers_fork_server_loads_no_threaded_library() -> None:
+    """The fork server forks every worker, which is safe only while it runs one thread: torch
+    (threads once used) and the bm25s package (it imports and runs JAX where JAX is installed, and
+    JAX's GPU plugin initialised CUDA on a GPU machine) must stay out of it. Only bm25s's stop word
+    list is read there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, indexer.ingestion.local_engine, indexer.ingestion.worker_preload;"
+        "print(sorted(m for m in ('torch', 'bm25s', 'jax') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+    from bm25s.stopwords import STOPWORDS_EN
+
+    from indexer.index.keyword import _stopwords
+
+    assert _stopwords() == frozenset(STOPWORDS_EN)

@@ -59,6 +59,13 @@ def test_the_next_build_of_the_process_reuses_the_idle_encoder_process(tmp_path)
     assert "embed_model" not in ix.components.__dict__
 
 
+def test_a_cli_build_ends_its_idle_encoder_process_cleanly(tmp_path) -> None:
+    config = write_config(tmp_path, SAMPLE_DIR, llm={"provider": "none"}, build={"encoder_process": True})
+    result = run_cli("build", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "leaked" not in result.stderr and "Traceback" not in result.stderr
+
+
 def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clearly(tmp_path) -> None:
     config = write_config(
         tmp_path,

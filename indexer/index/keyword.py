@@ -85,11 +85,22 @@ def _bm25s() -> Any:
 
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
-    # bm25s's English list: the one our measured BM25 baselines were made with.
-    _bm25s()
-    from bm25s.stopwords import STOPWORDS_EN
+    """bm25s's English list: the one our measured BM25 baselines were made with. Read from its
+    module alone, since the chunking workers' fork server needs it: importing the bm25s package
+    imports and runs JAX where that is installed (``bm25s.selection``), whose threads make the
+    server unsafe to fork, and whose GPU plugin initialised CUDA on a GPU machine."""
+    import importlib.util
 
-    return frozenset(STOPWORDS_EN)
+    package = importlib.util.find_spec("bm25s")  # finds it without importing it
+    if package is None or not package.submodule_search_locations:
+        raise ModuleNotFoundError("bm25s is not installed: pip install bm25s", name="bm25s")
+    spec = importlib.util.spec_from_file_location(
+        "indexer_bm25s_stopwords", Path(package.submodule_search_locations[0]) / "stopwords.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return frozenset(module.STOPWORDS_EN)
 
 
 def tokenize(text: str) -> list[str]:

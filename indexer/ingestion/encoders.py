@@ -15,6 +15,7 @@ in-process are kept (``embedding.load_embedding``).
 
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import queue
@@ -175,12 +176,25 @@ _IDLE_LOCK = threading.Lock()
 
 def _park(process: EncoderProcess) -> None:
     with _IDLE_LOCK:
+        # Registered after multiprocessing's own exit handler, so it runs before it (last in, first out).
+        atexit.unregister(_end_idle)
+        atexit.register(_end_idle)
         ended = [p for p in [_IDLE.pop(process.key, None)] if p is not None]
         _IDLE[process.key] = process
         while len(_IDLE) > _IDLE_LIMIT:
             ended.append(_IDLE.pop(next(iter(_IDLE))))
     for p in ended:
         p.shutdown()
+
+
+def _end_idle() -> None:
+    """At exit, end the idle processes in order and let go of their queues: left to
+    multiprocessing, each is killed and its queues' semaphores reported as leaked."""
+    with _IDLE_LOCK:
+        ended = list(_IDLE.values())
+        _IDLE.clear()
+    for process in ended:
+        process.shutdown()
 
 
 def _encoder_process(config: EmbeddingConfig) -> EncoderProcess:

@@ -15,6 +15,7 @@ of text, keyword terms and vectors for MiniLM), plus one file's text per chunkin
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -459,6 +460,11 @@ class _WriterThread:
 
 
 def _versions() -> dict[str, str]:
+    return dict(_installed_versions())
+
+
+@functools.cache  # read from the installed packages' metadata (tens of ms), once per process
+def _installed_versions() -> dict[str, str]:
     versions = {}
     for name in _VERSIONED_PACKAGES:
         try:

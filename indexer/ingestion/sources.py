@@ -9,6 +9,9 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,28 +57,29 @@ def discover(config: DataConfig) -> Discovery:
         raise DataError(f"data.input_dir {root} does not exist")
     if not root.is_dir():
         raise DataError(f"data.input_dir {root} is not a folder")
-    pattern = "**/*" if config.recursive else "*"
     exts = set(config.required_exts) if config.required_exts is not None else None
-    # The folder's real location: every file must resolve inside it. (Path.glob does not descend
-    # into symlinked folders, but a symlinked *file* would otherwise be read wherever it points.)
+    # The folder's real location: every file must resolve inside it. (The walk does not descend
+    # into linked folders, but a linked *file* would otherwise be read wherever it points.)
     real_root = root.resolve()
     found: list[SourceFile] = []
     unsupported: list[SourceFile] = []
     refused: list[Refused] = []
-    for path in root.glob(pattern):
-        if path.is_dir() or (exts is not None and path.suffix.lower() not in exts):
+    for rel, entry in _walk(root, config.recursive):
+        path = root / rel
+        if exts is not None and path.suffix.lower() not in exts:
             continue
-        rel = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in Path(rel).parts):
-            continue  # hidden files and folders (.git, .DS_Store) are never documents
-        if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(path.name, pat) for pat in config.exclude):
+        if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(entry.name, pat) for pat in config.exclude):
             continue
-        problem = _refusal(path, real_root, config)
+        try:
+            info: os.stat_result | None = entry.stat(follow_symlinks=False)
+        except OSError:
+            info = None  # gone since the listing: refused below, with the reason
+        problem = _refusal(path, info, real_root, config)
         if problem is not None:
             refused.append(Refused(rel, problem))
             continue
         try:
-            size = path.stat().st_size
+            size = path.stat().st_size if info is None or stat.S_ISLNK(info.st_mode) else info.st_size
         except OSError as exc:
             refused.append(Refused(rel, f"cannot read ({exc.strerror or exc})"))
             continue
@@ -103,9 +107,37 @@ def discover(config: DataConfig) -> Discovery:
     )
 
 
-def _refusal(path: Path, real_root: Path, config: DataConfig) -> str | None:
+def _walk(root: Path, recursive: bool) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every entry of the folder that is not itself a folder, with its path relative to it, like
+    ``Path.glob("**/*")`` (no linked folder is entered) but from ``os.scandir``, which knows an
+    entry's type without a system call: an unchanged re-run lists thousands of files. Hidden files
+    and folders (.git, .DS_Store) are never documents."""
+    pending = [("", os.fspath(root))]
+    while pending:
+        prefix, folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except PermissionError:
+            if not prefix:
+                raise
+            continue  # an unreadable sub-folder is passed over, as Path.glob does
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():  # follows a link: a linked folder is neither a file nor entered
+                if recursive and not entry.is_symlink():
+                    pending.append((f"{prefix}{entry.name}/", entry.path))
+                continue
+            yield prefix + entry.name, entry
+
+
+def _refusal(path: Path, info: os.stat_result | None, real_root: Path, config: DataConfig) -> str | None:
     """Why ``path`` must not be read, or ``None``. A link is judged by where it finally leads."""
-    if path.is_symlink() and not config.follow_symlinks:
+    if info is not None and not stat.S_ISLNK(info.st_mode):
+        # Not a link, and Path.glob descends into no linked folder: the file lies inside the
+        # folder, with no need to resolve its path (a system call per part of it, per file).
+        return None if stat.S_ISREG(info.st_mode) else "not a regular file"
+    if info is not None and not config.follow_symlinks:
         return "symbolic link (not followed: data.follow_symlinks is off)"
     try:
         target = path.resolve(strict=True)
