@@ -139,10 +139,6 @@ class EncoderProcess:
                 raise value
             return value
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
     def close(self) -> None:
         """Ends the build's use of the process. One that loaded its model and answered every call is
         kept for the next build (``_idle``): a new one would import torch and load the model again,

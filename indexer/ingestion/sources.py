@@ -116,10 +116,11 @@ def _walk(root: Path, recursive: bool) -> Iterator[tuple[str, os.DirEntry[str]]]
     while pending:
         prefix, folder = pending.pop()
         try:
-            entries = list(os.scandir(folder))
-        except PermissionError:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except PermissionError as exc:
             if not prefix:
-                raise
+                raise DataError(f"cannot read data.input_dir {root}: {exc.strerror or exc}") from None
             continue  # an unreadable sub-folder is passed over, as Path.glob does
         for entry in entries:
             if entry.name.startswith("."):
@@ -134,7 +135,7 @@ def _walk(root: Path, recursive: bool) -> Iterator[tuple[str, os.DirEntry[str]]]
 def _refusal(path: Path, info: os.stat_result | None, real_root: Path, config: DataConfig) -> str | None:
     """Why ``path`` must not be read, or ``None``. A link is judged by where it finally leads."""
     if info is not None and not stat.S_ISLNK(info.st_mode):
-        # Not a link, and Path.glob descends into no linked folder: the file lies inside the
+        # Not a link, and the walk enters no linked folder: the file lies inside the
         # folder, with no need to resolve its path (a system call per part of it, per file).
         return None if stat.S_ISREG(info.st_mode) else "not a regular file"
     if info is not None and not config.follow_symlinks:
