@@ -49,16 +49,25 @@ def generate(folder: Path, files: int, paragraphs: int, seed: int = 1) -> Path:
     return folder
 
 
-def write_config(folder: Path, corpus: Path, batch_size: int, chunk_size: int, **embedding: Any) -> Path:
+def write_config(
+    folder: Path,
+    corpus: Path,
+    batch_size: int,
+    chunk_size: int,
+    build: dict[str, Any] | None = None,
+    **embedding: Any,
+) -> Path:
     """A config for ``corpus`` in ``folder``; ``embedding`` settings (device, dtype, backend) are
-    merged over the defaults."""
-    config = {
+    merged over the defaults, and ``build`` settings (encoder_process) given."""
+    config: dict[str, Any] = {
         "data": {"input_dir": str(corpus)},
         "chunking": {"chunk_size": chunk_size, "chunk_overlap": max(0, chunk_size // 8)},
         "embedding": {"batch_size": batch_size, **embedding},
         "vector_store": {"persist_dir": str(folder / "storage"), "collection": "bench"},
         "llm": {"provider": "none"},
     }
+    if build:
+        config["build"] = build
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -70,7 +79,13 @@ def chunk_texts(ix: Any) -> list[str]:
 
 
 def measure_speed(
-    work: Path, corpus: Path, batch_size: int, chunk_size: int, repeats: int, embedding: dict[str, Any]
+    work: Path,
+    corpus: Path,
+    batch_size: int,
+    chunk_size: int,
+    repeats: int,
+    embedding: dict[str, Any],
+    build: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build and bare encode in float32 and in the format auto picks, taking turns (the order
     reversed every other round) so a change in the machine's load reaches both alike, each build
@@ -86,7 +101,8 @@ def measure_speed(
     dtypes = ["float32"] if fast == "float32" else ["float32", fast]
     folders = {d: work / ("index" if d == fast else f"index-{d}") for d in dtypes}
     configs = {
-        d: write_config(folders[d], corpus, batch_size, chunk_size, **embedding, dtype=d) for d in dtypes
+        d: write_config(folders[d], corpus, batch_size, chunk_size, build, **embedding, dtype=d)
+        for d in dtypes
     }
     # Warm-up, untimed: each format's model, the tokenizer and NLTK's sentence splitter load, and a
     # first build gives the chunk texts the bare encodes take.
@@ -374,6 +390,12 @@ def main() -> None:
         default="default",
         help="embedding.model: a local folder, e.g. on a machine where the bundled package is missing",
     )
+    parser.add_argument(
+        "--encoder-process",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="build.encoder_process of the speed run's builds (auto: on CUDA only)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed comparison (RSS only)")
     args = parser.parse_args()
@@ -396,8 +418,15 @@ def main() -> None:
         work = Path(tmp)
         corpus = args.corpus or generate(work / "corpus", args.files, args.paragraphs)
         if not args.no_speed:
+            encoder_process = {"auto": "auto", "true": True, "false": False}[args.encoder_process]
             report["speed"] = measure_speed(
-                work, corpus, args.batch_size, args.chunk_size, args.repeats, embedding
+                work,
+                corpus,
+                args.batch_size,
+                args.chunk_size,
+                args.repeats,
+                embedding,
+                {"encoder_process": encoder_process},
             )
             report["write_gil"] = measure_write_gil(work)
         if args.rss_files:
