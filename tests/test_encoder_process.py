@@ -31,8 +31,8 @@ def _index(folder, encoder_process: bool):
 
 
 def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_the_build(tmp_path) -> None:
-    _, here, here_summary = _index(tmp_path / "here", False)
-    _, apart, apart_summary = _index(tmp_path / "apart", True)
+    here_config, here, here_summary = _index(tmp_path / "here", False)
+    apart_config, apart, apart_summary = _index(tmp_path / "apart", True)
     assert "embed_model" not in apart.components.__dict__  # the build process never loaded it
     assert apart_summary.chunks == here_summary.chunks and apart_summary.stages["encode"] > 0
     here_store, apart_store = here.index.chunk_store(create=False), apart.index.chunk_store(create=False)
@@ -40,8 +40,8 @@ def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_t
     assert {h.id: h.text for h in apart_store.iter_chunks()} == texts
     vector = {"retrieval.mode": "vector"}
     for question in QUESTIONS:
-        want = Indexer.from_config(tmp_path / "here/config.yaml", vector).retrieve(question, top_k=5)
-        got = Indexer.from_config(tmp_path / "apart/config.yaml", vector).retrieve(question, top_k=5)
+        want = Indexer.from_config(here_config, vector).retrieve(question, top_k=5)
+        got = Indexer.from_config(apart_config, vector).retrieve(question, top_k=5)
         assert [s.chunk_id for s in got] == [s.chunk_id for s in want]
         np.testing.assert_allclose([s.score for s in got], [s.score for s in want], atol=1e-5)
 

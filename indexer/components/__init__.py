@@ -112,7 +112,9 @@ class Components:
     def _token_spans(self) -> Any:
         counter = self._fast_tokenizer
         if counter is not None:
-            return lambda text: counter.encode(text, add_special_tokens=False).offsets
+            from indexer.ingestion.chunking import token_spans_by
+
+            return token_spans_by(counter)
         tokenizer = self.embed_model._model.tokenizer
 
         # A slow (Python) tokenizer has no offsets: spans of its tokens' lengths, laid end to end.

@@ -171,10 +171,14 @@ def token_counter(tokenizer_json: str) -> Any:
     return counter
 
 
+def token_spans_by(counter: Any) -> Callable[[str], list[tuple[int, int]]]:
+    """The character spans of a text's tokens, by a ``token_counter``."""
+    return lambda text: counter.encode(text, add_special_tokens=False).offsets
+
+
 def splitter_from_json(config: ChunkingConfig, tokenizer_json: str) -> SentenceSplitter:
     """``make_splitter`` counting with the tokenizer serialised as ``tokenizer_json``."""
-    counter = token_counter(tokenizer_json)
-    return make_splitter(config, lambda text: counter.encode(text, add_special_tokens=False).offsets)
+    return make_splitter(config, token_spans_by(token_counter(tokenizer_json)))
 
 
 def chunk_document(
