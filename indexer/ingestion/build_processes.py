@@ -1,5 +1,5 @@
-"""How a build starts its helper processes (the chunking workers, the encoder process): forked
-from a fork server, without the parent's ``__main__``, and ending with the build."""
+"""How a build starts its helper processes, without the parent's ``__main__`` and ending with the
+build: the chunking workers forked from a fork server, the encoder process as a new interpreter."""
 
 from __future__ import annotations
 

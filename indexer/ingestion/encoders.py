@@ -141,9 +141,9 @@ class EncoderProcess:
 
     def close(self) -> None:
         """Ends the build's use of the process. One that loaded its model and answered every call is
-        kept for the next build (``_idle``): a new one would import torch and load the model again,
+        kept for the next build (``_park``): a new one would import torch and load the model again,
         seconds that on a GPU exceed the encoding of thousands of chunks."""
-        if self._facts is not None and not self._waiting and self._process.is_alive():
+        if self._facts is not None and not self._waiting and self.usable():
             _park(self)
         else:
             self.shutdown()
