@@ -94,7 +94,7 @@ def test_chunking_workers_start_with_the_sentence_splitter_loaded() -> None:
         1,
         mp_context=child_context(),
         initializer=_init_worker,
-        initargs=(ChunkingConfig().model_dump(), TOKENIZER_JSON.read_text(), False, os.getpid()),
+        initargs=(ChunkingConfig().model_dump(), TOKENIZER_JSON.read_text(), False, None, os.getpid()),
     ) as pool:
         assert pool.submit(punkt_loaded).result(timeout=120)
 

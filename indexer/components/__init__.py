@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     from indexer.components.chat_model import ChatModel
-    from indexer.components.embedding import EmbeddingIdentity
+    from indexer.components.embedding import EmbeddingIdentity, PassageTokenizer
 
 
 class Components:
@@ -95,6 +95,13 @@ class Components:
         from indexer.components.embedding import fast_tokenizer_json
 
         return fast_tokenizer_json(self.embed_model)
+
+    @cached_property
+    def passage_tokenizer(self) -> PassageTokenizer | None:
+        """The model's passage tokenizing, for chunking workers (``embedding.passage_tokenizer``)."""
+        from indexer.components.embedding import passage_tokenizer
+
+        return passage_tokenizer(self.embed_model)
 
     @cached_property
     def _tokenize(self) -> Any:

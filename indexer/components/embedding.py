@@ -6,6 +6,7 @@ import functools
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,6 +215,141 @@ def encode_passages(model: HuggingFaceEmbedding, texts: list[str]) -> Any:
         convert_to_numpy=True,
         show_progress_bar=False,
     )
+
+
+# Texts a passage tokenizer is checked on against the model's own preprocessing: case, accents,
+# punctuation and digits, whitespace at either end and inside, emoji and CJK (with, when the check
+# runs, a text longer than the model's input, for its truncation).
+_TOKENIZER_PROBES = (
+    "A plain sentence.",
+    "  Spaces at both ends, and  double  ones inside.  ",
+    "MiXeD CaSe, punctuation!? (brackets) [1,234.5 units] e-mail: a@b.org #tag",
+    "Ünïcödé café naïve résumé – “quotes” 東京都 🙂 العربية",
+    "tabs\tand\nnew lines\n\n  indented",
+)
+
+
+@dataclass(frozen=True)
+class PassageTokenizer:
+    """The model's tokenizing of a passage by its Rust tokenizer alone, checked against the model's
+    own preprocessing: a chunking worker runs it, so the encoder is handed token ids and only runs
+    the model. (On a GPU tokenizing is a large part of encoding, and the encoder's one Python
+    thread would do it for every chunk; the workers are many.)"""
+
+    tokenizer_json: str  # truncates at the model's input, pads nothing
+    prompt: str  # prepended to every passage (``embedding.passage_prefix``)
+    pad_id: int
+    token_type_ids: bool  # whether the model takes them (all zeros: one text per passage)
+    # What else the model's preprocessing gives, the same for every batch: ("modality", "text"),
+    # ("prompt_length", N) with a prompt.
+    constants: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, texts: Sequence[str]) -> list[Any]:
+        """Each text's ids, special tokens included. One text at a time: a batch call would start
+        a thread per core in every chunking worker."""
+        import numpy as np
+
+        encode = self._tokenizer.encode
+        return [np.asarray(encode(self.prompt + text).ids, dtype=np.int32) for text in texts]
+
+    @functools.cached_property
+    def _tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_str(self.tokenizer_json)
+
+    def batch(self, ids: Sequence[Any]) -> dict[str, Any]:
+        """The model's input for a batch of passages' ids: padded on the right to the longest."""
+        import numpy as np
+        import torch
+
+        width = max(len(row) for row in ids)
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for at, row in enumerate(ids):
+            input_ids[at, : len(row)] = row
+            mask[at, : len(row)] = 1
+        features: dict[str, Any] = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask),
+        }
+        if self.token_type_ids:
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        features.update(self.constants)
+        return features
+
+
+def passage_tokenizer(model: HuggingFaceEmbedding) -> PassageTokenizer | None:
+    """The model's passage tokenizing for chunking workers, or ``None`` where its Rust tokenizer
+    does not give exactly the input the model's own preprocessing gives (a slow tokenizer, text
+    cleaned in Python, left padding, a prompt the pooling leaves out, inputs other than ids): then
+    the encoder is handed texts, as before. Checked on probe texts, tensor for tensor."""
+    import torch
+    from tokenizers import Tokenizer
+
+    st = model._model
+    base = fast_tokenizer_json(model)
+    tokenizer = getattr(st, "tokenizer", None)
+    if base is None or getattr(st, "truncate_dim", None) is not None or tokenizer is None:
+        return None
+    if getattr(tokenizer, "padding_side", "right") != "right":
+        return None
+    rust = Tokenizer.from_str(base)
+    limit = max_tokens(model)
+    if limit:
+        rust.enable_truncation(limit)
+    else:
+        rust.no_truncation()
+    rust.no_padding()
+    prompt = (st.prompts or {}).get("text") or ""
+    probes = [*_TOKENIZER_PROBES, " ".join(f"word{i} of a long passage," for i in range(limit or 512))]
+    try:
+        expected = st.preprocess(probes, prompt=prompt or None)
+    except Exception:  # a model whose preprocessing takes other arguments: texts it is
+        return None
+    candidate = PassageTokenizer(
+        tokenizer_json=rust.to_str(),
+        prompt=prompt,
+        pad_id=int(tokenizer.pad_token_id or 0),
+        token_type_ids="token_type_ids" in expected,
+        constants=tuple((k, v) for k, v in expected.items() if not isinstance(v, torch.Tensor)),
+    )
+    got = candidate.batch(candidate(probes))
+    if set(got) != set(expected):
+        return None
+    for key, value in expected.items():
+        if isinstance(value, torch.Tensor):
+            if not torch.equal(value.to(torch.int64), got[key]):
+                return None
+        elif value != got[key]:
+            return None
+    return candidate
+
+
+def encode_token_ids(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer, ids: Sequence[Any]) -> Any:
+    """Passage vectors from ``tokenizer``'s ids, as ``encode_passages`` computes them from the
+    texts: longest first in batches of ``embedding.batch_size``, through the model's own forward
+    (its dtype and backend included), pooling and normalising."""
+    import numpy as np
+    import torch
+
+    st = model._model
+    st.eval()
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    vectors: Any = None
+    with torch.inference_mode():
+        for start in range(0, len(order), model.embed_batch_size):
+            rows = order[start : start + model.embed_batch_size]
+            features = tokenizer.batch([ids[i] for i in rows])
+            features = {k: v.to(st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            out = st(features)["sentence_embedding"]
+            if model.normalize:
+                out = torch.nn.functional.normalize(out, p=2, dim=1)
+            out = out.float().cpu().numpy()
+            if vectors is None:
+                vectors = np.empty((len(ids), out.shape[1]), dtype=np.float32)
+            vectors[rows] = out
+    return vectors
 
 
 def fast_tokenizer_json(model: HuggingFaceEmbedding) -> str | None:

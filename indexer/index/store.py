@@ -45,6 +45,7 @@ class Chunk:
     metadata: dict[str, Any]
     embedding: list[float] | None = None
     terms: str | None = None  # its keyword-index terms, when the chunking stage made them
+    token_ids: Any = None  # the model's input ids, when the chunking stage made them (until encoded)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from indexer.errors import ModelError
 
 if TYPE_CHECKING:
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
     from indexer.components import Components
+    from indexer.components.embedding import PassageTokenizer
     from indexer.config.models import Config, EmbeddingConfig
+
+Passages = list[str] | list[Any]
+"""One encode call's chunks: their texts, or their token ids from ``ModelFacts.passage_tokenizer``."""
 
 
 @dataclass(frozen=True)
@@ -37,18 +43,19 @@ class ModelFacts:
 
     tokenizer_json: str | None  # the fast tokenizer, for the chunking workers (None: a slow one)
     max_tokens: int
+    passage_tokenizer: PassageTokenizer | None = None  # None: the encoder is handed texts
 
 
 class Encoder(Protocol):
-    """Texts in, vectors out, in order. ``submit`` hands over one call's texts; ``result`` returns
-    the oldest call's vectors and the seconds the model spent on them. ``ahead`` calls may wait
-    behind the one computing before the build must take a result."""
+    """Chunks in, vectors out, in order. ``submit`` hands over one call's chunks; ``result``
+    returns the oldest call's vectors and the seconds the model spent on them. ``ahead`` calls may
+    wait behind the one computing before the build must take a result."""
 
     ahead: int
 
     def facts(self) -> ModelFacts: ...
 
-    def submit(self, texts: list[str]) -> None: ...
+    def submit(self, passages: Passages) -> None: ...
 
     def result(self) -> tuple[Any, float]: ...
 
@@ -65,13 +72,14 @@ class InProcessEncoder:
         self._done: list[tuple[Any, float]] = []
 
     def facts(self) -> ModelFacts:
-        return ModelFacts(self.components.tokenizer_json, self.components.embedding_max_tokens)
+        components = self.components
+        return ModelFacts(
+            components.tokenizer_json, components.embedding_max_tokens, components.passage_tokenizer
+        )
 
-    def submit(self, texts: list[str]) -> None:
-        from indexer.components.embedding import encode_passages
-
+    def submit(self, passages: Passages) -> None:
         started = time.perf_counter()
-        vectors = encode_passages(self.components.embed_model, texts)
+        vectors = _encode(self.components.embed_model, self.components.passage_tokenizer, passages)
         self._done.append((vectors, time.perf_counter() - started))
 
     def result(self) -> tuple[Any, float]:
@@ -111,9 +119,9 @@ class EncoderProcess:
             self._facts = self._receive()
         return self._facts
 
-    def submit(self, texts: list[str]) -> None:
+    def submit(self, passages: Passages) -> None:
         self.facts()
-        self._requests.put(texts)
+        self._requests.put(passages)
         self._waiting += 1
 
     def result(self) -> tuple[Any, float]:
@@ -233,32 +241,43 @@ def _serve(requests: Any, results: Any, config_json: str, build_pid: int) -> Non
 
     try:
         model = embedding.load_embedding(EmbeddingConfig.model_validate_json(config_json))
-        results.put(("facts", ModelFacts(embedding.fast_tokenizer_json(model), embedding.max_tokens(model))))
+        tokenizer = embedding.passage_tokenizer(model)
+        facts = ModelFacts(embedding.fast_tokenizer_json(model), embedding.max_tokens(model), tokenizer)
+        results.put(("facts", facts))
     except BaseException as exc:
         results.put(("error", _portable(exc)))
         return
-    while (texts := inbox.get()) is not None:
+    while (passages := inbox.get()) is not None:
         try:
             started = time.perf_counter()
-            vectors = embedding.encode_passages(model, texts)
+            vectors = _encode(model, tokenizer, passages)
             results.put(("vectors", (vectors, time.perf_counter() - started)))
         except BaseException as exc:
             results.put(("error", _portable(exc)))
             return
 
 
-def _drain(requests: Any) -> queue.Queue[list[str] | None]:
+def _encode(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer | None, passages: Passages) -> Any:
+    from indexer.components.embedding import encode_passages, encode_token_ids
+
+    if passages and not isinstance(passages[0], str):
+        assert tokenizer is not None  # ids come only from the tokenizer this model's facts gave
+        return encode_token_ids(model, tokenizer, passages)
+    return encode_passages(model, passages)
+
+
+def _drain(requests: Any) -> queue.Queue[Passages | None]:
     """Requests read as soon as they arrive, by a thread of their own: a request (hundreds of KB)
     crosses a 64 KB pipe only while both ends work on it, and the build's end needs the GIL for
     that, which a Chroma write holds for up to a second. Read eagerly, the calls queued ahead are
     here before the current one ends."""
-    inbox: queue.Queue[list[str] | None] = queue.Queue()
+    inbox: queue.Queue[Passages | None] = queue.Queue()
 
     def receive() -> None:
         while True:
-            texts = requests.get()
-            inbox.put(texts)
-            if texts is None:
+            passages = requests.get()
+            inbox.put(passages)
+            if passages is None:
                 return
 
     threading.Thread(target=receive, name="indexer-encoder-inbox", daemon=True).start()

@@ -3,7 +3,9 @@
 Three stages run at once, with bounded buffers between them, so the slowest sets the pace:
 
 - reading and chunking: the tokenizer-driven splitter is CPU-bound Python, which threads would
-  serialise on the GIL, so it runs in worker processes (``build.workers``);
+  serialise on the GIL, so it runs in worker processes (``build.workers``), which also turn each
+  chunk into the model's token ids (``embedding.PassageTokenizer``) so the encoder only runs the
+  model;
 - encoding: up to eight embedder batches per call (whatever is chunked once one batch is ready),
   so the model sorts them by length and keeps its batches full; in this process, or on CUDA in a
   process of its own with calls queued (``ingestion/encoders.py``);
@@ -26,11 +28,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from indexer.ingestion.build_processes import child_context, exit_with_build, start_child_server
-from indexer.ingestion.encoders import make_encoder
+from indexer.ingestion.encoders import ModelFacts, Passages, make_encoder
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
 
 if TYPE_CHECKING:
     from indexer.components import Components
+    from indexer.components.embedding import PassageTokenizer
+    from indexer.index.store import Chunk
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class LocalEngine:
         buffer = _ChunkBuffer(limit=2 * self.flush_chunks)
         feeder = threading.Thread(
             target=self._feed,
-            args=(items, buffer, facts.tokenizer_json),
+            args=(items, buffer, facts),
             name="indexer-chunker",
             daemon=True,
         )
@@ -78,9 +82,9 @@ class LocalEngine:
             while not done or submitted:
                 if not done:
                     batch, done = self._next_call(buffer)
-                    texts = [c.text for p in batch for c in p.chunks]
-                    if texts:
-                        encoder.submit(texts)
+                    chunks = [c for p in batch for c in p.chunks]
+                    if chunks:
+                        encoder.submit(_passages(chunks))
                         submitted.append(batch)
                     else:
                         yield from batch  # unreadable files only: nothing to embed
@@ -121,9 +125,9 @@ class LocalEngine:
 
     # -- the chunking stage -----------------------------------------------------------------------
 
-    def _feed(self, items: Sequence[WorkItem], buffer: _ChunkBuffer, tokenizer_json: str | None) -> None:
+    def _feed(self, items: Sequence[WorkItem], buffer: _ChunkBuffer, facts: ModelFacts) -> None:
         try:
-            for prepared in self._chunked(items, buffer, tokenizer_json):
+            for prepared in self._chunked(items, buffer, facts):
                 if not buffer.put(prepared):
                     return  # the consumer stopped
         except BaseException as exc:
@@ -132,8 +136,9 @@ class LocalEngine:
         buffer.finish()
 
     def _chunked(
-        self, items: Sequence[WorkItem], buffer: _ChunkBuffer, tokenizer_json: str | None
+        self, items: Sequence[WorkItem], buffer: _ChunkBuffer, facts: ModelFacts
     ) -> Iterator[Prepared]:
+        tokenizer_json = facts.tokenizer_json
         if tokenizer_json is None or not self._uses_workers(items):
             from indexer.ingestion.chunking import make_splitter, splitter_from_json
 
@@ -154,7 +159,7 @@ class LocalEngine:
             self.workers,
             mp_context=child_context(),
             initializer=_init_worker,
-            initargs=(chunking, tokenizer_json, self.keyword_terms, os.getpid()),
+            initargs=(chunking, tokenizer_json, self.keyword_terms, facts.passage_tokenizer, os.getpid()),
         ) as pool:
             window: deque[Future[tuple[Prepared, float]]] = deque()
             pending = iter(items)
@@ -235,14 +240,22 @@ class _ChunkBuffer:
 
 _splitter: Any = None
 _keyword_terms = False
+_passage_tokenizer: PassageTokenizer | None = None
 
 
-def _init_worker(chunking: dict[str, Any], tokenizer_json: str, keyword_terms: bool, build_pid: int) -> None:
+def _init_worker(
+    chunking: dict[str, Any],
+    tokenizer_json: str,
+    keyword_terms: bool,
+    passage_tokenizer: PassageTokenizer | None,
+    build_pid: int,
+) -> None:
     """Build the splitter once per worker, counting tokens with the embedding model's own
     tokenizer (its Rust half, without torch or the model's weights). NLTK's sentence splitter
     came loaded from the fork server (``worker_preload``)."""
-    global _splitter, _keyword_terms
+    global _splitter, _keyword_terms, _passage_tokenizer
     _keyword_terms = keyword_terms
+    _passage_tokenizer = passage_tokenizer
     exit_with_build(build_pid)
     from indexer.config.models import ChunkingConfig
     from indexer.ingestion.chunking import splitter_from_json
@@ -252,8 +265,17 @@ def _init_worker(chunking: dict[str, Any], tokenizer_json: str, keyword_terms: b
 
 def _chunk_in_worker(item: WorkItem) -> tuple[Prepared, float]:
     started = time.perf_counter()
-    prepared = read_and_chunk(item, _splitter, keyword_terms=_keyword_terms)
+    prepared = read_and_chunk(item, _splitter, keyword_terms=_keyword_terms, tokenizer=_passage_tokenizer)
     return prepared, time.perf_counter() - started
+
+
+def _passages(chunks: list[Chunk]) -> Passages:
+    """What the encoder is handed for ``chunks``: their token ids where the chunking workers made
+    them all (dropped here: they are not needed again), else their texts."""
+    ids = [c.token_ids for c in chunks]
+    for chunk in chunks:
+        chunk.token_ids = None
+    return ids if all(i is not None for i in ids) else [c.text for c in chunks]
 
 
 def _warn_if_truncating(chunk_size: int, max_tokens: int) -> None:

@@ -18,6 +18,8 @@ from indexer.index.store import Chunk
 if TYPE_CHECKING:
     from llama_index.core.node_parser import SentenceSplitter
 
+    from indexer.components.embedding import PassageTokenizer
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -54,11 +56,17 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def read_and_chunk(item: WorkItem, splitter: SentenceSplitter, *, keyword_terms: bool = False) -> Prepared:
+def read_and_chunk(
+    item: WorkItem,
+    splitter: SentenceSplitter,
+    *,
+    keyword_terms: bool = False,
+    tokenizer: PassageTokenizer | None = None,
+) -> Prepared:
     """Read one file and cut it into chunks (no vectors yet); an unreadable file gives an error.
     With ``keyword_terms``, each chunk's keyword-index terms are made here too: in a chunking
     worker, that is work the build's writer thread, which shares the GIL with the encoder, does
-    not do."""
+    not do. With ``tokenizer``, each chunk's token ids are made here too, for the encoder."""
     from pathlib import Path
 
     from indexer.index.keyword import chunk_terms
@@ -72,6 +80,9 @@ def read_and_chunk(item: WorkItem, splitter: SentenceSplitter, *, keyword_terms:
         if keyword_terms:
             for chunk in prepared.chunks:
                 chunk.terms = chunk_terms(chunk.text)
+        if tokenizer is not None:
+            for chunk, ids in zip(prepared.chunks, tokenizer([c.text for c in prepared.chunks]), strict=True):
+                chunk.token_ids = ids
     except UnreadableFile as exc:
         prepared.error = str(exc)
     return prepared

@@ -1,0 +1,98 @@
+"""Token ids made by the chunking workers (``embedding.PassageTokenizer``): the model's own input,
+tensor for tensor, and the vectors it gives are the ones its texts give; a tokenizer that would
+differ from the model's preprocessing is not used, and the encoder is handed texts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from indexer import Indexer
+from indexer.components import embedding
+from indexer.config.models import EmbeddingConfig
+from tests.conftest import SAMPLE_DIR, SHARED_DATA, write_config
+
+MSMARCO = SHARED_DATA / "msmarco_subset" / "corpus.jsonl"
+
+
+def _texts() -> list[str]:
+    """Real passages (MS MARCO's, and the sample documents whole: longer than the model reads)."""
+    with MSMARCO.open(encoding="utf-8") as fh:
+        passages = [json.loads(line)["text"] for line in itertools.islice(fh, 150)]
+    return passages + [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_DIR.rglob("*.txt"))]
+
+
+def _model(**settings):
+    return embedding.load_embedding(EmbeddingConfig(dtype="float32", **settings))
+
+
+@pytest.mark.parametrize("prefix", ["", "passage: "])
+def test_the_passage_tokenizer_gives_the_models_own_input_and_its_vectors(prefix) -> None:
+    import torch
+
+    model = _model(passage_prefix=prefix, batch_size=32)
+    tokenizer = embedding.passage_tokenizer(model)
+    assert tokenizer is not None and tokenizer.prompt == prefix
+    texts = _texts()
+    ids = tokenizer(texts)
+    assert max(len(i) for i in ids) == embedding.max_tokens(model)  # the long ones are truncated
+    for start in range(0, len(texts), 32):
+        want = model._model.preprocess(texts[start : start + 32], prompt=prefix or None)
+        got = tokenizer.batch(ids[start : start + 32])
+        assert set(got) == set(want)
+        for key, value in want.items():
+            assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value
+    from_ids = embedding.encode_token_ids(model, tokenizer, ids)
+    from_texts = embedding.encode_passages(model, texts)
+    assert from_ids.dtype == np.float32 and from_ids.shape == from_texts.shape
+    np.testing.assert_allclose(from_ids, from_texts, atol=1e-5)
+
+
+def test_a_tokenizer_that_differs_from_the_models_preprocessing_is_not_used(monkeypatch) -> None:
+    model = _model()
+    st = model._model
+    real = st.preprocess
+
+    def preprocess_that_cleans_text_in_python(texts, **kwargs):  # the fault: what Rust would not do
+        return real([t.replace("!", ".") for t in texts], **kwargs)
+
+    monkeypatch.setattr(st, "preprocess", preprocess_that_cleans_text_in_python)
+    assert embedding.passage_tokenizer(model) is None
+    monkeypatch.setattr(st, "preprocess", real)
+    monkeypatch.setattr(st.tokenizer, "padding_side", "left")
+    assert embedding.passage_tokenizer(model) is None
+
+
+def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers(tmp_path, monkeypatch) -> None:
+    calls = {"ids": 0, "texts": 0}
+    by_ids, by_texts = embedding.encode_token_ids, embedding.encode_passages
+
+    def counted_by_ids(*args):
+        calls["ids"] += 1
+        return by_ids(*args)
+
+    def counted_by_texts(*args):
+        calls["texts"] += 1
+        return by_texts(*args)
+
+    monkeypatch.setattr(embedding, "encode_token_ids", counted_by_ids)
+    monkeypatch.setattr(embedding, "encode_passages", counted_by_texts)
+    config = write_config(
+        tmp_path,
+        SAMPLE_DIR,
+        llm={"provider": "none"},
+        build={"workers": 1, "encoder_process": False},
+        embedding={"dtype": "float32", "batch_size": 4},
+    )
+    ix = Indexer.from_config(config)
+    summary = ix.build()
+    assert summary.chunks > 8 and calls["ids"] > 1 and calls["texts"] == 0
+    store = ix.index.chunk_store(create=False)
+    hits = list(store.iter_chunks())
+    got = store._collection.get(include=["embeddings"])
+    stored = dict(zip(got["ids"], np.asarray(got["embeddings"]), strict=True))
+    want = by_texts(ix.components.embed_model, [h.text for h in hits])
+    np.testing.assert_allclose(np.stack([stored[h.id] for h in hits]), want, atol=1e-5)
