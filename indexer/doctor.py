@@ -106,7 +106,7 @@ def _machine(report: DoctorReport, config: Config) -> None:
 def _embedding(report: DoctorReport, config: Config) -> None:
     from indexer.components.embedding import resolve_dtype
     from indexer.components.openmp_env import set_wait_policy_before_torch
-    from indexer.ingestion.encoders import resolve_encoder_process
+    from indexer.ingestion.encoders import resolve_encoder_process, resolve_tokenize_in_workers
 
     set_wait_policy_before_torch()
     import torch
@@ -129,6 +129,10 @@ def _embedding(report: DoctorReport, config: Config) -> None:
         apart, why = resolve_encoder_process(config)
         where = "a process of its own" if apart else "the build process"
         rows.append(("builds embed in", f"{where} ({why})"))
+        tokenize, why = resolve_tokenize_in_workers(config)
+        rows.append(
+            ("chunks tokenized by", f"{'the chunking workers' if tokenize else 'the encoder'} ({why})")
+        )
     report.add("Embedding", rows)
     slow = _slow_dtype_on_cpu(dtype, device)
     if slow:

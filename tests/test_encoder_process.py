@@ -1,6 +1,7 @@
-"""A build that embeds in a process of its own (``build.encoder_process``, on CUDA by default): the
-same index as one that embeds in the build's process, with the model loaded only there, and a
-model that will not load fails the build as clearly as it does in-process."""
+"""A build that embeds in a process of its own (``build.encoder_process``, on CUDA by default, there
+handed token ids by the chunking workers): the same index as one that embeds texts in the build's
+process, with the model loaded only there, and a model that will not load fails the build as clearly
+as it does in-process."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def _index(folder, encoder_process: bool):
         folder,
         SAMPLE_DIR,
         llm={"provider": "none"},
-        build={"encoder_process": encoder_process},
+        # A process of its own is handed token ids, as on a GPU, where both are the default.
+        build={"encoder_process": encoder_process, "tokenize_in_workers": encoder_process},
         # Calls of 16 chunks: several wait queued in the encoder process. float32: the two builds
         # group chunks into calls as they come, and bfloat16 vectors differ with the padding.
         embedding={"batch_size": 2, "dtype": "float32"},
@@ -52,7 +54,7 @@ def test_the_next_build_of_the_process_reuses_the_idle_encoder_process(tmp_path)
     _, ix, _ = _index(tmp_path / "apart", True)
     key = ix.components.config.embedding.model_dump_json()
     first = encoders._IDLE[key]
-    assert first.usable()
+    assert first.usable() and first.facts().passage_tokenizer is not None  # the workers made token ids
     summary = ix.build(rebuild=True)
     assert summary.chunks_embedded == summary.chunks > 0
     assert encoders._IDLE[key] is first and first.usable()  # no second model load
@@ -85,13 +87,18 @@ def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clear
     assert "Traceback" not in result.stderr
 
 
-def test_doctor_says_where_builds_embed_and_why(make_config) -> None:
+def test_doctor_says_where_builds_embed_and_tokenize_and_why(make_config) -> None:
     from indexer.config.loader import load_config
     from indexer.doctor import diagnose
 
-    def where(**embedding: str) -> str:
+    def rows(**embedding: str) -> dict[str, str]:
         config = load_config(make_config(llm={"provider": "none"}, embedding=embedding))
-        return dict(dict(diagnose(config).sections)["Embedding"])["builds embed in"]
+        return dict(dict(diagnose(config).sections)["Embedding"])
 
-    assert where(device="cpu").startswith("the build process (build.encoder_process auto: on a CPU")
-    assert where(device="cuda").startswith("a process of its own (build.encoder_process auto: on CUDA")
+    cpu, cuda = rows(device="cpu"), rows(device="cuda")
+    assert cpu["builds embed in"].startswith("the build process (build.encoder_process auto: on a CPU")
+    assert cuda["builds embed in"].startswith("a process of its own (build.encoder_process auto: on CUDA")
+    assert cpu["chunks tokenized by"].startswith("the encoder (build.tokenize_in_workers auto: on a CPU")
+    assert cuda["chunks tokenized by"].startswith(
+        "the chunking workers (build.tokenize_in_workers auto: on a GPU"
+    )

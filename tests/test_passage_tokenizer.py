@@ -66,7 +66,12 @@ def test_a_tokenizer_that_differs_from_the_models_preprocessing_is_not_used(monk
     assert embedding.passage_tokenizer(model) is None
 
 
-def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("tokenize_in_workers", [True, "auto"])
+def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
+    tmp_path, monkeypatch, tokenize_in_workers
+) -> None:
+    """Forced here, and on a GPU by default; on a CPU (``auto`` here) the encoder tokenizes: the
+    workers share its cores, and tokenizing one text at a time there costs more than it saves."""
     calls = {"ids": 0, "texts": 0}
     by_ids, by_texts = embedding.encode_token_ids, embedding.encode_passages
 
@@ -84,12 +89,16 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers(tmp_path,
         tmp_path,
         SAMPLE_DIR,
         llm={"provider": "none"},
-        build={"workers": 1, "encoder_process": False},
+        build={"workers": 1, "encoder_process": False, "tokenize_in_workers": tokenize_in_workers},
         embedding={"dtype": "float32", "batch_size": 4},
     )
     ix = Indexer.from_config(config)
     summary = ix.build()
-    assert summary.chunks > 8 and calls["ids"] > 1 and calls["texts"] == 0
+    assert summary.chunks > 8
+    if tokenize_in_workers is True:
+        assert calls["ids"] > 1 and calls["texts"] == 0
+    else:
+        assert calls["ids"] == 0 and calls["texts"] > 1
     store = ix.index.chunk_store(create=False)
     hits = list(store.iter_chunks())
     got = store._collection.get(include=["embeddings"])

@@ -437,6 +437,13 @@ class BuildConfig(StrictModel):
         "down, and not on a CPU, where it costs a few percent and a second process would load the model "
         "again.",
     )
+    tokenize_in_workers: bool | Literal["auto"] = Field(
+        "auto",
+        description="local: the chunking workers make each chunk's token ids, checked to be the model's "
+        "own, so the encoder only runs the model; auto: on a GPU, where tokenizing is most of what the "
+        "encoder's one thread does, and not on a CPU, where the workers share the encoder's cores and "
+        "tokenizing there costs them more than it saves it.",
+    )
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("workers")

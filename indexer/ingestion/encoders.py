@@ -67,15 +67,15 @@ class InProcessEncoder:
 
     ahead = 0
 
-    def __init__(self, components: Components) -> None:
+    def __init__(self, components: Components, *, passage_tokenizer: bool) -> None:
         self.components = components
+        self.passage_tokenizer = passage_tokenizer  # whether facts() checks one (tens of ms)
         self._done: list[tuple[Any, float]] = []
 
     def facts(self) -> ModelFacts:
         components = self.components
-        return ModelFacts(
-            components.tokenizer_json, components.embedding_max_tokens, components.passage_tokenizer
-        )
+        tokenizer = components.passage_tokenizer if self.passage_tokenizer else None
+        return ModelFacts(components.tokenizer_json, components.embedding_max_tokens, tokenizer)
 
     def submit(self, passages: Passages) -> None:
         started = time.perf_counter()
@@ -223,9 +223,23 @@ def resolve_encoder_process(config: Config) -> tuple[bool, str]:
     return False, "build.encoder_process auto: on a CPU that work costs a few percent"
 
 
+def resolve_tokenize_in_workers(config: Config) -> tuple[bool, str]:
+    """Whether a local build's chunking workers make the chunks' token ids
+    (``build.tokenize_in_workers``), and why."""
+    wanted = config.build.tokenize_in_workers
+    if wanted != "auto":
+        return wanted, f"build.tokenize_in_workers {str(wanted).lower()}"
+    if config.embedding.device.split(":", 1)[0].strip().lower() != "cpu":
+        return True, "build.tokenize_in_workers auto: on a GPU tokenizing would be most of the encoder's work"
+    return False, "build.tokenize_in_workers auto: on a CPU the workers share the encoder's cores"
+
+
 def make_encoder(components: Components) -> Encoder:
     apart, _ = resolve_encoder_process(components.config)
-    return _encoder_process(components.config.embedding) if apart else InProcessEncoder(components)
+    if apart:
+        return _encoder_process(components.config.embedding)
+    tokenize, _ = resolve_tokenize_in_workers(components.config)
+    return InProcessEncoder(components, passage_tokenizer=tokenize)
 
 
 # -- in the encoder process -------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Three stages run at once, with bounded buffers between them, so the slowest sets the pace:
 
 - reading and chunking: the tokenizer-driven splitter is CPU-bound Python, which threads would
-  serialise on the GIL, so it runs in worker processes (``build.workers``), which also turn each
-  chunk into the model's token ids (``embedding.PassageTokenizer``) so the encoder only runs the
-  model;
+  serialise on the GIL, so it runs in worker processes (``build.workers``), which on a GPU also
+  turn each chunk into the model's token ids (``build.tokenize_in_workers``,
+  ``embedding.PassageTokenizer``) so the encoder only runs the model;
 - encoding: up to eight embedder batches per call (whatever is chunked once one batch is ready),
   so the model sorts them by length and keeps its batches full; in this process, or on CUDA in a
   process of its own with calls queued (``ingestion/encoders.py``);
@@ -28,7 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from indexer.ingestion.build_processes import child_context, exit_with_build, start_child_server
-from indexer.ingestion.encoders import ModelFacts, Passages, make_encoder
+from indexer.ingestion.encoders import ModelFacts, Passages, make_encoder, resolve_tokenize_in_workers
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ class LocalEngine:
         # An embedded index keeps a keyword index (index/keyword.py): its terms are made here.
         self.keyword_terms = components.config.vector_store.persist_dir is not None
         self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
+        self.tokenize_in_workers, _ = resolve_tokenize_in_workers(components.config)
         self.encoder = make_encoder(components)
 
     def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]:
@@ -155,11 +156,12 @@ class LocalEngine:
                 yield prepared
             return
         chunking = self.components.config.chunking.model_dump()
+        passage_tokenizer = facts.passage_tokenizer if self.tokenize_in_workers else None
         with ProcessPoolExecutor(
             self.workers,
             mp_context=child_context(),
             initializer=_init_worker,
-            initargs=(chunking, tokenizer_json, self.keyword_terms, facts.passage_tokenizer, os.getpid()),
+            initargs=(chunking, tokenizer_json, self.keyword_terms, passage_tokenizer, os.getpid()),
         ) as pool:
             window: deque[Future[tuple[Prepared, float]]] = deque()
             pending = iter(items)
