@@ -72,6 +72,7 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
 ) -> None:
     """Forced here, and on a GPU by default; on a CPU (``auto`` here) the encoder tokenizes: the
     workers share its cores, and tokenizing one text at a time there costs more than it saves."""
+    # Which way the model is called, counted: the real functions run, nothing is faked.
     calls = {"ids": 0, "texts": 0}
     by_ids, by_texts = embedding.encode_token_ids, embedding.encode_passages
 
