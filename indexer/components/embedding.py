@@ -282,8 +282,8 @@ class PassageTokenizer:
 def passage_tokenizer(model: HuggingFaceEmbedding) -> PassageTokenizer | None:
     """The model's passage tokenizing for chunking workers, or ``None`` where its Rust tokenizer
     does not give exactly the input the model's own preprocessing gives (a slow tokenizer, text
-    cleaned in Python, left padding, a prompt the pooling leaves out, inputs other than ids): then
-    the encoder is handed texts, as before. Checked on probe texts, tensor for tensor."""
+    cleaned in Python, left padding, inputs other than ids): then the encoder is handed texts, as
+    before. Checked on probe texts, tensor for tensor."""
     import torch
     from tokenizers import Tokenizer
 
