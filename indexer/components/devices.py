@@ -7,9 +7,14 @@ from __future__ import annotations
 from indexer.errors import ModelError
 
 
+def device_kind(device: str) -> str:
+    """The kind of a torch device as a config names it: ``cuda:1`` -> ``cuda``, ``CPU`` -> ``cpu``."""
+    return device.split(":", 1)[0].strip().lower()
+
+
 def check_device(device: str, setting: str) -> None:
     """Raise ``ModelError`` when ``device`` (e.g. ``cuda:0``, ``mps``) is not available here."""
-    kind = device.split(":", 1)[0].strip().lower()
+    kind = device_kind(device)
     if kind not in ("cuda", "mps"):
         return  # cpu, or a device torch itself will explain
     import torch

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from indexer.components.devices import check_device
+from indexer.components.devices import check_device, device_kind
 from indexer.components.openmp_env import set_wait_policy_before_torch
 from indexer.config.models import EmbeddingConfig
 from indexer.cpu import cpu_flags
@@ -58,7 +58,7 @@ def resolve_dtype(config: EmbeddingConfig) -> tuple[str, str]:
         return config.dtype, "set by embedding.dtype"
     if config.backend == "onnx":
         return "float32", "backend onnx runs the exported float32 model"
-    kind = config.device.split(":", 1)[0].strip().lower()
+    kind = device_kind(config.device)
     if kind == "cuda":
         return "float16", "CUDA GPU: float16 runs on its tensor cores"
     if kind != "cpu":

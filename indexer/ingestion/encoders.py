@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from indexer.components.devices import device_kind
 from indexer.errors import ModelError
 
 if TYPE_CHECKING:
@@ -79,7 +80,9 @@ class InProcessEncoder:
 
     def submit(self, passages: Passages) -> None:
         started = time.perf_counter()
-        vectors = _encode(self.components.embed_model, self.components.passage_tokenizer, passages)
+        # Ids come only from the tokenizer facts() gave, so it was checked by then.
+        tokenizer = self.components.passage_tokenizer if self.passage_tokenizer else None
+        vectors = _encode(self.components.embed_model, tokenizer, passages)
         self._done.append((vectors, time.perf_counter() - started))
 
     def result(self) -> tuple[Any, float]:
@@ -229,17 +232,18 @@ def resolve_tokenize_in_workers(config: Config) -> tuple[bool, str]:
     wanted = config.build.tokenize_in_workers
     if wanted != "auto":
         return wanted, f"build.tokenize_in_workers {str(wanted).lower()}"
-    if config.embedding.device.split(":", 1)[0].strip().lower() != "cpu":
+    if device_kind(config.embedding.device) != "cpu":
         return True, "build.tokenize_in_workers auto: on a GPU tokenizing would be most of the encoder's work"
     return False, "build.tokenize_in_workers auto: on a CPU the workers share the encoder's cores"
 
 
-def make_encoder(components: Components) -> Encoder:
+def make_encoder(components: Components, *, passage_tokenizer: bool) -> Encoder:
+    """The build's encoder; ``passage_tokenizer``: whether its facts carry one for the chunking
+    workers (an encoder process checks one whatever this says, once, when its model loads)."""
     apart, _ = resolve_encoder_process(components.config)
     if apart:
         return _encoder_process(components.config.embedding)
-    tokenize, _ = resolve_tokenize_in_workers(components.config)
-    return InProcessEncoder(components, passage_tokenizer=tokenize)
+    return InProcessEncoder(components, passage_tokenizer=passage_tokenizer)
 
 
 # -- in the encoder process -------------------------------------------------------------------------
