@@ -3,6 +3,7 @@
     python -m benchmarks.embedding_dtype                  # msmarco subset, every CPU variant
     python -m benchmarks.embedding_dtype --limit 1000     # fewer passages, quicker
     python -m benchmarks.embedding_dtype --device cuda    # float32 against float16 on a GPU
+    python -m benchmarks.embedding_dtype --variants float16   # float16's numbers, on this CPU
 
 On ``../shared/data/msmarco_subset`` (5,000 passages, 50 queries, 43 judged) every variant embeds
 the corpus and the queries; exact search (no HNSW, whose near-ties would blur the comparison) ranks
@@ -74,16 +75,17 @@ class Variant:
 
 
 def project_variant(name: str, batch_size: int, **settings: Any) -> Variant:
-    """The project's own loading and passage path (``load_embedding``, ``encode_passages``)."""
+    """The project's own loading and passage path (``load_embedding``, ``embed_texts``)."""
     import numpy as np
 
-    from indexer.components.embedding import encode_passages, load_embedding
+    from indexer.components.embedding import embed_texts, load_embedding, passage_tokenizer
     from indexer.config.models import EmbeddingConfig
 
     model = load_embedding(EmbeddingConfig(batch_size=batch_size, **settings))
+    tokenizer = passage_tokenizer(model)
     return Variant(
         name,
-        lambda texts: encode_passages(model, texts),
+        lambda texts: embed_texts(model, tokenizer, texts),
         lambda q: np.asarray(model.get_query_embedding(q), dtype=np.float32),
     )
 
@@ -118,6 +120,9 @@ def build_variants(names: list[str], device: str, batch_size: int) -> list[Varia
                 print(f"skipped fast: dtype auto picks float32 on device {device}")
                 continue
             made.append(project_variant(fast, batch_size, device=device, dtype=fast))
+        elif name in ("bfloat16", "float16"):
+            # A format set explicitly, whatever auto picks: e.g. float16's numbers on a CPU.
+            made.append(project_variant(name, batch_size, device=device, dtype=name))
         elif name == "bfloat16-weights":
             made.append(converted_weights_variant(batch_size))
         elif name == "onnx":
@@ -221,7 +226,7 @@ def main() -> None:
         "--variants",
         nargs="+",
         default=None,
-        choices=["float32", "fast", "bfloat16-weights", "onnx", "onnx-int8"],
+        choices=["float32", "fast", "bfloat16", "float16", "bfloat16-weights", "onnx", "onnx-int8"],
         help="default on a CPU: float32 fast bfloat16-weights onnx-int8; on CUDA: float32 fast",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")

@@ -1,6 +1,7 @@
-"""Token ids made by the chunking workers (``embedding.PassageTokenizer``): the model's own input,
-tensor for tensor, and the vectors it gives are the ones its texts give; a tokenizer that would
-differ from the model's preprocessing is not used, and the encoder is handed texts."""
+"""Token ids made by the chunking workers or the encoder (``embedding.PassageTokenizer``): the
+model's own input, tensor for tensor, and the vectors it gives are the ones its texts give, in the
+forward batches a CPU cuts (``embedding.forward_batches``); a tokenizer that would differ from the
+model's preprocessing is not used, and the model's own preprocessing runs."""
 
 from __future__ import annotations
 
@@ -66,15 +67,40 @@ def test_a_tokenizer_that_differs_from_the_models_preprocessing_is_not_used(monk
     assert embedding.passage_tokenizer(model) is None
 
 
+def test_forward_batches_cut_a_cpu_call_for_the_fewest_padded_tokens_within_its_limits() -> None:
+    import random
+
+    rng = random.Random(3)
+    # Full-length chunks and the shorter last chunks of documents, as a build hands them.
+    for _ in range(50):
+        lengths = [256] * rng.randint(0, 300) + [rng.randint(1, 256) for _ in range(rng.randint(0, 120))]
+        rng.shuffle(lengths)
+        max_passages, max_tokens = rng.choice([1, 4, 16, 64]), rng.choice([100, 4096])
+        fixed = embedding.forward_batches(lengths, max_passages)
+        cut = embedding.forward_batches(lengths, max_passages, max_tokens)
+        for batches in (fixed, cut):
+            order = [i for batch in batches for i in batch]
+            assert sorted(order) == list(range(len(lengths)))  # every passage once
+            assert [lengths[i] for i in order] == sorted(lengths, reverse=True)  # longest first
+            assert all(0 < len(batch) <= max_passages for batch in batches)
+        assert all(len(b) == 1 or max(lengths[i] for i in b) * len(b) <= max_tokens for b in cut)
+        if max_tokens >= 256 * max_passages:  # the budget binds nothing: only the cuts differ
+            padded = [sum(max(lengths[i] for i in b) * len(b) for b in batches) for batches in (cut, fixed)]
+            assert padded[0] <= padded[1]
+
+
 @pytest.mark.parametrize("tokenize_in_workers", [True, "auto"])
 def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
     tmp_path, monkeypatch, tokenize_in_workers
 ) -> None:
-    """Forced here, and on a GPU by default; on a CPU (``auto`` here) the encoder tokenizes: the
-    workers share its cores, and tokenizing one text at a time there costs more than it saves."""
+    """Forced here, and on a GPU by default; on a CPU (``auto`` here) the encoder is handed texts
+    and tokenizes them itself: the workers share its cores. Either way the model runs from ids,
+    not through its own (slower) preprocessing."""
+    from indexer.ingestion import encoders
+
     # Which way the model is called, counted: the real functions run, nothing is faked.
-    calls = {"ids": 0, "texts": 0}
-    by_ids, by_texts = embedding.encode_token_ids, embedding.encode_passages
+    calls = {"ids": 0, "texts": 0, "handed_texts": 0, "handed_ids": 0}
+    by_ids, by_texts, encode = embedding.encode_token_ids, embedding.encode_passages, encoders._encode
 
     def counted_by_ids(*args):
         calls["ids"] += 1
@@ -84,8 +110,13 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
         calls["texts"] += 1
         return by_texts(*args)
 
+    def counted_encode(model, tokenizer, passages):
+        calls["handed_texts" if isinstance(passages[0], str) else "handed_ids"] += 1
+        return encode(model, tokenizer, passages)
+
     monkeypatch.setattr(embedding, "encode_token_ids", counted_by_ids)
     monkeypatch.setattr(embedding, "encode_passages", counted_by_texts)
+    monkeypatch.setattr(encoders, "_encode", counted_encode)
     config = write_config(
         tmp_path,
         SAMPLE_DIR,
@@ -96,10 +127,11 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
     ix = Indexer.from_config(config)
     summary = ix.build()
     assert summary.chunks > 8
+    assert calls["ids"] > 1 and calls["texts"] == 0
     if tokenize_in_workers is True:
-        assert calls["ids"] > 1 and calls["texts"] == 0
+        assert calls["handed_ids"] > 1 and calls["handed_texts"] == 0
     else:
-        assert calls["ids"] == 0 and calls["texts"] > 1
+        assert calls["handed_texts"] > 1 and calls["handed_ids"] == 0
     store = ix.index.chunk_store(create=False)
     hits = list(store.iter_chunks())
     got = store._collection.get(include=["embeddings"])

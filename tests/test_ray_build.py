@@ -327,7 +327,7 @@ def test_an_embedded_store_is_refused_for_a_ray_build(tmp_path: Path) -> None:
 def prepare_locally(config: Config, items: list[WorkItem]) -> dict[str, Prepared]:
     """What a local build makes of ``items``: the same functions, in this process."""
     from indexer.components import Components
-    from indexer.components.embedding import encode_passages
+    from indexer.components.embedding import embed_texts
     from indexer.ingestion.chunking import make_splitter
     from indexer.ingestion.prepare import read_and_chunk
 
@@ -336,7 +336,8 @@ def prepare_locally(config: Config, items: list[WorkItem]) -> dict[str, Prepared
     out = {}
     for item in items:
         prepared = read_and_chunk(item, splitter)
-        prepared.vectors = encode_passages(components.embed_model, [c.text for c in prepared.chunks])
+        texts = [c.text for c in prepared.chunks]
+        prepared.vectors = embed_texts(components.embed_model, components.passage_tokenizer, texts)
         out[item.doc_id] = prepared
     return out
 

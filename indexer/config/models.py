@@ -89,7 +89,9 @@ class EmbeddingConfig(StrictModel):
         description="'default' (the bundled all-MiniLM-L6-v2), a Hugging Face id or a local folder.",
     )
     device: str = Field("cpu", description="torch device: cpu, cuda, mps.")
-    batch_size: int = Field(64, gt=0, description="Texts per embedding batch.")
+    batch_size: int = Field(
+        64, gt=0, description="Texts per embedding batch, at most (on a CPU also at most 4,096 tokens)."
+    )
     normalize: bool = Field(True, description="L2-normalise vectors (cosine similarity).")
     query_prefix: str = Field("", description="Prepended to queries (e.g. for bge/e5 models).")
     passage_prefix: str = Field("", description="Prepended to passages before embedding.")

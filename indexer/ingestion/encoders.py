@@ -70,7 +70,7 @@ class InProcessEncoder:
 
     def __init__(self, components: Components, *, passage_tokenizer: bool) -> None:
         self.components = components
-        self.passage_tokenizer = passage_tokenizer  # whether facts() checks one (tens of ms)
+        self.passage_tokenizer = passage_tokenizer  # whether facts() hands the workers one
         self._done: list[tuple[Any, float]] = []
 
     def facts(self) -> ModelFacts:
@@ -80,9 +80,8 @@ class InProcessEncoder:
 
     def submit(self, passages: Passages) -> None:
         started = time.perf_counter()
-        # Ids come only from the tokenizer facts() gave, so it was checked by then.
-        tokenizer = self.components.passage_tokenizer if self.passage_tokenizer else None
-        vectors = _encode(self.components.embed_model, tokenizer, passages)
+        # Checked once per build (tens of ms); texts are tokenized with it here too.
+        vectors = _encode(self.components.embed_model, self.components.passage_tokenizer, passages)
         self._done.append((vectors, time.perf_counter() - started))
 
     def result(self) -> tuple[Any, float]:
@@ -276,12 +275,12 @@ def _serve(requests: Any, results: Any, config_json: str, build_pid: int) -> Non
 
 
 def _encode(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer | None, passages: Passages) -> Any:
-    from indexer.components.embedding import encode_passages, encode_token_ids
+    from indexer.components.embedding import embed_texts, encode_token_ids
 
     if passages and not isinstance(passages[0], str):
         assert tokenizer is not None  # ids come only from the tokenizer this model's facts gave
         return encode_token_ids(model, tokenizer, passages)
-    return encode_passages(model, passages)
+    return embed_texts(model, tokenizer, passages)
 
 
 def _drain(requests: Any) -> queue.Queue[Passages | None]:

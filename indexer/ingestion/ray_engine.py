@@ -3,7 +3,7 @@
 The driver keeps what must stay single (the plan, the writer lease, the intent log, the writes to
 Chroma and the commit: ``ingestion/pipeline.py``); this engine only turns work items into
 ``Prepared`` items. Each embedding actor loads the model once and runs the very code a local build
-runs (``read_and_chunk``, ``encode_passages``), so chunk ids and texts are the same and vectors equal
+runs (``read_and_chunk``, ``embed_texts``), so chunk ids and texts are the same and vectors equal
 to float tolerance.
 
 Work goes out through Ray's ``ActorPool`` in tasks of ``build.ray.batch_size`` files. Actors restart
@@ -35,6 +35,8 @@ from indexer.ingestion.prepare import Prepared, WorkItem
 
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
+
+    from indexer.components.embedding import PassageTokenizer
 
 RAY_EXTRA = "pip install 'indexer[ray]'"
 # A dead worker is restarted, and its task retried, this many times: enough for a lost node or an
@@ -86,6 +88,7 @@ class EmbeddingWorker:
         # A load failure is kept and reported by ``status`` rather than raised: an exception here
         # would only reach the driver as a dead actor, without the model's own message.
         self.error: str | None = None
+        self.tokenizer: PassageTokenizer | None = None
         self.busy_s = 0.0
         self.dtype = ""
         try:
@@ -97,6 +100,7 @@ class EmbeddingWorker:
 
             components = Components(config)
             self.model = components.embed_model
+            self.tokenizer = components.passage_tokenizer
             # Only the shape of a batch without text: (0, dimension).
             self.dimension = int(self.model._model.get_embedding_dimension() or 0)
             self.splitter = make_splitter(config.chunking, components.token_spans)
@@ -112,7 +116,7 @@ class EmbeddingWorker:
     def prepare(self, items: list[WorkItem]) -> list[Prepared]:
         import numpy as np
 
-        from indexer.components.embedding import encode_passages
+        from indexer.components.embedding import embed_texts
         from indexer.ingestion.prepare import read_and_chunk
 
         if self.error is not None:
@@ -122,7 +126,7 @@ class EmbeddingWorker:
         texts = [chunk.text for p in prepared for chunk in p.chunks]
         vectors = np.empty((0, self.dimension), dtype=np.float32)
         if texts:
-            vectors = np.asarray(encode_passages(self.model, texts), dtype=np.float32)
+            vectors = np.asarray(embed_texts(self.model, self.tokenizer, texts), dtype=np.float32)
         start = 0
         for p in prepared:
             if p.error is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from llama_index.core.schema import Document
 
 from indexer.components import Components
-from indexer.components.embedding import encode_passages
+from indexer.components.embedding import embed_texts
 from indexer.errors import DataError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
@@ -121,7 +121,8 @@ def _write_records(
         nonlocal embedded
         chunks = [c for w in pending for c in w.chunks]
         if chunks:
-            vectors = encode_passages(components.embed_model, [c.text for c in chunks])
+            texts = [c.text for c in chunks]
+            vectors = embed_texts(components.embed_model, components.passage_tokenizer, texts)
             at = 0
             for w in pending:
                 w.vectors, at = vectors[at : at + len(w.chunks)], at + len(w.chunks)
