@@ -127,8 +127,10 @@ def measure_speed(
     if device == "cpu":
         budget_batch = max(1, CPU_FORWARD_TOKENS // max(1, models[dtypes[0]].max_seq_length or 256))
         for d in dtypes:
-            sizes = sorted({batch_size, budget_batch})
-            best = {b: min(bare_encode(d, b) for _ in range(2)) for b in sizes}
+            best = dict.fromkeys(sorted({batch_size, budget_batch}), float("inf"))
+            for attempt in range(2):
+                for b in best if attempt == 0 else reversed(list(best)):
+                    best[b] = min(best[b], bare_encode(d, b))
             bare_batch[d] = min(best, key=best.__getitem__)
 
     runs: dict[str, dict[str, Any]] = {

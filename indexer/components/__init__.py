@@ -98,7 +98,8 @@ class Components:
 
     @cached_property
     def passage_tokenizer(self) -> PassageTokenizer | None:
-        """The model's passage tokenizing, for chunking workers (``embedding.passage_tokenizer``)."""
+        """The model's passage tokenizing, for the encoder and the chunking workers
+        (``embedding.passage_tokenizer``)."""
         from indexer.components.embedding import passage_tokenizer
 
         return passage_tokenizer(self.embed_model)

@@ -232,9 +232,10 @@ _TOKENIZER_PROBES = (
 @dataclass(frozen=True)
 class PassageTokenizer:
     """The model's tokenizing of a passage by its Rust tokenizer alone, checked against the model's
-    own preprocessing: a chunking worker runs it, so the encoder is handed token ids and only runs
-    the model. (On a GPU tokenizing is a large part of encoding, and the encoder's one Python
-    thread would do it for every chunk; the workers are many.)"""
+    own preprocessing, which it costs less than; the ids also let a CPU cut its batches by tokens
+    (``forward_batches``). On a GPU a chunking worker runs it, so the encoder is handed token ids
+    and only runs the model (tokenizing is a large part of encoding there, and the encoder's one
+    Python thread would do it for every chunk; the workers are many)."""
 
     tokenizer_json: str  # truncates at the model's input, pads nothing
     prompt: str  # prepended to every passage (``embedding.passage_prefix``)
@@ -280,10 +281,10 @@ class PassageTokenizer:
 
 
 def passage_tokenizer(model: HuggingFaceEmbedding) -> PassageTokenizer | None:
-    """The model's passage tokenizing for chunking workers, or ``None`` where its Rust tokenizer
+    """The model's passage tokenizing (``PassageTokenizer``), or ``None`` where its Rust tokenizer
     does not give exactly the input the model's own preprocessing gives (a slow tokenizer, text
-    cleaned in Python, left padding, inputs other than ids): then the encoder is handed texts, as
-    before. Checked on probe texts, tensor for tensor."""
+    cleaned in Python, left padding, inputs other than ids): then the model's own ``encode`` runs
+    on texts. Checked on probe texts, tensor for tensor."""
     import torch
     from tokenizers import Tokenizer
 

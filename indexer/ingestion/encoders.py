@@ -44,7 +44,9 @@ class ModelFacts:
 
     tokenizer_json: str | None  # the fast tokenizer, for the chunking workers (None: a slow one)
     max_tokens: int
-    passage_tokenizer: PassageTokenizer | None = None  # None: the encoder is handed texts
+    # The encoder tokenizes texts with it, and the chunking workers when they make token ids; None:
+    # the model's own preprocessing runs.
+    passage_tokenizer: PassageTokenizer | None = None
 
 
 class Encoder(Protocol):
@@ -68,19 +70,18 @@ class InProcessEncoder:
 
     ahead = 0
 
-    def __init__(self, components: Components, *, passage_tokenizer: bool) -> None:
+    def __init__(self, components: Components) -> None:
         self.components = components
-        self.passage_tokenizer = passage_tokenizer  # whether facts() hands the workers one
         self._done: list[tuple[Any, float]] = []
 
     def facts(self) -> ModelFacts:
         components = self.components
-        tokenizer = components.passage_tokenizer if self.passage_tokenizer else None
-        return ModelFacts(components.tokenizer_json, components.embedding_max_tokens, tokenizer)
+        return ModelFacts(
+            components.tokenizer_json, components.embedding_max_tokens, components.passage_tokenizer
+        )
 
     def submit(self, passages: Passages) -> None:
         started = time.perf_counter()
-        # Checked once per build (tens of ms); texts are tokenized with it here too.
         vectors = _encode(self.components.embed_model, self.components.passage_tokenizer, passages)
         self._done.append((vectors, time.perf_counter() - started))
 
@@ -236,13 +237,9 @@ def resolve_tokenize_in_workers(config: Config) -> tuple[bool, str]:
     return False, "build.tokenize_in_workers auto: on a CPU the workers share the encoder's cores"
 
 
-def make_encoder(components: Components, *, passage_tokenizer: bool) -> Encoder:
-    """The build's encoder; ``passage_tokenizer``: whether its facts carry one for the chunking
-    workers (an encoder process checks one whatever this says, once, when its model loads)."""
+def make_encoder(components: Components) -> Encoder:
     apart, _ = resolve_encoder_process(components.config)
-    if apart:
-        return _encoder_process(components.config.embedding)
-    return InProcessEncoder(components, passage_tokenizer=passage_tokenizer)
+    return _encoder_process(components.config.embedding) if apart else InProcessEncoder(components)
 
 
 # -- in the encoder process -------------------------------------------------------------------------

@@ -61,7 +61,7 @@ class LocalEngine:
         self.keyword_terms = components.config.vector_store.persist_dir is not None
         self.seconds: defaultdict[str, float] = defaultdict(float)  # busy time per stage: read_chunk, encode
         self.tokenize_in_workers, _ = resolve_tokenize_in_workers(components.config)
-        self.encoder = make_encoder(components, passage_tokenizer=self.tokenize_in_workers)
+        self.encoder = make_encoder(components)
 
     def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]:
         encoder = self.encoder
