@@ -104,6 +104,8 @@ def _machine(report: DoctorReport, config: Config) -> None:
 
 
 def _embedding(report: DoctorReport, config: Config) -> None:
+    from indexer.components.cpu_streams import cpu_streams
+    from indexer.components.devices import device_kind
     from indexer.components.embedding import resolve_dtype
     from indexer.components.openmp_env import set_wait_policy_before_torch
     from indexer.ingestion.encoders import resolve_encoder_process, resolve_tokenize_in_workers
@@ -125,6 +127,8 @@ def _embedding(report: DoctorReport, config: Config) -> None:
         ("dtype", f"{dtype} (embedding.dtype {embedding.dtype}: {reason})"),
         ("torch threads", str(torch.get_num_threads())),
     ]
+    if device_kind(device) == "cpu":  # components/cpu_streams.py
+        rows.append(("build forward passes", f"{cpu_streams()} at once, on one core each"))
     if config.build.engine == "local":
         apart, why = resolve_encoder_process(config)
         where = "a process of its own" if apart else "the build process"

@@ -102,3 +102,7 @@ def test_doctor_says_where_builds_embed_and_tokenize_and_why(make_config) -> Non
     assert cuda["chunks tokenized by"].startswith(
         "the chunking workers (build.tokenize_in_workers auto: on a GPU"
     )
+    import torch
+
+    assert cpu["build forward passes"] == f"{torch.get_num_threads()} at once, on one core each"
+    assert "build forward passes" not in cuda

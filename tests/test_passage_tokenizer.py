@@ -40,6 +40,7 @@ def test_the_passage_tokenizer_gives_the_models_own_input_and_its_vectors(prefix
     texts = _texts()
     ids = tokenizer(texts)
     assert max(len(i) for i in ids) == embedding.max_tokens(model)  # the long ones are truncated
+    assert all(np.array_equal(a, b) for a, b in zip(tokenizer.in_one_call(texts), ids, strict=True))
     for start in range(0, len(texts), 32):
         want = model._model.preprocess(texts[start : start + 32], prompt=prefix or None)
         got = tokenizer.batch(ids[start : start + 32])

@@ -253,6 +253,16 @@ class PassageTokenizer:
         encode = self._tokenizer.encode
         return [np.asarray(encode(self.prompt + text).ids, dtype=np.int32) for text in texts]
 
+    def in_one_call(self, texts: Sequence[str]) -> list[Any]:
+        """``self(texts)`` by one batch call, which lets go of the GIL, so that threads tokenize
+        at once (``embed_texts``): two took 0.54 to 0.71 s for 2,000 passages that one text at a
+        time took 1.1 s for. For the encoder's process, not a chunking worker's: the call runs a
+        thread per core where ``TOKENIZERS_PARALLELISM`` allows it."""
+        import numpy as np
+
+        encodings = self._tokenizer.encode_batch([self.prompt + text for text in texts])
+        return [np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings]
+
     @functools.cached_property
     def _tokenizer(self) -> Any:
         from tokenizers import Tokenizer
@@ -330,7 +340,9 @@ def passage_tokenizer(model: HuggingFaceEmbedding) -> PassageTokenizer | None:
 # On a CPU a forward pass over at most this many tokens (padding included) runs fastest: its
 # activations stay in the caches. On the development Xeon (AMX), MiniLM, 128 passages of 256 tokens
 # took 0.97 to 1.04 s in bfloat16 in batches of 8 or 16 against 1.35 s in batches of 64 (float32:
-# 3.0 s at 16 against 3.8 s at 64), and 1.14 s in batches of 4.
+# 3.0 s at 16 against 3.8 s at 64), and 1.14 s in batches of 4. Computed one batch a core
+# (components/cpu_streams.py), 256 such passages took 2.38 to 2.46 s in batches of 4, 8 or 16 and
+# 2.65 s in batches of 32 (medians of five rounds).
 CPU_FORWARD_TOKENS = 4096
 # What one more forward pass costs, in padded tokens: it keeps batches from splitting for a few
 # tokens of padding saved.
@@ -374,35 +386,59 @@ def forward_batches(
 def embed_texts(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer | None, texts: list[str]) -> Any:
     """Passage vectors for ``texts``, the way every build embeds them: from ``tokenizer``'s ids
     where one was checked for this model (``passage_tokenizer``; cheaper than the model's own
-    preprocessing, and ids let a CPU cut its batches by tokens), else by the model's ``encode``."""
+    preprocessing, and ids let a CPU cut its batches by tokens), tokenized in parts by the CPU
+    streams that then compute them; else by the model's ``encode``."""
     if tokenizer is None:
         return encode_passages(model, texts)
-    return encode_token_ids(model, tokenizer, tokenizer(texts))
+    from indexer.components.cpu_streams import map_in_streams
+
+    streams = _streams(model)
+    part = max(1, -(-len(texts) // streams))
+    parts = [texts[at : at + part] for at in range(0, len(texts), part)]
+    ids = [row for tokenized in map_in_streams(tokenizer.in_one_call, parts, streams) for row in tokenized]
+    return encode_token_ids(model, tokenizer, ids)
+
+
+def _streams(model: HuggingFaceEmbedding) -> int:
+    """The forward streams ``encode_token_ids`` runs: on a CPU one per intra-op thread
+    (``components/cpu_streams.py``), else one."""
+    from indexer.components.cpu_streams import cpu_streams
+
+    return cpu_streams() if model._model.device.type == "cpu" else 1
 
 
 def encode_token_ids(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer, ids: Sequence[Any]) -> Any:
     """Passage vectors from ``tokenizer``'s ids, as ``encode_passages`` computes them from the
     texts: longest first in batches of up to ``embedding.batch_size`` (on a CPU cut by
-    ``forward_batches`` for the fewest padded tokens and batches that stay in cache), through the
+    ``forward_batches`` for the fewest padded tokens and batches that stay in cache, and computed
+    by one single-core stream per intra-op thread, ``components/cpu_streams.py``), through the
     model's own forward (its dtype and backend included), pooling and normalising."""
     import numpy as np
     import torch
 
+    from indexer.components.cpu_streams import map_in_streams
+
     st = model._model
     st.eval()
-    budget = CPU_FORWARD_TOKENS if st.device.type == "cpu" else None
-    vectors: Any = None
-    with torch.inference_mode():
-        for rows in forward_batches([len(x) for x in ids], model.embed_batch_size, budget):
-            features = tokenizer.batch([ids[i] for i in rows])
-            features = {k: v.to(st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-            out = st(features)["sentence_embedding"]
-            if model.normalize:
-                out = torch.nn.functional.normalize(out, p=2, dim=1)
-            out = out.float().cpu().numpy()
-            if vectors is None:
-                vectors = np.empty((len(ids), out.shape[1]), dtype=np.float32)
-            vectors[rows] = out
+    on_cpu = st.device.type == "cpu"
+    batches = forward_batches(
+        [len(x) for x in ids], model.embed_batch_size, CPU_FORWARD_TOKENS if on_cpu else None
+    )
+
+    def forward(rows: list[int]) -> Any:
+        features = tokenizer.batch([ids[i] for i in rows])
+        features = {k: v.to(st.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        out = st(features)["sentence_embedding"]
+        if model.normalize:
+            out = torch.nn.functional.normalize(out, p=2, dim=1)
+        return out.float().cpu().numpy()
+
+    outputs = map_in_streams(forward, batches, _streams(model))
+    if not outputs:
+        return np.empty((0, st.get_embedding_dimension() or 0), dtype=np.float32)
+    vectors = np.empty((len(ids), outputs[0].shape[1]), dtype=np.float32)
+    for rows, out in zip(batches, outputs, strict=True):
+        vectors[rows] = out
     return vectors
 
 
