@@ -42,6 +42,13 @@ def test_onnx_vectors_equal_torch_vectors(exported: Path) -> None:
     onnx_model = load_embedding(EmbeddingConfig(backend="onnx", backend_file=str(path)))
     assert path.is_file()  # exported on first use, where the config said
     assert type(onnx_model._model[0].model).__name__ == "OnnxTransformer"
+    # onnxruntime has threads of its own: a build runs it as one stream, torch as one per thread.
+    import torch
+
+    from indexer.components import embedding
+
+    assert embedding._streams(onnx_model) == 1
+    assert embedding._streams(torch_model) == torch.get_num_threads()
 
     cos = _cosines(encode_passages(torch_model, TEXTS), encode_passages(onnx_model, TEXTS))
     assert cos.min() > 0.9999, cos

@@ -9,8 +9,8 @@ from its own core. Python threads suffice, since torch lets go of the GIL inside
 Measured on the 2-core development Xeon (AMX), bfloat16, 256 passages of 256 tokens in batches of
 16, taking turns: two single-core streams took a median of 3.72 s against 4.60 s for one
 two-thread stream with a process busy a tenth of the time beside them, and 4.39 s against 4.83 s
-without it (six rounds each; float32, three rounds: 9.73 s against 10.61 s). Whole bfloat16 builds of 1,290
-chunks took a median of 19.5 s against 26.7 s (four rounds, each faster).
+without it (six rounds each; float32, three rounds: 9.73 s against 10.61 s). Whole bfloat16
+builds of 1,290 chunks took a median of 19.5 s against 26.7 s (four rounds, each faster).
 
 Not a pool of processes: each would load the model again, seconds a build does not have to spare.
 """

@@ -400,11 +400,13 @@ def embed_texts(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer | None,
 
 
 def _streams(model: HuggingFaceEmbedding) -> int:
-    """The forward streams ``encode_token_ids`` runs: on a CPU one per intra-op thread
-    (``components/cpu_streams.py``), else one."""
+    """The forward streams ``encode_token_ids`` runs: where torch computes on a CPU one per
+    intra-op thread (``components/cpu_streams.py``), else (a GPU, onnxruntime) one."""
     from indexer.components.cpu_streams import cpu_streams
 
-    return cpu_streams() if model._model.device.type == "cpu" else 1
+    st = model._model
+    runs_own_threads = getattr(getattr(st[0], "model", None), "runs_own_threads", False)
+    return cpu_streams() if st.device.type == "cpu" and not runs_own_threads else 1
 
 
 def encode_token_ids(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer, ids: Sequence[Any]) -> Any:

@@ -65,6 +65,10 @@ def _onnx_transformer_class() -> type:
         """Stands in for the Hugging Face model inside sentence-transformers' Transformer module:
         same inputs, same ``last_hidden_state`` output, computed by onnxruntime."""
 
+        # onnxruntime computes on a thread pool of its own, which torch's settings do not reach:
+        # a build runs it as one stream (components/cpu_streams.py is for torch's threads).
+        runs_own_threads = True
+
         def __init__(self, path: Path, config: Any) -> None:
             super().__init__()
             options = onnxruntime.SessionOptions()
