@@ -128,7 +128,10 @@ def _embedding(report: DoctorReport, config: Config) -> None:
         ("torch threads", str(torch.get_num_threads())),
     ]
     if device_kind(device) == "cpu":  # components/cpu_streams.py
-        rows.append(("build forward passes", f"{cpu_streams()} at once, on one core each"))
+        passes = f"{cpu_streams()} at once, on one core each"
+        if embedding.backend == "onnx":
+            passes = "one at a time, on onnxruntime's own threads"
+        rows.append(("build forward passes", passes))
     if config.build.engine == "local":
         apart, why = resolve_encoder_process(config)
         where = "a process of its own" if apart else "the build process"

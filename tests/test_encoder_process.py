@@ -106,3 +106,5 @@ def test_doctor_says_where_builds_embed_and_tokenize_and_why(make_config) -> Non
 
     assert cpu["build forward passes"] == f"{torch.get_num_threads()} at once, on one core each"
     assert "build forward passes" not in cuda
+    onnx = rows(device="cpu", backend="onnx")
+    assert onnx["build forward passes"] == "one at a time, on onnxruntime's own threads"
