@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test,ray
 QUESTION ?= How often should the silica gel desiccant pack in the mast be replaced?
 
-.PHONY: setup llama-cpp browser demo test lint clean doctor
+.PHONY: setup llama-cpp browser demo test test-fast lint clean doctor
 
 setup: $(STAMP) llama-cpp
 
@@ -48,6 +48,10 @@ browser:
 test: setup browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# The inner loop: every test that no tier marker (pyproject.toml) sets aside; a few minutes.
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not browser and not cluster and not real_models"
+
 lint: setup
 	$(BIN)/ruff check indexer tests benchmarks tools
 	$(BIN)/mypy indexer
@@ -65,6 +69,10 @@ bench-build: setup
 .PHONY: bench-hnsw
 bench-hnsw: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.hnsw_recall
+
+.PHONY: bench-cold-start
+bench-cold-start: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.cold_start
 
 .PHONY: bench-ray
 bench-ray: setup

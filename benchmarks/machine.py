@@ -11,8 +11,7 @@ _FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_t
 
 def cpu_description() -> dict[str, Any]:
     """CPU model, usable cores, the SIMD flags that matter here, and the load while measuring."""
-    from indexer.components.llm import cpu_count
-    from indexer.cpu import cpu_flags, cpu_model
+    from indexer.cpu import cpu_count, cpu_flags, cpu_model
 
     flags = cpu_flags()
     return {

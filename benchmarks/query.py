@@ -225,7 +225,7 @@ def generation(
     import llama_cpp
 
     from indexer import Indexer
-    from indexer.components.llm import cpu_count
+    from indexer.cpu import cpu_count
     from indexer.query.engine import QueryEngine
     from tests.conftest import SAMPLE_DIR, write_config
 

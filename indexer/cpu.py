@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
 
@@ -27,3 +28,12 @@ def cpu_model() -> str:
 
 def cpu_flags() -> set[str]:
     return set(_cpuinfo().get("flags", "").split())
+
+
+def cpu_count() -> int:
+    """The cores this process may run on: its CPU affinity, which a container, ``taskset`` or a
+    cgroup cpuset narrows, where ``os.cpu_count()`` counts every core of the machine."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -85,7 +85,7 @@ def diagnose(config: Config) -> DoctorReport:
 
 
 def _machine(report: DoctorReport, config: Config) -> None:
-    from indexer.components.llm import cpu_count
+    from indexer.cpu import cpu_count
 
     cores = cpu_count()
     rows = [("CPU", cpu_model()), ("cores", str(cores))]
@@ -164,7 +164,7 @@ def _slow_dtype_on_cpu(dtype: str, device: str) -> str | None:
 
 
 def _llama_cpp(report: DoctorReport, config: Config) -> None:
-    from indexer.components.llm import cpu_count
+    from indexer.cpu import cpu_count
 
     llm = config.llm
     features = llama_build_features()

@@ -43,6 +43,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER)
 
 
+# A test that asks for one of these fixtures belongs to that tier, wherever it is written.
+TIER_OF_FIXTURE = {
+    "smollm2_gguf": "real_models",
+    "gemma_gguf": "real_models",
+    "chroma_port": "cluster",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, tier in TIER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(tier)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     for mark in item.iter_markers("shared_data"):
         require_shared_data(mark.args[0])

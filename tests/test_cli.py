@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import yaml
@@ -41,14 +40,12 @@ def assert_user_error(result: Result | subprocess.CompletedProcess[str], *needle
         assert needle in result.stderr, result.stderr
 
 
-def test_help_is_fast_and_lists_commands() -> None:
-    started = time.perf_counter()
+def test_help_lists_commands() -> None:
+    """In a fresh process, as a user runs it (how long it takes: benchmarks/cold_start.py)."""
     result = run_cli("--help")
-    elapsed = time.perf_counter() - started
     assert result.returncode == 0
     for command in ("build", "query", "config"):
         assert command in result.stdout
-    assert elapsed < 5  # generous for a loaded CI box; the import itself stays far below 2 s
 
 
 def test_build_query_and_config_with_json(sample_copy: Path, make_config, tiny_gguf: Path) -> None:

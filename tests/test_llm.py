@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from indexer.components.llm import ChatLlamaCPP, cpu_count, load_llm
+from indexer.components.llm import ChatLlamaCPP, load_llm
 from indexer.config.models import LLMConfig
 from indexer.errors import ModelError
 from tests.support.tiny_gguf import BOS_TOKEN, TEMPLATE_MARKERS
@@ -66,9 +67,19 @@ def test_llamaindex_interface_works(llm: ChatLlamaCPP) -> None:
     assert llm.metadata.context_window == 512
 
 
-def test_threads_default_to_all_cores(llm: ChatLlamaCPP) -> None:
-    assert llm.llama.n_threads == cpu_count()
-    assert llm.llama.n_threads_batch == cpu_count()
+def test_threads_default_to_the_cores_this_process_may_use(tiny_gguf: Path) -> None:
+    """Narrowed to one core (as ``taskset`` or a container's cpuset would), the model runs one
+    thread, although the machine has more: ``os.cpu_count()`` would give them all."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        one_core, _ = load_llm(LLMConfig(model_path=tiny_gguf, n_ctx=512, max_new_tokens=4))
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert one_core is not None
+    assert one_core.llama.n_threads == 1 and one_core.llama.n_threads_batch == 1
+    every_core, _ = load_llm(LLMConfig(model_path=tiny_gguf, n_ctx=512, max_new_tokens=4))
+    assert every_core is not None and every_core.llama.n_threads == len(allowed)
 
 
 def test_prompt_longer_than_the_window_is_a_clear_error(llm: ChatLlamaCPP) -> None:

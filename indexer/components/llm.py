@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from pydantic import PrivateAttr
 from indexer.components.chat_model import JsonReply, Usage
 from indexer.components.chat_templates import TemplateChoice, choose_template, sentinel, split_rendered
 from indexer.config.models import LLMConfig
+from indexer.cpu import cpu_count
 from indexer.errors import IndexerError, ModelError
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,6 @@ class RenderedPrompt:
     text: str
     tokens: list[int]
     stop: list[str]
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class ChatLlamaCPP(LlamaCPP):

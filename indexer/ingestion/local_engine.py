@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from indexer.cpu import cpu_count
 from indexer.ingestion.build_processes import child_context, exit_with_build, start_child_server
 from indexer.ingestion.encoders import ModelFacts, Passages, make_encoder, resolve_tokenize_in_workers
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
@@ -45,7 +46,7 @@ def resolve_workers(workers: int | str) -> int:
     """``build.workers``: ``auto`` leaves one core to the encoder, and uses at least one."""
     if isinstance(workers, int):
         return workers
-    return max(1, (os.cpu_count() or 2) - 1)
+    return max(1, cpu_count() - 1)
 
 
 class LocalEngine:
