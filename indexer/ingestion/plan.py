@@ -61,7 +61,8 @@ class SyncPlan:
         return [{"file": r.doc_id, "reason": r.reason} for r in self.unreadable]
 
     def changes(self) -> dict[str, list[str]]:
-        return {"added": self.added, "updated": self.updated, "deleted": self.deleted}
+        # A retried file is new to the index, and counted in ``added`` (issue 30, item 11).
+        return {"added": self.added + self.retried, "updated": self.updated, "deleted": self.deleted}
 
 
 def chunk_settings_key(config: Config) -> str:

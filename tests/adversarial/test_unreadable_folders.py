@@ -185,6 +185,13 @@ def test_strict_fails_on_a_new_file_that_cannot_be_opened(
     assert built["skipped"] == [{"file": "guides/locked.txt", "reason": "cannot read (Permission denied)"}]
     assert built["unreadable"] == built["skipped"] and built["kept"] == []
 
+    # Readable again: read at the next build, and listed with the files it added (issue 30, item 11).
+    fault_permission_denied.clear()
+    for args in (("--dry-run", "--json"), ("--json",)):
+        again = cli("build", str(config), *args).json()
+        assert again["added"] == 1 and again["changes"]["added"] == ["guides/locked.txt"], args
+        assert again["skipped"] == [] and again["unreadable"] == []
+
 
 def test_a_real_chmod_000_folder_without_root_s_dac_override(tmp_path: Path) -> None:
     """No fault injected: ``indexer build`` and ``status`` run in a subprocess whose capabilities lack
