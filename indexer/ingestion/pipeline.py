@@ -232,6 +232,11 @@ class _Build:
         if self.strict:
             refuse_unreadable(plan, config.data.input_dir)
         self.summary.unreadable, self.summary.kept = plan.unreadable_now(), plan.kept
+        for item in plan.unreadable:
+            if item.doc_id.endswith("/") or item.doc_id in plan.kept:  # the others are logged as skipped
+                log.warning(
+                    "unreadable %s: %s; the index keeps what it holds for it", item.doc_id, item.reason
+                )
         self.summary.unchanged = len(plan.unchanged)
         self.summary.changes = plan.changes()
         self._remember_unsupported(plan, manifest)
