@@ -28,6 +28,8 @@ log = logging.getLogger("indexer.watch")
 DEFAULT_DEBOUNCE_MS = 800
 # How long to wait before trying again when another process holds the index's writer lock.
 BUSY_RETRY_S = 1.0
+# The longest wait before watching the folder again after the watch itself failed.
+MAX_RESTART_PAUSE_S = 30.0
 
 
 def require_watch_extra() -> None:
@@ -83,7 +85,10 @@ class FolderWatcher:
             self.last_sync_end = time.monotonic()
         self.syncs += 1
         if self.on_sync is not None:
-            self.on_sync(result)
+            try:
+                self.on_sync(result)
+            except Exception:  # a report that fails (a closed pipe, say) must not stop the watching
+                log.exception("reporting a sync failed; watching goes on")
         return result
 
     def _sync(self, stop: threading.Event | None) -> SyncResult:
@@ -99,14 +104,31 @@ class FolderWatcher:
                 continue
             except IndexerError as exc:  # e.g. the folder is empty for a moment: say so, keep watching
                 return SyncResult(None, str(exc))
+            except Exception as exc:  # no error in one sync may stop the watcher
+                # The next burst of changes runs the exact sync again, which converges; a build
+                # that failed midway left the committed index whole.
+                log.exception("a sync failed; watching goes on")
+                return SyncResult(None, f"the sync failed: {type(exc).__name__}: {exc}")
             return SyncResult(summary)
 
     def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        pause = BUSY_RETRY_S
+        while not stop.is_set():
+            try:
+                self._watch(stop)
+                return
+            except Exception:  # the folder watch itself failed (the folder is gone, say): start afresh
+                log.exception("watching %s failed; starting again in %.0f s", self.folder, pause)
+                stop.wait(pause)
+                pause = min(pause * 2, MAX_RESTART_PAUSE_S)
+
+    def _watch(self, stop: threading.Event) -> None:
         import watchfiles
 
-        stop = stop or threading.Event()
         # The first sync runs once the watcher is live (its first yield, at the latest after
-        # rust_timeout), so changes made while it catches up are seen too.
+        # rust_timeout), so changes made while it catches up are seen too (and, after a restart,
+        # changes made while nothing watched).
         dirty = True
         for changes in watchfiles.watch(
             self.folder,

@@ -45,6 +45,7 @@ def build(
             echo(f"  embedded in {summary.dtype['dtype']}: {summary.dtype['reason']}")
         for skipped in summary.skipped:
             echo(f"  skipped {skipped['file']}: {skipped['reason']}")
+        _print_unreadable(summary.unreadable, summary.kept, {s["file"] for s in summary.skipped})
 
     run(work)
 
@@ -93,6 +94,7 @@ def watch(
             )
             for skipped in s.skipped:
                 typer.echo(f"  skipped {skipped['file']}: {skipped['reason']}")
+            _print_unreadable(s.unreadable, s.kept, {k["file"] for k in s.skipped}, typer.echo)
 
         watcher = FolderWatcher(ix, on_sync=report)
         typer.echo(f"Watching {watcher.folder} (Ctrl-C stops)", err=True)
@@ -144,3 +146,17 @@ def _print_status(report: Any) -> None:
                 echo(f"  {label:8} {name}")
     for name, reason in report.skipped.items():
         echo(f"  skipped  {name}: {reason}")
+    unreadable = [{"file": name, "reason": reason} for name, reason in report.unreadable.items()]
+    _print_unreadable(unreadable, report.kept, set(report.skipped))
+
+
+def _print_unreadable(
+    unreadable: list[dict[str, str]], kept: list[str], listed: set[str], say: Any = echo
+) -> None:
+    """Folders and files that cannot be read now (those not already listed as skipped), and how many
+    indexed files they hold that the index keeps as last built."""
+    for item in unreadable:
+        if item["file"] not in listed:
+            say(f"  unreadable {item['file']}: {item['reason']}")
+    if kept:
+        say(f"  kept {len(kept)} indexed file(s) that cannot be read now, as last built")

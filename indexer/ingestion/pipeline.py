@@ -31,7 +31,7 @@ from indexer.components import Components
 from indexer.errors import DataError, StoreError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
-from indexer.ingestion.plan import SyncPlan, plan_sync
+from indexer.ingestion.plan import SyncPlan, plan_sync, refuse_unreadable
 from indexer.ingestion.prepare import Engine, Prepared, WorkItem
 from indexer.ingestion.sources import PIPELINE_VERSION, Discovery, discover, settings_digest
 from indexer.progress import progress_bar
@@ -93,6 +93,10 @@ class BuildSummary(SyncCounts):
     """Busy seconds per stage: read_chunk, encode, write, keyword, commit (they overlap)."""
     dtype: dict[str, str] = field(default_factory=dict)
     """The number format passages were embedded in and why (``embedding.dtype``), when any were."""
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    """Folders (``name/``) and files that cannot be read now; never taken for deleted."""
+    kept: list[str] = field(default_factory=list)
+    """Indexed documents left as last built because their file or folder cannot be read now."""
 
 
 def build_index(
@@ -120,6 +124,8 @@ def build_index(
         if previous is not None:
             _check_before_work(config, previous)
         plan = plan_sync(config, discovery, previous)
+        if strict:
+            refuse_unreadable(plan, config.data.input_dir)
         return _dry_run_summary(plan, previous, rebuild, started)
 
     with index.writer() as writer:
@@ -155,8 +161,8 @@ def _dry_run_summary(
 ) -> BuildSummary:
     files = previous.files if previous else {}
     return BuildSummary(
-        documents=len(plan.current),
-        chunks=sum(files[d].chunks for d in plan.unchanged),
+        documents=len(plan.current) + len(plan.kept),
+        chunks=sum(files[d].chunks for d in plan.unchanged + plan.kept),
         added=len(plan.added) + len(plan.retried),
         updated=len(plan.updated),
         deleted=len(plan.deleted),
@@ -166,6 +172,8 @@ def _dry_run_summary(
         dry_run=True,
         rebuild=rebuild,
         changes={**plan.changes(), "added": plan.added + plan.retried},
+        unreadable=plan.unreadable_now(),
+        kept=plan.kept,
     )
 
 
@@ -221,6 +229,14 @@ class _Build:
             check=lambda previous: _check_before_work(config, previous),
         )
         plan = plan_sync(config, self.discovery, None if self.rebuild else manifest)
+        if self.strict:
+            refuse_unreadable(plan, config.data.input_dir)
+        self.summary.unreadable, self.summary.kept = plan.unreadable_now(), plan.kept
+        for item in plan.unreadable:
+            if item.doc_id.endswith("/") or item.doc_id in plan.kept:  # the others are logged as skipped
+                log.warning(
+                    "unreadable %s: %s; the index keeps what it holds for it", item.doc_id, item.reason
+                )
         self.summary.unchanged = len(plan.unchanged)
         self.summary.changes = plan.changes()
         self._remember_unsupported(plan, manifest)
@@ -234,7 +250,8 @@ class _Build:
             self._index(plan)
 
         if not manifest.files:
-            reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in self.summary.skipped[:5])
+            unread = {s["file"]: s["reason"] for s in self.summary.skipped + self.summary.unreadable}
+            reasons = "; ".join(f"{name}: {why}" for name, why in list(unread.items())[:5])
             raise DataError(
                 f"no readable documents in {config.data.input_dir}: every file was skipped ({reasons})"
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from indexer.config.models import Config
+from indexer.errors import DataError
 from indexer.index.manifest import Manifest
 from indexer.ingestion.readers import FORMATS_EXTRA
 from indexer.ingestion.sources import Discovery, Refused, SourceFile, file_hash, settings_digest
@@ -28,20 +29,40 @@ class SyncPlan:
     """Skipped before and unchanged: not read again, listed again."""
     unsupported: list[SourceFile] = field(default_factory=list)
     refused: list[Refused] = field(default_factory=list)
-    """Never read: outside the folder, too large, or cannot be opened (see ``sources.discover``)."""
+    """Never read: outside the folder, too large, or gone meanwhile (see ``sources.discover``)."""
+    unreadable: list[Refused] = field(default_factory=list)
+    """Folders (id ending in ``/``) and files that exist but cannot be read now (permission denied,
+    an I/O error): never taken for deleted."""
+    kept: list[str] = field(default_factory=list)
+    """Indexed documents that are unreadable now, or lie in an unreadable folder: left in the index
+    as last built, neither deleted nor read."""
 
     def skipped_now(self) -> list[tuple[str, str]]:
-        """(id, reason) of every file this plan skips without reading it."""
-        return [(s.doc_id, unsupported_reason(s)) for s in self.unsupported] + [
-            (r.doc_id, r.reason) for r in self.refused
+        """(id, reason) of every file this plan skips without reading it and the index does not hold
+        (an unreadable file the index holds is kept, not skipped)."""
+        kept = set(self.kept)
+        unreadable_files = [
+            (r.doc_id, r.reason)
+            for r in self.unreadable
+            if not r.doc_id.endswith("/") and r.doc_id not in kept
         ]
+        return (
+            [(s.doc_id, unsupported_reason(s)) for s in self.unsupported]
+            + [(r.doc_id, r.reason) for r in self.refused]
+            + unreadable_files
+        )
 
     @property
     def todo(self) -> list[str]:
         return self.added + self.updated + self.retried
 
+    def unreadable_now(self) -> list[dict[str, str]]:
+        """The build report's ``unreadable``: every folder and file that cannot be read now."""
+        return [{"file": r.doc_id, "reason": r.reason} for r in self.unreadable]
+
     def changes(self) -> dict[str, list[str]]:
-        return {"added": self.added, "updated": self.updated, "deleted": self.deleted}
+        # A retried file is new to the index, and counted in ``added`` (issue 30, item 11).
+        return {"added": self.added + self.retried, "updated": self.updated, "deleted": self.deleted}
 
 
 def chunk_settings_key(config: Config) -> str:
@@ -55,17 +76,21 @@ def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -
     key = chunk_settings_key(config)
     current: dict[str, tuple[SourceFile, str]] = {}
     refused = list(discovery.refused)
+    unreadable = list(discovery.unreadable)
     for source in discovery.sources:
         try:
             current[source.doc_id] = (source, file_hash(source.path, key))
-        except OSError as exc:  # permission denied, removed meanwhile, an I/O error
+        except FileNotFoundError as exc:  # removed meanwhile: gone, like a file never listed
             refused.append(Refused(source.doc_id, f"cannot read ({exc.strerror or exc})"))
+        except OSError as exc:  # permission denied, an I/O error: still there, maybe readable later
+            unreadable.append(Refused(source.doc_id, f"cannot read ({exc.strerror or exc})"))
     files = previous.files if previous else {}
     skipped = previous.skipped if previous else {}
     plan = SyncPlan(
         current=current,
         unsupported=discovery.unsupported,
         refused=sorted(refused, key=lambda r: r.doc_id),
+        unreadable=sorted(unreadable, key=lambda r: r.doc_id),
     )
     for doc_id, (_, digest) in current.items():
         record = files.get(doc_id)
@@ -80,8 +105,29 @@ def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -
             plan.updated.append(doc_id)
         else:
             plan.unchanged.append(doc_id)
-    plan.deleted = [d for d in files if d not in current]
+    unreadable_files = {r.doc_id for r in unreadable}
+    unreadable_folders = tuple(r.doc_id for r in unreadable if r.doc_id.endswith("/"))
+    for doc_id in files:
+        if doc_id in current:
+            continue
+        if doc_id in unreadable_files or doc_id.startswith(unreadable_folders):
+            plan.kept.append(doc_id)
+        else:
+            plan.deleted.append(doc_id)
     return plan
+
+
+def refuse_unreadable(plan: SyncPlan, input_dir: object) -> None:
+    """``--strict``: a folder or file that cannot be read fails the build, before it changes anything."""
+    if not plan.unreadable:
+        return
+    names = "; ".join(f"{r.doc_id}: {r.reason}" for r in plan.unreadable[:10])
+    more = f" (and {len(plan.unreadable) - 10} more)" if len(plan.unreadable) > 10 else ""
+    raise DataError(
+        f"--strict: {len(plan.unreadable)} folder(s) or file(s) in {input_dir} cannot be read: "
+        f"{names}{more}. Make them readable by the user running indexer, or exclude them "
+        "(data.exclude). Nothing was changed: the index as last built still answers queries."
+    )
 
 
 def unsupported_reason(source: SourceFile) -> str:

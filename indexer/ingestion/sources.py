@@ -1,15 +1,22 @@
 """Find the documents of a folder and fingerprint them.
 
 A document's id is its path relative to ``data.input_dir`` (stable across machines and runs); its
-hash covers its bytes and the settings that shape its chunks, never file times.
+hash covers its bytes and the settings that shape its chunks, never file times. A name that is not
+valid UTF-8 gets an escaped id (``name_to_id``), which ``id_to_name`` turns back into its bytes.
+
+A folder or file that cannot be read (permission denied, an I/O error) is listed as unreadable, not
+as gone: the plan keeps what the index holds for it (``plan.plan_sync``), so a transient ``chmod``
+never deletes a subtree from the index.
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +55,32 @@ class Discovery:
     """Files that are selected but of a type no reader handles: skipped and listed."""
     refused: list[Refused] = field(default_factory=list)
     """Files that are selected but must not or cannot be read: skipped and listed."""
+    unreadable: list[Refused] = field(default_factory=list)
+    """Folders (their id ends in ``/``) that cannot be listed, and files that cannot be examined,
+    though they may still exist: what the index holds for them is kept."""
+
+
+def name_to_id(name: str) -> str:
+    """A file name as it appears in a document id: itself, unless it holds bytes that are not UTF-8
+    (``os.scandir`` hands those over as lone surrogates, which no JSON, manifest or Chroma metadata
+    can store). Such bytes become ``\\xHH`` and a backslash becomes ``\\\\``, so the id is valid
+    UTF-8 and maps back to exactly one name (``id_to_name``)."""
+    if "\\" not in name and not _SURROGATE.search(name):
+        return name
+    raw = os.fsencode(name).replace(b"\\", b"\\\\")
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def id_to_name(doc_id: str) -> str:
+    """The file name (or relative path) a document id stands for: ``name_to_id`` undone."""
+    if "\\" not in doc_id:
+        return doc_id
+    raw = _ESCAPE.sub(lambda m: bytes([int(m[1], 16)]) if m[1] else b"\\", doc_id.encode("utf-8"))
+    return os.fsdecode(raw)
+
+
+_SURROGATE = re.compile(r"[\udc80-\udcff]")
+_ESCAPE = re.compile(rb"\\(?:x([0-9a-f]{2})|\\)")
 
 
 def discover(config: DataConfig) -> Discovery:
@@ -64,16 +97,21 @@ def discover(config: DataConfig) -> Discovery:
     found: list[SourceFile] = []
     unsupported: list[SourceFile] = []
     refused: list[Refused] = []
-    for rel, entry in _walk(root, config.recursive):
-        path = root / rel
+    unreadable: list[Refused] = []
+    for rel, entry in _walk(root, config.recursive, unreadable):
+        path = Path(entry.path)
         if exts is not None and path.suffix.lower() not in exts:
             continue
-        if any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(entry.name, pat) for pat in config.exclude):
+        names = (rel, rel.rsplit("/", 1)[-1], entry.name)  # entry.name: the raw name, if escaped
+        if any(fnmatch.fnmatch(name, pat) for pat in config.exclude for name in names):
             continue
         try:
             info: os.stat_result | None = entry.stat(follow_symlinks=False)
-        except OSError:
+        except FileNotFoundError:
             info = None  # gone since the listing: refused below, with the reason
+        except OSError as exc:  # e.g. a folder that may be listed but not searched (mode r--)
+            unreadable.append(Refused(rel, f"cannot read ({exc.strerror or exc})"))
+            continue
         problem = _refusal(path, info, real_root, config)
         if problem is not None:
             refused.append(Refused(rel, problem))
@@ -90,7 +128,7 @@ def discover(config: DataConfig) -> Discovery:
             continue
         source = SourceFile(path=path, doc_id=rel, size=size)
         (found if is_supported(path) else unsupported).append(source)
-    if not found:
+    if not found and not unreadable:  # an unreadable folder may hold what the index keeps
         where = "or its sub-folders " if config.recursive else ""
         what = f"with extensions {', '.join(sorted(exts))}" if exts is not None else "of a supported type"
         others = f"; unsupported: {', '.join(s.doc_id for s in unsupported[:5])}" if unsupported else ""
@@ -104,32 +142,46 @@ def discover(config: DataConfig) -> Discovery:
         sorted(found, key=lambda f: f.doc_id),
         sorted(unsupported, key=lambda f: f.doc_id),
         sorted(refused, key=lambda r: r.doc_id),
+        sorted(unreadable, key=lambda r: r.doc_id),
     )
 
 
-def _walk(root: Path, recursive: bool) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Every entry of the folder that is not itself a folder, with its path relative to it, like
-    ``Path.glob("**/*")`` (no linked folder is entered) but from ``os.scandir``, which knows an
-    entry's type without a system call: an unchanged re-run lists thousands of files. Hidden files
-    and folders (.git, .DS_Store) are never documents."""
+def _walk(root: Path, recursive: bool, unreadable: list[Refused]) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every entry of the folder that is not itself a folder, with its id (its path relative to the
+    folder, see ``name_to_id``), like ``Path.glob("**/*")`` (no linked folder is entered) but from
+    ``os.scandir``, which knows an entry's type without a system call: an unchanged re-run lists
+    thousands of files. Hidden files and folders (.git, .DS_Store) are never documents. A
+    sub-folder that cannot be listed is added to ``unreadable`` (as ``its/id/``)."""
     pending = [("", os.fspath(root))]
     while pending:
         prefix, folder = pending.pop()
         try:
             with os.scandir(folder) as listing:
                 entries = list(listing)
-        except PermissionError as exc:
+        except (FileNotFoundError, NotADirectoryError):
+            if not prefix:
+                raise DataError(f"data.input_dir {root} is gone") from None
+            continue  # removed since its parent was listed: its files are gone
+        except OSError as exc:
             if not prefix:
                 raise DataError(f"cannot read data.input_dir {root}: {exc.strerror or exc}") from None
-            continue  # an unreadable sub-folder is passed over, as Path.glob does
+            # Not "gone": its files may all be there, so what the index holds for them is kept.
+            unreadable.append(Refused(prefix, f"cannot list the folder ({exc.strerror or exc})"))
+            continue
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():  # follows a link: a linked folder is neither a file nor entered
+            rel = prefix + name_to_id(entry.name)
+            try:
+                # Follows a link: a linked folder is neither a file nor entered.
+                is_dir = entry.is_dir()
+            except OSError:  # a link loop (ELOOP): taken for a file, and refused as a loop
+                is_dir = False
+            if is_dir:
                 if recursive and not entry.is_symlink():
-                    pending.append((f"{prefix}{entry.name}/", entry.path))
+                    pending.append((f"{rel}/", entry.path))
                 continue
-            yield prefix + entry.name, entry
+            yield rel, entry
 
 
 def _refusal(path: Path, info: os.stat_result | None, real_root: Path, config: DataConfig) -> str | None:
@@ -142,8 +194,12 @@ def _refusal(path: Path, info: os.stat_result | None, real_root: Path, config: D
         return "symbolic link (not followed: data.follow_symlinks is off)"
     try:
         target = path.resolve(strict=True)
-    except (OSError, RuntimeError) as exc:  # a dangling link, a link loop
-        return f"cannot read (broken symbolic link: {getattr(exc, 'strerror', None) or exc})"
+    except RuntimeError:  # a link loop, before Python 3.13
+        return "symbolic link loop (never followed)"
+    except OSError as exc:  # a dangling link, a link loop (ELOOP)
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (never followed)"
+        return f"cannot read (broken symbolic link: {exc.strerror or exc})"
     if not target.is_relative_to(real_root):
         return "symbolic link to a file outside data.input_dir (never followed)"
     if not target.is_file():

@@ -34,6 +34,10 @@ class IndexStatus:
     deleted: list[str] = field(default_factory=list)
     unchanged: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Folders (``name/``) and files that cannot be read now, with why: never taken for deleted."""
+    kept: list[str] = field(default_factory=list)
+    """Indexed documents a build leaves as they are, because they cannot be read now."""
 
     store_missing: bool = False
     """The manifest names an index whose vectors are gone (the database file or the collection)."""
@@ -64,6 +68,8 @@ def index_status(config: Config, index: Index) -> IndexStatus:
     status.new = plan.added + plan.retried  # retried: changed since it was skipped
     status.changed, status.deleted, status.unchanged = plan.updated, plan.deleted, len(plan.unchanged)
     status.skipped = dict(plan.skipped_now())
+    status.unreadable = {r.doc_id: r.reason for r in plan.unreadable}
+    status.kept = plan.kept
     if manifest is None:
         return status
     status.manifest = manifest.describe()
