@@ -31,8 +31,9 @@ from indexer.components import Components
 from indexer.errors import DataError, StoreError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
-from indexer.ingestion.plan import SyncPlan, plan_sync
+from indexer.ingestion.plan import SyncPlan, chunk_settings_key, plan_sync
 from indexer.ingestion.prepare import Engine, Prepared, WorkItem
+from indexer.ingestion.readers import ReadLimits
 from indexer.ingestion.sources import PIPELINE_VERSION, Discovery, discover, settings_digest
 from indexer.progress import progress_bar
 
@@ -222,7 +223,9 @@ class _Build:
         )
         plan = plan_sync(config, self.discovery, None if self.rebuild else manifest)
         self.summary.unchanged = len(plan.unchanged)
-        self.summary.changes = plan.changes()
+        # What was added and updated, as the files were indexed (a planned file may turn out
+        # unreadable; one skipped before may be read now, like a new one).
+        self.summary.changes = {"added": [], "updated": [], "deleted": plan.deleted}
         self._remember_unsupported(plan, manifest)
         writer.remove(plan.deleted)
         self.summary.deleted = len(plan.deleted)
@@ -232,6 +235,8 @@ class _Build:
             dtype, reason = resolve_dtype(config.embedding)
             self.summary.dtype = {"dtype": dtype, "reason": reason}
             self._index(plan)
+            for done in self.summary.changes.values():
+                done.sort()
 
         if not manifest.files:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in self.summary.skipped[:5])
@@ -298,9 +303,10 @@ class _Build:
         assert self.writer.manifest is not None
         self.previously_indexed = set(self.writer.manifest.files)
         items = []
+        key, limits = chunk_settings_key(config), ReadLimits.of(config.data)
         for doc_id in plan.todo:
             source, digest = plan.current[doc_id]
-            items.append(WorkItem(doc_id, str(source.path.absolute()), digest, source.size))
+            items.append(WorkItem(doc_id, str(source.path.absolute()), digest, source.size, key, limits))
         engine = make_engine(self.components)
         limit = flush_chunks(config)
         early = _EARLY_FLUSH_BATCHES * config.embedding.batch_size
@@ -358,8 +364,10 @@ class _Build:
             written.append(Written(doc_id, p.item.hash, p.item.size, p.chunks, p.vectors))
             if doc_id in self.previously_indexed:
                 self.summary.updated += 1
+                self.summary.changes["updated"].append(doc_id)
             else:
                 self.summary.added += 1
+                self.summary.changes["added"].append(doc_id)
         if written:
             self._check_identity(written)
         writer.write(written)
