@@ -227,6 +227,13 @@ class _Build:
         # unreadable; one skipped before may be read now, like a new one).
         self.summary.changes = {"added": [], "updated": [], "deleted": plan.deleted}
         self._remember_unsupported(plan, manifest)
+        if self.strict and plan.still_skipped:
+            # Not read again (unchanged since a build skipped them), yet just as unindexed.
+            doc_id = plan.still_skipped[0]
+            raise DataError(
+                f"--strict: cannot index {doc_id} in {config.data.input_dir}: {manifest.skipped[doc_id]} "
+                f"(unchanged since an earlier build skipped it; {len(plan.still_skipped)} such file(s))"
+            )
         writer.remove(plan.deleted)
         self.summary.deleted = len(plan.deleted)
         if plan.todo:

@@ -64,6 +64,14 @@ def test_strict_makes_a_reader_error_fatal(tmp_path: Path, name: str) -> None:
     result = cli("build", str(config), "--strict")
     assert_one_paragraph_error(result, "--strict", name, "cannot be read")
 
+    # Skipped by a build without --strict, and unchanged: --strict still refuses it, and the index
+    # as built still answers.
+    assert cli("build", str(config)).returncode == 0
+    again = cli("build", str(config), "--strict")
+    assert_one_paragraph_error(again, "--strict", name, "cannot be read", "unchanged since")
+    hit = cli("query", str(config), "desiccant pack", "--retrieve-only", "--json").json()
+    assert hit["sources"][0]["file"] == "mast.txt"
+
 
 def test_the_reader_guard_covers_every_format() -> None:
     # One place guards every reader: a direct read gives the same reason the build lists.
