@@ -1,9 +1,14 @@
 """Turn one file into LlamaIndex ``Document`` objects, or say why it cannot be read.
 
-Binary formats go to maintained parsers (pypdf, docx2txt through LlamaIndex's DocxReader,
-python-pptx, EbookLib, odfpy, striprtf). Text formats are decoded here rather than by
-``SimpleDirectoryReader``, whose text fallback decodes with ``errors="ignore"``: that silently drops
-non-UTF-8 characters and happily "reads" binary blobs as garbage.
+Binary formats go to maintained parsers (pypdf, docx2txt, python-pptx, EbookLib, odfpy, striprtf).
+Text formats are decoded here rather than by ``SimpleDirectoryReader``, whose text fallback decodes
+with ``errors="ignore"``: that silently drops non-UTF-8 characters and happily "reads" binary blobs
+as garbage.
+
+Every reader is handed the file's bytes, read once (``read_bytes``), never its path: the build
+hashes those same bytes, so a file rewritten meanwhile is recorded as it was read. Readers run
+behind one guard (``documents_from``) that turns whatever they raise into a one-line reason, and
+behind the bounds of ``ReadLimits``.
 
 A document may carry ``headings``: ``(char offset, heading)`` pairs in its text, from which each
 chunk gets the ``section`` it starts in (see ``chunking.py``).
