@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.ingestion.readers import UnreadableFile, read_file
+from indexer.ingestion.readers import read_file
 from tests.adversarial.helpers import assert_one_paragraph_error, cli, small_config, write_docs
 
 BOGUS_CHARSET_EML = (
@@ -73,13 +73,22 @@ def test_strict_makes_a_reader_error_fatal(tmp_path: Path, name: str) -> None:
     assert hit["sources"][0]["file"] == "mast.txt"
 
 
-def test_the_reader_guard_covers_every_format() -> None:
-    # One place guards every reader: a direct read gives the same reason the build lists.
-    for raw, suffix in ((BOGUS_CHARSET_EML, ".eml"), (DEEP_JSON.encode(), ".json")):
-        from indexer.ingestion.readers import ReadLimits, documents_from
+def test_a_ray_actor_skips_a_malformed_file_alike(tmp_path: Path) -> None:
+    # The actor's own code, run in this process (no cluster): the same guard as a local build's.
+    from indexer.config.loader import load_config
+    from indexer.ingestion.prepare import WorkItem
+    from indexer.ingestion.ray_engine import EmbeddingWorker
 
-        with pytest.raises(UnreadableFile, match=r"^cannot be read \("):
-            documents_from(raw, suffix, ReadLimits())
+    docs = write_docs(tmp_path / "docs")
+    _malformed(docs)
+    worker = EmbeddingWorker(load_config(small_config(tmp_path / "cfg", docs)))
+    assert worker.error is None
+    names = ("report.eml", "deep.json", "mast.txt")
+    items = [WorkItem(name, str(docs / name), "planned", 0) for name in names]
+    report, deep, mast = worker.prepare(items)
+    assert report.error is not None and report.error.startswith("cannot be read (LookupError: ")
+    assert deep.error is not None and deep.error.startswith("cannot be read (RecursionError: ")
+    assert mast.error is None and mast.vectors.shape == (1, 384)
 
 
 def test_a_file_readable_again_is_listed_as_added(tmp_path: Path) -> None:
