@@ -22,7 +22,7 @@ import json
 import re
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -328,6 +328,17 @@ class ReadLimits:
             data.max_file_bytes, data.max_inflated_bytes, data.max_inflation_ratio, data.max_document_chars
         )
 
+    def named(self, field: str) -> str:
+        """``data.FIELD (VALUE)``, as a skip reason names the bound: a later plan reads a file
+        again once the bound its reason names has another value (``plan._worth_retrying``)."""
+        value = getattr(self, field)
+        return f"data.{field} ({value:g})" if isinstance(value, float) else f"data.{field} ({value})"
+
+    def changed_since(self, reason: str) -> bool:
+        """Whether ``reason`` names a bound that these limits set to another value."""
+        names = [f.name for f in fields(self)]
+        return any(f"data.{name} (" in reason and self.named(name) not in reason for name in names)
+
 
 def read_bytes(path: Path, limits: ReadLimits) -> bytes:
     """The file's bytes, read once: what its hash and its text are both made from. A file that grew
@@ -338,7 +349,7 @@ def read_bytes(path: Path, limits: ReadLimits) -> bytes:
     except OSError as exc:
         raise UnreadableFile(f"cannot read ({exc.strerror or exc})") from None
     if len(raw) > limits.max_file_bytes:
-        raise UnreadableFile(f"more than {limits.max_file_bytes} bytes, larger than data.max_file_bytes")
+        raise UnreadableFile(f"larger than {limits.named('max_file_bytes')} since the build listed it")
     return raw
 
 
@@ -370,7 +381,7 @@ def documents_from(raw: bytes, suffix: str, limits: ReadLimits) -> list[Document
     chars = sum(len(d.text) for d in docs)
     if chars > limits.max_document_chars:
         raise UnreadableFile(
-            f"{chars} characters of text, more than data.max_document_chars ({limits.max_document_chars})"
+            f"{chars} characters of text, more than {limits.named('max_document_chars')}"
         )
     return docs
 
@@ -388,13 +399,12 @@ def check_archive(raw: bytes, limits: ReadLimits) -> None:
         return
     if inflated > limits.max_inflated_bytes:
         raise UnreadableFile(
-            f"archive inflates to {inflated} bytes, more than data.max_inflated_bytes "
-            f"({limits.max_inflated_bytes})"
+            f"archive inflates to {inflated} bytes, more than {limits.named('max_inflated_bytes')}"
         )
     if inflated > limits.max_inflation_ratio * max(len(raw), 1):
         raise UnreadableFile(
             f"archive inflates {inflated / max(len(raw), 1):.0f} times its size of {len(raw)} bytes, "
-            f"more than data.max_inflation_ratio ({limits.max_inflation_ratio:g})"
+            f"more than {limits.named('max_inflation_ratio')}"
         )
 
 

@@ -68,6 +68,14 @@ def test_archive_and_text_bounds_skip_files_with_a_reason(tmp_path: Path) -> Non
     hit = cli("query", str(config), "When does the mast heater run?", "--retrieve-only", "--json").json()
     assert hit["sources"][0]["file"] == "ok.docx"
 
+    # Unchanged files skipped for a bound are read again once that bound is raised.
+    raised = ("--set", "data.max_inflated_bytes=400000", "--set", "data.max_document_chars=200000")
+    again = cli("build", str(config), *raised, "--json").json()
+    assert again["changes"]["added"] == ["big.docx", "long.txt"]
+    assert [s["file"] for s in again["skipped"]] == ["bomb.docx"]
+    assert "more than data.max_inflated_bytes (400000)" in again["skipped"][0]["reason"]
+    assert cli("build", str(config), *raised, "--json").json()["changes"]["added"] == []
+
 
 def test_the_ratio_bound_alone_refuses_a_bomb(tmp_path: Path) -> None:
     path = tmp_path / "bomb.docx"
