@@ -242,8 +242,8 @@ class _Build:
             dtype, reason = resolve_dtype(config.embedding)
             self.summary.dtype = {"dtype": dtype, "reason": reason}
             self._index(plan)
-            for done in self.summary.changes.values():
-                done.sort()
+        for done in self.summary.changes.values():
+            done.sort()
 
         if not manifest.files:
             reasons = "; ".join(f"{s['file']}: {s['reason']}" for s in self.summary.skipped[:5])
