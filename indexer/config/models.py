@@ -59,6 +59,29 @@ class DataConfig(StrictModel):
         gt=0,
         description="Files larger than this are skipped and listed (bounds a build's time and memory).",
     )
+    max_inflated_bytes: int = Field(
+        200_000_000,
+        gt=0,
+        description="A zip-based file (DOCX, PPTX, XLSX, EPUB, ODT) whose members inflate to more "
+        "than this many bytes in all is skipped and listed, before any of it is inflated: its "
+        "reader would hold them in memory. Checked against the archive's central directory, whose "
+        "sizes bound what Python's zipfile (used by every such reader) inflates. The default leaves "
+        "room for an archive of data.max_file_bytes of stored images plus its text.",
+    )
+    max_inflation_ratio: float = Field(
+        100.0,
+        gt=1,
+        description="A zip-based file whose members inflate to more than this many times its own "
+        "size is skipped and listed (a zip bomb: a few kilobytes that inflate to gigabytes). "
+        "Office documents and e-books inflate some 2 to 20 times; 100 is Apache POI's bound.",
+    )
+    max_document_chars: int = Field(
+        100_000_000,
+        gt=0,
+        description="A file whose extracted text is longer than this many characters is skipped "
+        "and listed, whatever its format: its chunks would take hours to embed. The default is "
+        "what a plain text file of data.max_file_bytes can hold.",
+    )
 
     @field_validator("required_exts")
     @classmethod

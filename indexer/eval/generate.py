@@ -115,14 +115,14 @@ def generate_questions(
 def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> list[dict[str, Any]]:
     """The config's documents, read and chunked as a build would, without embedding them."""
     from indexer.ingestion.chunking import chunk_document, make_splitter
-    from indexer.ingestion.readers import UnreadableFile, read_file
+    from indexer.ingestion.readers import ReadLimits, UnreadableFile, read_file
     from indexer.ingestion.sources import discover
 
     splitter = make_splitter(config.chunking, components.token_spans)
     chunks = []
     for source in discover(config.data).sources:
         try:
-            docs = read_file(source.path)
+            docs = read_file(source.path, ReadLimits.of(config.data))
         except UnreadableFile:
             continue
         for chunk in chunk_document(splitter, docs, doc_id=source.doc_id, file_hash="draft"):

@@ -31,8 +31,9 @@ from indexer.components import Components
 from indexer.errors import DataError, StoreError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
-from indexer.ingestion.plan import SyncPlan, plan_sync, refuse_unreadable
+from indexer.ingestion.plan import SyncPlan, chunk_settings_key, plan_sync, refuse_unreadable
 from indexer.ingestion.prepare import Engine, Prepared, WorkItem
+from indexer.ingestion.readers import ReadLimits
 from indexer.ingestion.sources import PIPELINE_VERSION, Discovery, discover, settings_digest
 from indexer.progress import progress_bar
 
@@ -238,8 +239,17 @@ class _Build:
                     "unreadable %s: %s; the index keeps what it holds for it", item.doc_id, item.reason
                 )
         self.summary.unchanged = len(plan.unchanged)
-        self.summary.changes = plan.changes()
+        # What was added and updated, as the files were indexed (a planned file may turn out
+        # unreadable; one skipped before may be read now, like a new one).
+        self.summary.changes = {"added": [], "updated": [], "deleted": plan.deleted}
         self._remember_unsupported(plan, manifest)
+        if self.strict and plan.still_skipped:
+            # Not read again (unchanged since a build skipped them), yet just as unindexed.
+            doc_id = plan.still_skipped[0]
+            raise DataError(
+                f"--strict: cannot index {doc_id} in {config.data.input_dir}: {manifest.skipped[doc_id]} "
+                f"(unchanged since an earlier build skipped it; {len(plan.still_skipped)} such file(s))"
+            )
         writer.remove(plan.deleted)
         self.summary.deleted = len(plan.deleted)
         if plan.todo:
@@ -248,6 +258,8 @@ class _Build:
             dtype, reason = resolve_dtype(config.embedding)
             self.summary.dtype = {"dtype": dtype, "reason": reason}
             self._index(plan)
+        for done in self.summary.changes.values():
+            done.sort()
 
         if not manifest.files:
             unread = {s["file"]: s["reason"] for s in self.summary.skipped + self.summary.unreadable}
@@ -315,9 +327,10 @@ class _Build:
         assert self.writer.manifest is not None
         self.previously_indexed = set(self.writer.manifest.files)
         items = []
+        key, limits = chunk_settings_key(config), ReadLimits.of(config.data)
         for doc_id in plan.todo:
             source, digest = plan.current[doc_id]
-            items.append(WorkItem(doc_id, str(source.path.absolute()), digest, source.size))
+            items.append(WorkItem(doc_id, str(source.path.absolute()), digest, source.size, key, limits))
         engine = make_engine(self.components)
         limit = flush_chunks(config)
         early = _EARLY_FLUSH_BATCHES * config.embedding.batch_size
@@ -375,8 +388,10 @@ class _Build:
             written.append(Written(doc_id, p.item.hash, p.item.size, p.chunks, p.vectors))
             if doc_id in self.previously_indexed:
                 self.summary.updated += 1
+                self.summary.changes["updated"].append(doc_id)
             else:
                 self.summary.added += 1
+                self.summary.changes["added"].append(doc_id)
         if written:
             self._check_identity(written)
         writer.write(written)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from indexer.config.models import Config
 from indexer.errors import DataError
 from indexer.index.manifest import Manifest
-from indexer.ingestion.readers import FORMATS_EXTRA
+from indexer.ingestion.readers import FORMATS_EXTRA, ReadLimits
 from indexer.ingestion.sources import Discovery, Refused, SourceFile, file_hash, settings_digest
 
 
@@ -74,6 +74,7 @@ def chunk_settings_key(config: Config) -> str:
 
 def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -> SyncPlan:
     key = chunk_settings_key(config)
+    limits = ReadLimits.of(config.data)
     current: dict[str, tuple[SourceFile, str]] = {}
     refused = list(discovery.refused)
     unreadable = list(discovery.unreadable)
@@ -97,7 +98,7 @@ def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -
         if record is None:
             if doc_id not in skipped:
                 plan.added.append(doc_id)
-            elif previous is not None and _worth_retrying(previous, doc_id, digest):
+            elif previous is not None and _worth_retrying(previous, doc_id, digest, limits):
                 plan.retried.append(doc_id)
             else:
                 plan.still_skipped.append(doc_id)
@@ -134,5 +135,10 @@ def unsupported_reason(source: SourceFile) -> str:
     return f"unsupported file type {source.path.suffix or '(no extension)'!r}"
 
 
-def _worth_retrying(previous: Manifest, doc_id: str, digest: str) -> bool:
-    return previous.skipped_hashes.get(doc_id) != digest or FORMATS_EXTRA in previous.skipped[doc_id]
+def _worth_retrying(previous: Manifest, doc_id: str, digest: str, limits: ReadLimits) -> bool:
+    reason = previous.skipped[doc_id]
+    return (
+        previous.skipped_hashes.get(doc_id) != digest
+        or FORMATS_EXTRA in reason
+        or limits.changed_since(reason)  # skipped for passing a bound that has been changed
+    )

@@ -1,9 +1,14 @@
 """Turn one file into LlamaIndex ``Document`` objects, or say why it cannot be read.
 
-Binary formats go to maintained parsers (pypdf, docx2txt through LlamaIndex's DocxReader,
-python-pptx, EbookLib, odfpy, striprtf). Text formats are decoded here rather than by
-``SimpleDirectoryReader``, whose text fallback decodes with ``errors="ignore"``: that silently drops
-non-UTF-8 characters and happily "reads" binary blobs as garbage.
+Binary formats go to maintained parsers (pypdf, docx2txt, python-pptx, EbookLib, odfpy, striprtf).
+Text formats are decoded here rather than by ``SimpleDirectoryReader``, whose text fallback decodes
+with ``errors="ignore"``: that silently drops non-UTF-8 characters and happily "reads" binary blobs
+as garbage.
+
+Every reader is handed the file's bytes, read once (``read_bytes``), never its path: the build
+hashes those same bytes, so a file rewritten meanwhile is recorded as it was read. Readers run
+behind one guard (``documents_from``) that turns whatever they raise into a one-line reason, and
+behind the bounds of ``ReadLimits``.
 
 A document may carry ``headings``: ``(char offset, heading)`` pairs in its text, from which each
 chunk gets the ``section`` it starts in (see ``chunking.py``).
@@ -12,11 +17,16 @@ chunk gets the ``section`` it starts in (see ``chunking.py``).
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import re
+import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from indexer.config.models import DataConfig
 
 _SNIFF_BYTES = 8192
 _BOMS = (
@@ -42,6 +52,10 @@ def _document(text: str, metadata: dict[str, Any] | None = None) -> Document:
 
 
 HEADINGS = "headings"
+
+
+def _default(field: str) -> Any:
+    return DataConfig.model_fields[field].default
 
 
 class UnreadableFile(Exception):
@@ -77,12 +91,12 @@ def _require(module: str, file_type: str) -> Any:
         ) from None
 
 
-def _read_text(path: Path) -> list[Document]:
-    return [_document(text=decode_text(path.read_bytes()))]
+def _read_text(raw: bytes) -> list[Document]:
+    return [_document(text=decode_text(raw))]
 
 
-def _read_markdown(path: Path) -> list[Document]:
-    text = decode_text(path.read_bytes())
+def _read_markdown(raw: bytes) -> list[Document]:
+    text = decode_text(raw)
     headings = [(m.start(), m.group(2)) for m in _MD_HEADING_RE.finditer(text)]
     metadata: dict[str, Any] = {HEADINGS: headings}
     top = next((m.group(2) for m in _MD_HEADING_RE.finditer(text) if len(m.group(1)) == 1), None)
@@ -91,8 +105,8 @@ def _read_markdown(path: Path) -> list[Document]:
     return [_document(text=text, metadata=metadata)]
 
 
-def _read_json(path: Path) -> list[Document]:
-    text = decode_text(path.read_bytes())
+def _read_json(raw: bytes) -> list[Document]:
+    text = decode_text(raw)
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
@@ -115,19 +129,18 @@ def html_to_text(markup: str | bytes) -> tuple[str, str]:
     return text, title
 
 
-def _read_html(path: Path) -> list[Document]:
-    raw = path.read_bytes()
+def _read_html(raw: bytes) -> list[Document]:
     # Decode ourselves (BOM, UTF-8, cp1252) unless the page declares its charset.
     markup: str | bytes = raw if re.search(rb"<meta[^>]+charset", raw[:4096], re.I) else decode_text(raw)
     text, title = html_to_text(markup)
     return [_document(text=text, metadata={"title": title} if title else {})]
 
 
-def _read_pdf(path: Path) -> list[Document]:
+def _read_pdf(raw: bytes) -> list[Document]:
     import pypdf
 
     try:
-        pdf = pypdf.PdfReader(path)
+        pdf = pypdf.PdfReader(io.BytesIO(raw))
         if pdf.is_encrypted and not pdf.decrypt(""):
             # Copy-protected PDFs have an empty user password and read fine; this one needs one.
             raise UnreadableFile("encrypted PDF (password protected)")
@@ -147,21 +160,22 @@ def _read_pdf(path: Path) -> list[Document]:
     return docs
 
 
-def _read_docx(path: Path) -> list[Document]:
-    from llama_index.readers.file import DocxReader
+def _read_docx(raw: bytes) -> list[Document]:
+    # docx2txt directly, as LlamaIndex's DocxReader calls it, but on the bytes already read.
+    import docx2txt
 
     try:
-        return DocxReader().load_data(path)
+        return [_document(text=docx2txt.process(io.BytesIO(raw)))]
     except Exception as exc:  # docx2txt raises zipfile/KeyError on a damaged file
         raise UnreadableFile(f"not a readable DOCX ({type(exc).__name__}: {exc})") from None
 
 
-def _read_pptx(path: Path) -> list[Document]:
+def _read_pptx(raw: bytes) -> list[Document]:
     # python-pptx directly: LlamaIndex's PptxReader calls logging.basicConfig(level=INFO) when it is
     # imported (turning on every library's info logs) and swallows errors into empty results.
     pptx = _require("pptx", "PowerPoint (.pptx)")
     try:
-        deck = pptx.Presentation(str(path))
+        deck = pptx.Presentation(io.BytesIO(raw))
     except Exception as exc:  # zipfile.BadZipFile, KeyError, lxml errors on a damaged file
         raise UnreadableFile(f"not a readable PPTX ({type(exc).__name__}: {exc})") from None
     docs = []
@@ -183,7 +197,7 @@ def _read_pptx(path: Path) -> list[Document]:
     return docs
 
 
-def _read_epub(path: Path) -> list[Document]:
+def _read_epub(raw: bytes) -> list[Document]:
     # EbookLib for the container, one document per chapter so chunks can cite it; LlamaIndex's
     # EpubReader merges all chapters into one text and decodes them as UTF-8 regardless.
     _require("ebooklib", "EPUB")
@@ -191,7 +205,7 @@ def _read_epub(path: Path) -> list[Document]:
     from ebooklib import epub
 
     try:
-        book = epub.read_epub(str(path), options={"ignore_ncx": True})
+        book = epub.read_epub(io.BytesIO(raw), options={"ignore_ncx": True})
     except Exception as exc:  # EpubException, zipfile.BadZipFile, KeyError
         raise UnreadableFile(f"not a readable EPUB ({type(exc).__name__}: {exc})") from None
     titles = book.get_metadata("DC", "title")
@@ -206,23 +220,23 @@ def _read_epub(path: Path) -> list[Document]:
     return docs
 
 
-def _read_rtf(path: Path) -> list[Document]:
+def _read_rtf(raw: bytes) -> list[Document]:
     # striprtf directly: LlamaIndex's RTFReader opens the file in the locale's encoding.
     from striprtf.striprtf import rtf_to_text
 
-    raw = decode_text(path.read_bytes())
-    if not raw.lstrip().startswith("{\\rtf"):
+    text = decode_text(raw)
+    if not text.lstrip().startswith("{\\rtf"):
         raise UnreadableFile("not an RTF file (no {\\rtf header)")
-    return [_document(text=rtf_to_text(raw, errors="replace"))]
+    return [_document(text=rtf_to_text(text, errors="replace"))]
 
 
-def _read_odt(path: Path) -> list[Document]:
+def _read_odt(raw: bytes) -> list[Document]:
     _require("odf", "OpenDocument (.odt)")
     from odf import opendocument, teletype
     from odf.namespaces import TEXTNS
 
     try:
-        doc = opendocument.load(str(path))
+        doc = opendocument.load(io.BytesIO(raw))
     except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors
         raise UnreadableFile(f"not a readable ODT ({type(exc).__name__}: {exc})") from None
     parts: list[str] = []
@@ -257,12 +271,12 @@ def _odf_blocks(node: Any, wanted: set[tuple[str, str]]) -> list[Any]:
     return found
 
 
-def _read_eml(path: Path) -> list[Document]:
+def _read_eml(raw: bytes) -> list[Document]:
     # The standard library's email parser (policy.default decodes charsets and transfer encodings).
     from email import policy
     from email.parser import BytesParser
 
-    message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+    message = BytesParser(policy=policy.default).parsebytes(raw)
     body = message.get_body(preferencelist=("plain", "html"))
     if body is None:
         raise UnreadableFile("e-mail without a text or HTML body")
@@ -274,7 +288,7 @@ def _read_eml(path: Path) -> list[Document]:
     return [_document(text=text, metadata=metadata)]
 
 
-READERS: dict[str, Callable[[Path], list[Document]]] = {
+READERS: dict[str, Callable[[bytes], list[Document]]] = {
     ".txt": _read_text,
     ".text": _read_text,
     ".md": _read_markdown,
@@ -299,16 +313,108 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in READERS
 
 
-def read_file(path: Path) -> list[Document]:
-    """Read ``path`` into documents with no empty text; raise ``UnreadableFile`` otherwise."""
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise UnreadableFile(f"unsupported file type {path.suffix or '(no extension)'!r}")
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one file may make a reader take in (``data.max_*``, see ``config/models.py``)."""
+
+    max_file_bytes: int = _default("max_file_bytes")
+    max_inflated_bytes: int = _default("max_inflated_bytes")
+    max_inflation_ratio: float = _default("max_inflation_ratio")
+    max_document_chars: int = _default("max_document_chars")
+
+    @classmethod
+    def of(cls, data: DataConfig) -> ReadLimits:
+        return cls(
+            data.max_file_bytes, data.max_inflated_bytes, data.max_inflation_ratio, data.max_document_chars
+        )
+
+    def named(self, field: str) -> str:
+        """``data.FIELD (VALUE)``, as a skip reason names the bound: a later plan reads a file
+        again once the bound its reason names has another value (``plan._worth_retrying``)."""
+        value = getattr(self, field)
+        return f"data.{field} ({value:g})" if isinstance(value, float) else f"data.{field} ({value})"
+
+    def changed_since(self, reason: str) -> bool:
+        """Whether ``reason`` names a bound that these limits set to another value."""
+        names = [f.name for f in fields(self)]
+        return any(f"data.{name} (" in reason and self.named(name) not in reason for name in names)
+
+
+def read_bytes(path: Path, limits: ReadLimits) -> bytes:
+    """The file's bytes, read once: what its hash and its text are both made from. A file that grew
+    past ``data.max_file_bytes`` since the build listed it is refused without reading the rest."""
     try:
-        docs = reader(path)
+        with path.open("rb") as fh:
+            raw = fh.read(limits.max_file_bytes + 1)
     except OSError as exc:
         raise UnreadableFile(f"cannot read ({exc.strerror or exc})") from None
+    if len(raw) > limits.max_file_bytes:
+        raise UnreadableFile(f"larger than {limits.named('max_file_bytes')} since the build listed it")
+    return raw
+
+
+def read_file(path: Path, limits: ReadLimits | None = None) -> list[Document]:
+    """Read ``path`` into documents with no empty text; raise ``UnreadableFile`` otherwise."""
+    limits = limits or ReadLimits()
+    return documents_from(read_bytes(path, limits), path.suffix, limits)
+
+
+def documents_from(raw: bytes, suffix: str, limits: ReadLimits) -> list[Document]:
+    """The documents of a file of type ``suffix`` whose bytes are ``raw``, with no empty text;
+    raise ``UnreadableFile`` otherwise. Every reader runs here, in the build's chunking workers and
+    on Ray actors alike: whatever one raises on a malformed file (a ``LookupError`` for an unknown
+    charset, a ``RecursionError`` for deep nesting, a parser's own error) skips that file, with its
+    reason in one line, and never stops a build."""
+    reader = READERS.get(suffix.lower())
+    if reader is None:
+        raise UnreadableFile(f"unsupported file type {suffix or '(no extension)'!r}")
+    check_archive(raw, limits)
+    try:
+        docs = reader(raw)
+    except UnreadableFile:
+        raise
+    except Exception as exc:
+        raise UnreadableFile(failure_reason(exc)) from None
     docs = [d for d in docs if d.text.strip()]
     if not docs:
         raise UnreadableFile("no text found (empty file, or a scan without a text layer)")
+    chars = sum(len(d.text) for d in docs)
+    if chars > limits.max_document_chars:
+        raise UnreadableFile(
+            f"{chars} characters of text, more than {limits.named('max_document_chars')}"
+        )
     return docs
+
+
+def check_archive(raw: bytes, limits: ReadLimits) -> None:
+    """Refuse a zip archive (DOCX, PPTX, XLSX, EPUB and ODT are ones) that would inflate past
+    ``data.max_inflated_bytes`` or ``data.max_inflation_ratio`` times its size, from its central
+    directory alone: nothing is inflated. Every reader of such a format inflates with Python's
+    zipfile, which never gives more bytes of a member than the directory lists. Any file that opens
+    as an archive is checked, whatever its name, so a reader added later is bounded too."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+    except Exception:  # not an archive (or a damaged one, which its reader reports)
+        return
+    if inflated > limits.max_inflated_bytes:
+        raise UnreadableFile(
+            f"archive inflates to {inflated} bytes, more than {limits.named('max_inflated_bytes')}"
+        )
+    if inflated > limits.max_inflation_ratio * max(len(raw), 1):
+        raise UnreadableFile(
+            f"archive inflates {inflated / max(len(raw), 1):.0f} times its size of {len(raw)} bytes, "
+            f"more than {limits.named('max_inflation_ratio')}"
+        )
+
+
+_REASON_CHARS = 200
+
+
+def failure_reason(exc: BaseException, what: str = "cannot be read") -> str:
+    """One line saying why a reader (or the chunker) failed on a file, for the build summary."""
+    lines = str(exc).strip().splitlines()
+    message = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    if len(message) > _REASON_CHARS:
+        message = message[: _REASON_CHARS - 3] + "..."
+    return f"{what} ({message})"

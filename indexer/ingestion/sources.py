@@ -219,3 +219,10 @@ def file_hash(path: Path, settings_key: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:32]
+
+
+def content_hash(data: bytes, settings_key: str) -> str:
+    """``file_hash`` of a file whose bytes are ``data``."""
+    digest = hashlib.sha256(settings_key.encode())
+    digest.update(data)
+    return digest.hexdigest()[:32]
