@@ -45,7 +45,7 @@ def test_a_bomb_inside_a_base_config_is_refused_through_extends(tmp_path: Path) 
     base.write_text(_bomb())
     top = tmp_path / "top.yaml"
     top.write_text("extends: base.yaml\nquery: {top_k: 3}\n")
-    with pytest.raises(ConfigError, match="base.yaml.*aliases"):
+    with pytest.raises(ConfigError, match=r"base.yaml.*aliases"):
         load_config(top)
 
 

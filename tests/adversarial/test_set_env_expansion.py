@@ -46,9 +46,8 @@ def test_an_unset_variable_in_set_names_the_option(config: Path, monkeypatch: py
     monkeypatch.delenv("R30_UNSET", raising=False)
     with pytest.raises(ConfigError, match=r"--set server.api_key: environment variable R30_UNSET"):
         load_config(config, parse_set_options(["server.api_key=${R30_UNSET}"]))
-    assert_one_paragraph_error(
-        cli("config", str(config), "--set", "server.api_key=${R30_UNSET}"), "--set server.api_key", "R30_UNSET"
-    )
+    result = cli("config", str(config), "--set", "server.api_key=${R30_UNSET}")
+    assert_one_paragraph_error(result, "--set server.api_key", "R30_UNSET")
 
 
 @pytest.mark.parametrize(
