@@ -87,6 +87,7 @@ def _cases(chat_model: str, embedding_model: str) -> Iterator[tuple[str, dict[st
         )
 
 
+@pytest.mark.slow
 def test_every_text_and_filter_field_of_every_route_is_a_400_naming_it(server: tuple[str, str]) -> None:
     url, embedding_model = server
     chat_model = httpx.get(f"{url}/v1/models").json()["data"][0]["id"]

@@ -22,6 +22,7 @@ from tests.adversarial.helpers import small_config, write_docs
 from tests.conftest import ROOT
 
 pytest.importorskip("mcp.server.mcpserver", reason="needs the mcp extra: pip install 'indexer[mcp]'")
+pytestmark = pytest.mark.slow  # one `indexer mcp` process for the module, about a minute
 
 STARTUP_S = 120  # loads the embedder before it answers
 ANSWER_S = 30

@@ -69,6 +69,7 @@ def test_a_key_that_looks_unexpanded_is_refused(config: Path, value: str) -> Non
         load_config(file_config)
 
 
+@pytest.mark.slow
 def test_the_server_answers_to_the_expanded_key_only(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from indexer import Indexer
     from indexer.server import create_app
