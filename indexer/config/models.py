@@ -32,8 +32,9 @@ DEFAULT_CONDENSE_PROMPT = (
 _COLLECTION_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 # What a reference that was never expanded looks like: ${NAME}, ${NAME:default} (or a malformed
-# one, like ${NAME KEY}), or the shell's $NAME kept literal by single quotes.
-_UNEXPANDED_RE = re.compile(r"\$\{|^\$[A-Za-z_][A-Za-z0-9_]*$")
+# one, like ${NAME KEY}), or the shell's $NAME kept literal by single quotes (upper case only, as
+# variable names are: a real key may well start with '$').
+_UNEXPANDED_RE = re.compile(r"\$\{|^\$[A-Z_][A-Z0-9_]*$")
 
 
 def refuse_unexpanded(key: str | None) -> str | None:

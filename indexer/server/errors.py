@@ -61,7 +61,7 @@ def error_body(
 
 def _encodable(text: str) -> str:
     """A message may quote the request (an unknown field's name): a lone surrogate in it would
-    make the JSON response itself fail to encode, turning a 400 into a 500. It becomes ``\ud800``."""
+    make the JSON response itself fail to encode, turning a 400 into a 500. It becomes ``\\ud800``."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 

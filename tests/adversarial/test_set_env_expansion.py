@@ -86,3 +86,8 @@ def test_the_server_answers_to_the_expanded_key_only(config: Path, monkeypatch: 
             f"{url}/v1/retrieve", json=body, headers={"Authorization": "Bearer s3cret-from-env"}, timeout=60
         )
         assert real.status_code == 200, real.text
+
+
+@pytest.mark.parametrize("value", ["$ecret-key", "$2b$12$abcdef", "pa$$word"])
+def test_a_key_with_a_dollar_sign_is_still_a_key(config: Path, value: str) -> None:
+    assert load_config(config, {"server.api_key": value}).server.api_key == value
