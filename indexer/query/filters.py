@@ -10,6 +10,7 @@ the manifest (``doc_id $in [...]``); the keyword index applies the same rules in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -81,10 +82,14 @@ def _as_number(value: FilterValue) -> list[FilterValue]:
         else:
             for cast in (int, float):
                 try:
-                    forms.append(cast(value))
-                    break
+                    number = cast(value)
                 except ValueError:
                     continue
+                # "nan", "inf" and "1e999" read as floats that Chroma refuses in a where clause
+                # (and that no stored value equals): they stay strings.
+                if math.isfinite(number):
+                    forms.append(number)
+                break
     elif not isinstance(value, bool):
         forms.append(str(value))
     return forms

@@ -112,6 +112,12 @@ def test_every_text_and_filter_field_of_every_route_is_a_400_naming_it(server: t
     assert not failures, "\n".join(map(str, failures))
     assert count > 100
 
+    # Strings that read as NaN or infinities are strings: no match, and no bad where clause.
+    for text in ("NaN", "Infinity", "-inf", "1e999"):
+        for route, body in (("/v1/retrieve", {}), ("/v1/query", {"max_tokens": 1})):
+            response = _post(f"{url}{route}", {"question": QUESTION, "filters": {"page": text}, **body})
+            assert response.status_code == 200 and response.json()["sources"] == [], response.text
+
     # The same routes still answer a good request.
     assert _post(f"{url}/v1/retrieve", {"question": QUESTION, "filters": {"page": 1.5}}).status_code == 200
     good = {"question": QUESTION, "history": [{"role": "user", "content": "desiccant"}]}
