@@ -92,6 +92,12 @@ def create_server(indexer: Indexer) -> MCPServer:
             raise ToolError(str(exc)) from None
 
     class IndexServer(MCPServer):
+        async def run_stdio_async(self) -> None:
+            """The SDK's stdio transport, with lines it would drop unanswered answered first."""
+            from indexer.mcp_stdio import serve_stdio
+
+            await serve_stdio(self)
+
         async def list_resources(self) -> list[Resource]:
             """The static resources, and one per indexed file: the set changes with every build."""
             listed = await super().list_resources()

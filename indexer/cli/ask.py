@@ -52,6 +52,7 @@ def chat(
     """Talk with the index of CONFIG: follow-up questions use the conversation so far.
     /sources shows the last answer's sources, /reset forgets the conversation, /exit leaves."""
     from indexer.query.filters import parse_filter_options
+    from indexer.query.text import unicode_problem
 
     def work() -> None:
         ix = open_indexer(config, set_, **{"retrieval.mode": mode})
@@ -61,7 +62,7 @@ def chat(
             try:
                 sys.stdout.write("> ")
                 sys.stdout.flush()
-                line = sys.stdin.readline()
+                line = _read_line()
             except KeyboardInterrupt:
                 echo("")
                 return
@@ -70,6 +71,10 @@ def chat(
                 return
             text = line.strip()
             if not text:
+                continue
+            problem = unicode_problem(text)
+            if problem is not None:  # one bad line does not end the session either
+                echo(f"error: the question {problem}", err=True)
                 continue
             if text in ("/exit", "/quit"):
                 return
@@ -100,3 +105,13 @@ def chat(
             session.remember(text, stream)
 
     run(work)
+
+
+def _read_line() -> str:
+    """One line of input. Decoded here, not by ``sys.stdin``: its decoder raises on bytes that are
+    not text in its encoding (a Latin-1 terminal), which would end the session; kept as
+    surrogates instead, the line is refused with the same error a question argument gets."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.readline()
+    return buffer.readline().decode(sys.stdin.encoding or "utf-8", "surrogateescape")

@@ -26,6 +26,11 @@ from indexer.errors import ConfigError
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
+# Values a config may hold once its aliases (``*name``) are expanded. A real config holds a few
+# hundred; the bound keeps a "billion laughs" file (aliases of aliases, exponential once expanded)
+# from hanging every walk over the tree (env expansion, validation) and eating memory.
+MAX_CONFIG_VALUES = 100_000
+
 
 def load_config(
     path: str | os.PathLike[str], overrides: Mapping[str, Any] | Iterable[str] | None = None
@@ -37,7 +42,12 @@ def load_config(
     """
     config_path = Path(path).expanduser().resolve()
     raw = _read_layered(config_path, chain=())
-    override_map = _normalise_overrides(overrides)
+    override_map = {
+        # --set values expand ${VAR} as the files do: a key given as '${INDEXER_KEY}' is the
+        # variable's value, never that literal string.
+        key: _expand_env(value, f"--set {key}")
+        for key, value in _normalise_overrides(overrides).items()
+    }
     for key, value in override_map.items():
         if key in path_keys() and isinstance(value, str) and not _is_bundled(value):
             value = str(Path(value).expanduser().resolve())
@@ -82,7 +92,7 @@ def _read_layered(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: 'extends' forms a cycle: {cycle}")
     data = _read_yaml(path)
     base_ref = data.pop("extends", None)
-    _expand_env(data, path)
+    data = _expand_env(data, str(path))
     _resolve_paths(data, path.parent)
     if base_ref is None:
         return data
@@ -103,6 +113,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no arbitrary objects
+    except _TooLarge as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{path}: the YAML is nested too deeply to be a config") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
@@ -115,7 +129,16 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class BoundedSafeLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing aliases that expand past ``MAX_CONFIG_VALUES`` values or
+    contain themselves (``_TooLarge``, a ``YAMLError``) before anything is constructed."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+
+class _UniqueKeyLoader(BoundedSafeLoader):
     """PyYAML keeps the last of two equal keys without a word: two ``chunking:`` sections would
     silently drop the first. A duplicate is an error, reported like any malformed YAML (with its
     line); keys brought in by a ``<<`` merge may still be overridden, as YAML intends."""
@@ -141,8 +164,55 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _expand_env(node: Any, path: Path) -> Any:
-    """Expand ``${VAR}`` and ``${VAR:default}`` in every string, in place."""
+class _TooLarge(yaml.YAMLError):
+    """Aliases that expand past ``MAX_CONFIG_VALUES``, or that contain themselves."""
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values of the tree as aliases expand it, without expanding it: the composer
+    shares one node per anchor, so each node's size is computed once (iteratively, so that a
+    deeply nested file cannot exhaust the stack here either)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if isinstance(node, yaml.ScalarNode):
+            sizes[key] = 1
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = list(node.value)
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[key] > MAX_CONFIG_VALUES:
+                line = node.start_mark.line + 1
+                raise _TooLarge(
+                    f"its aliases (*name) expand to more than {MAX_CONFIG_VALUES:,} values (at line "
+                    f"{line}); a config is refused past that, as a guard against alias bombs"
+                )
+            continue
+        if key in sizes:
+            continue
+        on_path.add(key)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                raise _TooLarge(
+                    f"the anchor at line {child.start_mark.line + 1} is used inside itself (a "
+                    "recursive alias); a config must be a finite tree"
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+
+
+def _expand_env(node: Any, where: str) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:default}`` in every string of ``node`` (which comes from
+    ``where``: a file, or a ``--set`` option), as a new tree: an alias shares one object between
+    places, which must not be expanded twice."""
 
     def expand(text: str) -> str:
         def one(match: re.Match[str]) -> str:
@@ -151,7 +221,7 @@ def _expand_env(node: Any, path: Path) -> Any:
                 return os.environ[name]
             if default is None:
                 raise ConfigError(
-                    f"{path}: environment variable {name} is not set and ${{{name}}} has no "
+                    f"{where}: environment variable {name} is not set and ${{{name}}} has no "
                     f"default (write ${{{name}:default}})"
                 )
             return default
@@ -159,11 +229,10 @@ def _expand_env(node: Any, path: Path) -> Any:
         return _ENV_RE.sub(one, text)
 
     if isinstance(node, dict):
-        for key, value in node.items():
-            node[key] = _expand_env(value, path)
-    elif isinstance(node, list):
-        node[:] = [_expand_env(v, path) for v in node]
-    elif isinstance(node, str):
+        return {key: _expand_env(value, where) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, where) for v in node]
+    if isinstance(node, str):
         expanded = expand(node)
         if expanded != node and _ENV_RE.fullmatch(node):
             # A value that is only a variable takes the variable's YAML type (e.g. a port number).

@@ -31,6 +31,21 @@ DEFAULT_CONDENSE_PROMPT = (
 # it while the config is validated, not halfway through a build.
 _COLLECTION_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+# What a reference that was never expanded looks like: ${NAME}, ${NAME:default} (or a malformed
+# one, like ${NAME KEY}), or the shell's $NAME kept literal by single quotes (upper case only, as
+# variable names are: a real key may well start with '$').
+_UNEXPANDED_RE = re.compile(r"\$\{|^\$[A-Z_][A-Z0-9_]*$")
+
+
+def refuse_unexpanded(key: str | None) -> str | None:
+    """A key that still reads as a variable reference would be served (or sent) as that literal,
+    guessable string, while the real key is refused."""
+    if key is not None and _UNEXPANDED_RE.search(key.strip()):
+        raise ValueError(
+            "looks like an environment variable reference that was not expanded (it holds '${' or "
+            "is '$NAME'); write ${NAME} in the config or in --set, with NAME set in the environment"
+        )
+    return key
 
 
 class StrictModel(BaseModel):
@@ -269,6 +284,8 @@ class LLMConfig(StrictModel):
         default_factory=list, description="Extra stop strings: generation ends before any of them."
     )
 
+    _api_key_expanded = field_validator("api_key")(refuse_unexpanded)
+
     @field_validator("stop")
     @classmethod
     def _no_empty_stop(cls, stop: list[str]) -> list[str]:
@@ -428,7 +445,7 @@ class ServerConfig(StrictModel):
                 "is empty (an unset ${VAR:}?): set the variable, or remove server.api_key to serve "
                 "without a key"
             )
-        return key
+        return refuse_unexpanded(key)
 
 
 class RayConfig(StrictModel):

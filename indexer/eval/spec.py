@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from indexer.config.loader import load_config, path_keys
+from indexer.config.loader import BoundedSafeLoader, load_config, path_keys
 from indexer.config.models import Config
 from indexer.errors import ConfigError
 from indexer.eval.metrics import DEFAULT_ANSWER, DEFAULT_RETRIEVAL, parse_metric
@@ -197,6 +197,7 @@ def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        # Bounded as configs are: a spec's aliases must not expand into an alias bomb.
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=BoundedSafeLoader)
+    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read YAML: {exc}") from None

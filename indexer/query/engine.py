@@ -23,6 +23,7 @@ from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retrieved, Retriever
+from indexer.query.text import unicode_problem
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -252,6 +253,10 @@ class QueryEngine:
         Without an LLM, the last user question is prepended, which keeps the topic for retrieval.
         """
         turns = [_turn(t) for t in history]
+        for n, (_, text) in enumerate(turns):
+            problem = unicode_problem(text)
+            if problem is not None:
+                raise IndexerError(f"history.{n}.content: {problem}")
         if not turns:
             return question
         llm = self.components.llm
@@ -380,6 +385,9 @@ def _checked_mode(mode: str | None) -> RetrievalMode | None:
 def _checked(question: str) -> str:
     if not isinstance(question, str) or not question.strip():
         raise IndexerError("the question is empty")
+    problem = unicode_problem(question)
+    if problem is not None:
+        raise IndexerError(f"the question {problem}")
     return question.strip()
 
 

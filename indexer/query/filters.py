@@ -10,6 +10,7 @@ the manifest (``doc_id $in [...]``); the keyword index applies the same rules in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -17,6 +18,7 @@ from typing import Any
 
 from indexer.errors import ConfigError
 from indexer.index.store import DOC_ID
+from indexer.query.text import unicode_problem, value_problem
 
 FilterValue = str | int | float | bool
 PATH_KEYS = ("path", "file")
@@ -45,13 +47,16 @@ def filter_problem(key: Any, value: Any) -> str | None:
     (``$or``) or a list would be read as query syntax or fail deep inside them."""
     if not isinstance(key, str) or not key.strip():
         return f"filters: keys must be non-empty metadata names, got {key!r}"
+    if (problem := unicode_problem(key)) is not None:
+        return f"filters: key {key!r} {problem}"
     if key.startswith("$"):
         return (
             f"filters.{key}: keys starting with '$' are query operators, not metadata names; "
             'give key: value pairs, e.g. {"path": "guides/*", "page": 3}'
         )
     if isinstance(value, bool | int | float | str):
-        return None
+        problem = value_problem(value)
+        return None if problem is None else f"filters.{key}: {problem}"
     kind = "a list" if isinstance(value, list | tuple) else type(value).__name__
     return (
         f"filters.{key}: must be one string, number or boolean, not {kind} "
@@ -77,10 +82,14 @@ def _as_number(value: FilterValue) -> list[FilterValue]:
         else:
             for cast in (int, float):
                 try:
-                    forms.append(cast(value))
-                    break
+                    number = cast(value)
                 except ValueError:
                     continue
+                # "nan", "inf" and "1e999" read as floats that Chroma refuses in a where clause
+                # (and that no stored value equals): they stay strings.
+                if math.isfinite(number):
+                    forms.append(number)
+                break
     elif not isinstance(value, bool):
         forms.append(str(value))
     return forms

@@ -51,12 +51,18 @@ def error_body(
 ) -> dict[str, Any]:
     return {
         "error": {
-            "message": message,
+            "message": _encodable(message),
             "type": _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
-            "param": param,
+            "param": None if param is None else _encodable(param),
             "code": code,
         }
     }
+
+
+def _encodable(text: str) -> str:
+    """A message may quote the request (an unknown field's name): a lone surrogate in it would
+    make the JSON response itself fail to encode, turning a 400 into a 500. It becomes ``\\ud800``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_response(error: APIError) -> JSONResponse:

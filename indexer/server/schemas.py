@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from indexer.query.engine import Source as EngineSource
 from indexer.query.filters import filter_problem
+from indexer.query.text import unicode_problem
 
 # JSON scalars only; the query engine defines what a filter means. Checked before pydantic's own
 # validation (``_filters_are_scalars``) so a list or an operator key gets one message naming it.
@@ -51,6 +52,15 @@ class RetrieveRequest(_Strict):
 class HistoryTurn(_Strict):
     role: Literal["user", "assistant"]
     content: str
+
+    @field_validator("content")
+    @classmethod
+    def _valid_text(cls, content: str) -> str:
+        # Checked here, where the field has its name: deeper, the embedder fails after retries.
+        problem = unicode_problem(content)
+        if problem is not None:
+            raise ValueError(problem)
+        return content
 
 
 class QueryRequest(RetrieveRequest):

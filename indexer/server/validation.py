@@ -5,6 +5,7 @@ Each failure is a 400 (or 404) ``APIError`` naming the field."""
 from __future__ import annotations
 
 from indexer.config.models import ServerConfig
+from indexer.query.text import unicode_problem
 from indexer.server.errors import APIError
 from indexer.server.schemas import ChatCompletionRequest, EmbeddingsRequest
 
@@ -12,15 +13,9 @@ from indexer.server.schemas import ChatCompletionRequest, EmbeddingsRequest
 def check_unicode(text: str, param: str) -> None:
     """JSON may carry a lone surrogate (``"\\ud800"``), which is no Unicode character: the
     tokenizers cannot encode it. A 400 naming the field, not a 500 from deep inside the model."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise APIError(
-            400,
-            f"{param}: contains a lone surrogate ({text[exc.start]!r} at character {exc.start}), "
-            "which is not valid Unicode text",
-            param=param,
-        ) from None
+    problem = unicode_problem(text)
+    if problem is not None:
+        raise APIError(400, f"{param}: {problem}", param=param)
 
 
 def check_question(question: str, settings: ServerConfig, param: str = "question") -> str:
@@ -50,6 +45,7 @@ def check_top_k(top_k: int | None, settings: ServerConfig) -> int | None:
 
 
 def check_model(model: str, expected: str) -> None:
+    check_unicode(model, "model")
     if model != expected:
         raise APIError(
             404,
