@@ -49,8 +49,8 @@ def _deaf_to_ctrl_c() -> Iterator[None]:
     encoder process) are born with SIGINT blocked, which a new interpreter and a fork keep. Ctrl-C
     goes to the terminal's whole process group: in a child it raised KeyboardInterrupt wherever the
     child was, printing a traceback per process (its start-up included, before any code of ours
-    could ignore it). The build alone answers Ctrl-C and ends its children. As multiprocessing's
-    resource tracker is started."""
+    could ignore it). The build alone answers Ctrl-C, and ends its children. Multiprocessing starts
+    its own resource tracker the same way."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
