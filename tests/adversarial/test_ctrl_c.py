@@ -90,8 +90,8 @@ Moment = Callable[[Path, bytes], bool]
 
 
 def _planning(config: Path, _: bytes) -> bool:
-    """The writer lock is taken: discovery is done; the build plans and loads the model."""
-    return (config.parent / "storage" / "indexer-build.lock").exists()
+    """The writer lock is held: discovery is done; the build plans and loads the model."""
+    return (config.parent / "storage" / "indexer-build.owner.json").exists()
 
 
 def _embedding(_: Path, terminal: bytes) -> bool:
