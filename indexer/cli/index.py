@@ -9,7 +9,7 @@ import typer
 
 from indexer.cli.options import ConfigArg, JsonOpt, SetOpt
 from indexer.cli.output import echo
-from indexer.cli.running import open_indexer, run
+from indexer.cli.running import ctrl_c_ends_the_process, open_indexer, run
 
 
 def build(
@@ -47,7 +47,8 @@ def build(
             echo(f"  skipped {skipped['file']}: {skipped['reason']}")
         _print_unreadable(summary.unreadable, summary.kept, {s["file"] for s in summary.skipped})
 
-    run(work)
+    with ctrl_c_ends_the_process():
+        run(work)
 
 
 def status(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) -> None:

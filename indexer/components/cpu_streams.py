@@ -36,7 +36,8 @@ def cpu_streams() -> int:
 def map_in_streams(work: Callable[[Item], Any], items: Sequence[Item], streams: int) -> list[Any]:
     """``[work(item) for item in items]`` in inference mode, computed by ``streams`` threads whose
     torch operations each run on one core; each thread takes the next item as it finishes one, so
-    a stream slowed by other work takes fewer. The first failure is raised here."""
+    a stream slowed by other work takes fewer. The first failure is raised here, and an exception
+    in the caller's thread (Ctrl-C) is raised at once, every stream ending after its current item."""
     import torch
 
     streams = min(streams, len(items))
@@ -45,6 +46,7 @@ def map_in_streams(work: Callable[[Item], Any], items: Sequence[Item], streams: 
             return [work(item) for item in items]
     results: list[Any] = [None] * len(items)
     failures: list[BaseException] = []
+    stop = threading.Event()
     taken = itertools.count()  # next() on a count is atomic under the GIL
     # torch.set_num_threads sets the calling thread's OpenMP threads and a process-wide default
     # for threads that have not run torch yet: that default is put back once every stream has
@@ -59,21 +61,36 @@ def map_in_streams(work: Callable[[Item], Any], items: Sequence[Item], streams: 
             torch.get_num_threads()
             torch.set_num_threads(1)
         finally:
-            all_set.wait()
+            try:
+                all_set.wait()
+            except threading.BrokenBarrierError:  # the caller was interrupted before they all began
+                return
         try:
             with torch.inference_mode():
-                while not failures and (at := next(taken)) < len(items):
+                while not stop.is_set() and (at := next(taken)) < len(items):
                     results[at] = work(items[at])
         except BaseException as exc:  # raised again in the caller's thread, below
             failures.append(exc)
+            stop.set()
 
     threads = [threading.Thread(target=stream, name=f"indexer-cpu-stream-{n}") for n in range(streams)]
-    for thread in threads:
-        thread.start()
-    all_set.wait()
-    torch.set_num_threads(restore)
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.start()
+        all_set.wait()
+        torch.set_num_threads(restore)
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        # Interrupted (Ctrl-C raises KeyboardInterrupt here, in the caller's thread): the streams
+        # end after the item each computes, rather than compute every item left (a call over one
+        # large document ran on for minutes after Ctrl-C, and the interpreter waits for them to
+        # exit). Not waited for: on a busy machine one forward pass takes seconds, which the
+        # caller spends stopping the rest of its work.
+        stop.set()
+        all_set.abort()
+        torch.set_num_threads(restore)
+        raise
     if failures:
         raise failures[0]
     return results

@@ -1,12 +1,16 @@
-"""How a build starts its helper processes, without the parent's ``__main__`` and ending with the
-build: the chunking workers forked from a fork server, the encoder process as a new interpreter."""
+"""How a build starts its helper processes, without the parent's ``__main__``, deaf to Ctrl-C and
+ending with the build: the chunking workers forked from a fork server, the encoder process as a new
+interpreter."""
 
 from __future__ import annotations
 
 import multiprocessing.context
 import os
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from multiprocessing import popen_forkserver, popen_spawn_posix, spawn
 from typing import Any
@@ -31,12 +35,27 @@ class _WithoutMain:
 
         # multiprocessing offers no option for this; its preparation data is made by this one
         # function, replaced only while this process is launched.
-        with self._launching:
+        with self._launching, _deaf_to_ctrl_c():
             spawn.get_preparation_data = without_main
             try:
                 super()._launch(process_obj)  # type: ignore[misc]  # typeshed omits Popen._launch
             finally:
                 spawn.get_preparation_data = prepare
+
+
+@contextmanager
+def _deaf_to_ctrl_c() -> Iterator[None]:
+    """Processes started in this block (the fork server, once, and so every worker it forks; the
+    encoder process) are born with SIGINT blocked, which a new interpreter and a fork keep. Ctrl-C
+    goes to the terminal's whole process group: in a child it raised KeyboardInterrupt wherever the
+    child was, printing a traceback per process (its start-up included, before any code of ours
+    could ignore it). The build alone answers Ctrl-C, and ends its children. Multiprocessing starts
+    its own resource tracker the same way."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 class _ForkedPopen(_WithoutMain, popen_forkserver.Popen):
@@ -95,7 +114,8 @@ def start_child_server() -> None:
     from multiprocessing import forkserver
 
     child_context()  # its preload list
-    forkserver.ensure_running()
+    with _deaf_to_ctrl_c():
+        forkserver.ensure_running()
 
 
 def exit_with_build(build_pid: int) -> None:

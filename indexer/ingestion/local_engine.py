@@ -24,7 +24,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 from indexer.cpu import cpu_count
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _ENCODE_BATCHES = 8
+# How often a wait for the chunking workers looks whether the build has stopped.
+_POLL_SECONDS = 0.1
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -158,12 +160,13 @@ class LocalEngine:
             return
         chunking = self.components.config.chunking.model_dump()
         passage_tokenizer = facts.passage_tokenizer if self.tokenize_in_workers else None
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             self.workers,
             mp_context=child_context(),
             initializer=_init_worker,
             initargs=(chunking, tokenizer_json, self.keyword_terms, passage_tokenizer, os.getpid()),
-        ) as pool:
+        )
+        try:
             window: deque[Future[tuple[Prepared, float]]] = deque()
             pending = iter(items)
             exhausted = False
@@ -176,9 +179,19 @@ class LocalEngine:
                         window.append(pool.submit(_chunk_in_worker, following))
                 if not window:
                     return
+                # Waited for in turns, so a build that stops (Ctrl-C, a failure) is not held up
+                # by a large file being chunked.
+                while not buffer.closed and not wait([window[0]], timeout=_POLL_SECONDS).done:
+                    pass
+                if buffer.closed:
+                    return
                 prepared, seconds = window.popleft().result()
                 self.seconds["read_chunk"] += seconds
                 yield prepared
+        finally:
+            # A build that stopped early drops the files queued, and leaves the files being
+            # chunked to the workers, who end after them (or with the build, ``exit_with_build``).
+            pool.shutdown(wait=not buffer.closed, cancel_futures=True)
 
 
 class _ChunkBuffer:
