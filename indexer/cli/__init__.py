@@ -7,6 +7,8 @@ User errors (``IndexerError``) print one paragraph and exit 2, with no traceback
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from indexer.cli import ask, doctor, evaluate, index, serving
@@ -33,4 +35,10 @@ app.add_typer(evaluate.eval_app, name="eval")
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:
+        # Ctrl-C before a command's own handling starts (while typer parses, or a command imports
+        # its modules): the same word and exit code as later, not a traceback.
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
