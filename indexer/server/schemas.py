@@ -92,6 +92,7 @@ else:
 
 class RetrieveResponse(BaseModel):
     sources: list[Source]
+    notice: str | None = None
 
 
 class QueryResponse(BaseModel):
