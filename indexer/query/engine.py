@@ -24,6 +24,7 @@ from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retrieved, Retriever
+from indexer.query.runaway import RunawayGuard, turn_labels
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -120,9 +121,12 @@ class Answer:
 class AnswerStream:
     """Text of an answer as it is generated; ``sources`` are known before the first piece, and
     ``answer`` holds the whole text once the stream is consumed. ``close()`` stops generation
-    (e.g. on Ctrl-C); what was generated so far stays in ``answer``. ``usage`` counts this
-    answer's tokens; ``finish_reason`` is ``"length"`` when it reached its ``max_tokens``, else
-    ``"stop"``."""
+    (e.g. on Ctrl-C); what was generated so far stays in ``answer``.
+
+    Generation also stops when the answer runs away (an invented turn, a loop; see
+    ``indexer.query.runaway``): ``notice`` then says why, and ``runaway`` holds that reason alone.
+    ``usage`` counts this answer's tokens; ``finish_reason`` is ``"length"`` when it reached its
+    ``max_tokens``, else ``"stop"``."""
 
     def __init__(
         self,
@@ -131,21 +135,37 @@ class AnswerStream:
         notice: str | None,
         *,
         question: str | None = None,
+        guard: RunawayGuard | None = None,
     ) -> None:
         self._tokens = tokens
+        self._guard = guard or RunawayGuard()
         self.sources = sources
         self.notice = notice
         self.question = question
         self.answer: str | None = None if tokens is None else ""
         self.finished = tokens is None
         self.stopped = False
+        self.runaway: str | None = None
 
     def __iter__(self) -> Iterator[str]:
         if self._tokens is None or self.finished:
             return
+        guard = self._guard
         for piece in self._tokens:
-            self.answer = (self.answer or "") + piece
-            yield piece
+            shown = guard.feed(piece)
+            if shown:
+                self.answer = (self.answer or "") + shown
+                yield shown
+            if guard.reason is not None:
+                self.runaway = guard.reason
+                self.notice = _join([self.notice or "", guard.reason])
+                self._tokens.close()  # stops the model now, not at max_tokens
+                break
+        else:
+            rest = guard.finish()
+            if rest:
+                self.answer = (self.answer or "") + rest
+                yield rest
         self.finished = True
 
     def close(self) -> None:
@@ -166,7 +186,7 @@ class AnswerStream:
 
     @property
     def finish_reason(self) -> str:
-        if self._tokens is not None and self._tokens.finish_reason == "length":
+        if self._tokens is not None and self._tokens.finish_reason == "length" and self.runaway is None:
             return "length"
         return "stop"
 
@@ -260,7 +280,9 @@ class QueryEngine:
             notices.append(trim_notice)
         cap = self.config.llm.max_new_tokens
         tokens = llm.stream_tokens(messages, max_tokens=min(max_tokens or cap, cap))
-        return AnswerStream(tokens, kept, _join(notices), question=standalone)
+        template = getattr(llm, "template", None)
+        guard = RunawayGuard(turn_labels(template.template.source if template is not None else None))
+        return AnswerStream(tokens, kept, _join(notices), question=standalone, guard=guard)
 
     def query(
         self,

@@ -68,7 +68,8 @@ def test_concurrent_retrievals_and_answers_keep_their_own_notices(built_sample: 
 
 @pytest.fixture
 def newline_server(built_sample: Path, monkeypatch: pytest.MonkeyPatch) -> object:
-    """A server whose model writes "Qu" on line after line, until its token cap."""
+    """A server whose model writes "Qu" on line after line: each line arrives as one piece (a line
+    start that could still become "Question:" is held back), so pieces and tokens differ."""
     from indexer.server import create_app
 
     fault_forced_text(monkeypatch, CYCLE)
@@ -92,6 +93,7 @@ def test_usage_and_max_tokens_count_the_models_tokens(newline_server: str) -> No
             chunks = [json.loads(data) for _, data in sse_events(response) if data != "[DONE]"]
         pieces = [c["choices"][0]["delta"].get("content") for c in chunks if c["choices"]]
         assert "".join(p or "" for p in pieces) == text
+        assert len([p for p in pieces if p]) < 7  # the pieces are not the tokens
         assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
         assert chunks[-1]["usage"]["completion_tokens"] == 7
 
