@@ -38,6 +38,9 @@ _UNIT_RE = re.compile(r"\w+|[^\w\s]+")
 LOOP_REPEATS = 4
 LOOP_MIN_UNITS = 32
 LOOP_MAX_BLOCK = 48
+# Enough text for the longest loop looked for: answers are watched piece by piece, so this bounds
+# the work per piece whatever the answer's length.
+_LOOP_TAIL_CHARS = 3000
 
 
 def turn_labels(template_source: str | None) -> tuple[str, ...]:
@@ -46,11 +49,11 @@ def turn_labels(template_source: str | None) -> tuple[str, ...]:
     return TURN_LABELS + tuple(label for role in roles for label in (f"{role.capitalize()}:", f"{role}:"))
 
 
-def invented_turn(text: str, labels: Sequence[str] = TURN_LABELS) -> tuple[int, str] | None:
+def invented_turn(text: str, labels: Sequence[str] = TURN_LABELS, start: int = 0) -> tuple[int, str] | None:
     """Where the first invented turn begins in ``text`` (the offset of its line, newline included)
-    and its label, or None. A heading ("### ") counts only after the first line, where an answer
-    would not put one."""
-    start = 0
+    and its label, or None; lines are looked at from the one at ``start`` on. A heading ("### ")
+    counts only after the first line, where an answer would not put one."""
+    start = text.rfind("\n", 0, start) + 1
     while True:
         line_end = text.find("\n", start)
         line = text[start : len(text) if line_end == -1 else line_end].lstrip(_LINE_INDENT)
@@ -71,7 +74,7 @@ def could_become_turn(line: str, labels: Sequence[str] = TURN_LABELS) -> bool:
 def repeated_block(text: str) -> tuple[str, int] | None:
     """The block of units the end of ``text`` repeats, and how many times in a row, when that is a
     loop (see ``LOOP_REPEATS``); else None."""
-    tail = text[-8000:]
+    tail = text[-_LOOP_TAIL_CHARS:]
     found = list(_UNIT_RE.finditer(tail))
     units = [m.group(0) for m in found]
     for size in range(1, LOOP_MAX_BLOCK + 1):
@@ -99,8 +102,9 @@ class RunawayGuard:
     def feed(self, piece: str) -> str:
         if self.reason is not None:
             return ""
+        checked = len(self.text)  # lines that ended before this piece were looked at already
         self.text += piece
-        turn = invented_turn(self.text, self.labels)
+        turn = invented_turn(self.text, self.labels, checked)
         if turn is not None:
             at, label = turn
             self.reason = f"stopped where the model began a turn of its own ({label!r})"
