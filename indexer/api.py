@@ -16,7 +16,7 @@ from indexer.ingestion.status import IndexStatus
 if TYPE_CHECKING:
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
     from indexer.query.chat import ChatSession
-    from indexer.query.engine import Answer, AnswerStream, History, QueryEngine, Source
+    from indexer.query.engine import Answer, AnswerStream, History, Passages, QueryEngine
     from indexer.query.filters import FilterValue
     from indexer.query.retrieval import RetrievalMode
 
@@ -75,11 +75,12 @@ class Indexer:
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
         mode: RetrievalMode | None = None,
-    ) -> list[Source]:
+    ) -> Passages:
         """The ``top_k`` best passages (default ``query.top_k``), ranked 1..n: exactly that many when
         the index holds enough that pass the filters and cutoff. ``filters``: ``{"path": "guides/*",
         "type": "pdf", "page": 3}`` (added to the config's ``retrieval.filters``). ``mode``:
-        ``vector``, ``bm25`` or ``hybrid`` for this question (default ``retrieval.mode``)."""
+        ``vector``, ``bm25`` or ``hybrid`` for this question (default ``retrieval.mode``). A list
+        of ``Source``; its ``notice`` says what the reader should know about them, or is None."""
         return self._engine.retrieve(question, top_k, filters=filters, mode=mode)
 
     def query(
@@ -89,12 +90,17 @@ class Indexer:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
         mode: RetrievalMode | None = None,
+        max_tokens: int | None = None,
     ) -> Answer:
         """Retrieve, then answer with the LLM, citing passages by rank. ``history``: earlier chat
         turns as ``(role, text)`` pairs; the question is first rewritten into a standalone one,
-        which retrieval and the answer use. Without an LLM, ``answer`` is None and ``notice`` says
-        why."""
-        return self._engine.query(question, top_k, filters=filters, history=history, mode=mode)
+        which retrieval and the answer use. ``max_tokens`` caps the answer's tokens (at most
+        ``llm.max_new_tokens``); ``usage`` counts them. Without an LLM, ``answer`` is None and
+        ``notice`` says why; an answer stopped because it ran away (an invented turn, a loop)
+        carries a ``notice`` saying so."""
+        return self._engine.query(
+            question, top_k, filters=filters, history=history, mode=mode, max_tokens=max_tokens
+        )
 
     def stream(
         self,
@@ -103,11 +109,14 @@ class Indexer:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
         mode: RetrievalMode | None = None,
+        max_tokens: int | None = None,
     ) -> AnswerStream:
-        """As ``query``, but the answer's tokens are yielded as they are generated: ``sources``
-        are known before the first token, ``answer`` holds the whole text once the stream is
-        consumed, and ``close()`` stops generation."""
-        return self._engine.stream(question, top_k, filters=filters, history=history, mode=mode)
+        """As ``query``, but the answer's text is yielded as it is generated: ``sources`` are
+        known before the first piece, ``answer`` holds the whole text once the stream is
+        consumed (with ``usage`` and ``finish_reason``), and ``close()`` stops generation."""
+        return self._engine.stream(
+            question, top_k, filters=filters, history=history, mode=mode, max_tokens=max_tokens
+        )
 
     def chat(self, top_k: int | None = None, filters: Mapping[str, FilterValue] | None = None) -> ChatSession:
         """A multi-turn session: ``session.ask(q)`` streams, ``session.remember(q, stream)``."""

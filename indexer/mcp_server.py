@@ -139,7 +139,10 @@ def create_server(indexer: Indexer) -> MCPServer:
         found = await in_thread(
             lambda: indexer.retrieve(question, top_k, filters=_checked_filters(filters), mode=mode)
         )
-        return {"passages": [_passage(s) for s in found]}
+        result: dict[str, Any] = {"passages": [_passage(s) for s in found]}
+        if found.notice:
+            result["notice"] = found.notice
+        return result
 
     @server.tool()
     async def ask(

@@ -45,6 +45,8 @@ def stream_answer(stream: Any) -> None:
         stream.close()
         echo("\n[stopped]", err=True)
     echo("\n")
+    if getattr(stream, "runaway", None):  # known only once the answer has stopped
+        echo(f"note: {stream.runaway}", err=True)
 
 
 def print_sources(sources: list[Any]) -> None:

@@ -7,7 +7,7 @@ else, so every feature works on either backend.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,7 +16,7 @@ from llama_index.core.base.llms.types import ChatMessage
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens of the last generation: the prompt as the model received it, and the answer."""
+    """Tokens of one generation: the prompt as the model received it, and the answer."""
 
     prompt_tokens: int
     completion_tokens: int
@@ -26,6 +26,38 @@ class Usage:
 class JsonReply:
     text: str
     finish_reason: str | None  # "stop", or "length" when cut off at max_tokens
+    usage: Usage | None = None
+
+
+class TokenStream:
+    """The text pieces of one generation, and its own token counts: the model is shared by
+    concurrent requests, so what one generation used travels with it, never on the model.
+
+    ``completion_tokens`` counts the model's tokens generated so far (a text piece may hold
+    several, or part of one); ``finish_reason`` is ``"stop"`` or ``"length"`` (``max_tokens``
+    reached) once generation has ended, ``None`` while it runs or when it was closed early."""
+
+    def __init__(
+        self, generate: Callable[[TokenStream], Generator[str, None, None]], prompt_tokens: int
+    ) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+        self._pieces = generate(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        """Stops generation after the token in progress."""
+        self._pieces.close()
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(self.prompt_tokens, self.completion_tokens)
 
 
 @runtime_checkable
@@ -35,18 +67,13 @@ class ChatModel(Protocol):
         """The context window, in the model's tokens."""
         ...
 
-    @property
-    def last_usage(self) -> Usage | None:
-        """Token counts of the last generation, once it has finished or stopped."""
-        ...
-
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """Prompt tokens for ``messages``, chat template included."""
         ...
 
-    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[str]:
-        """The answer's text pieces as they are generated (``max_tokens`` caps it); closing the
-        iterator stops generation."""
+    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
+        """The answer's text pieces as they are generated (``max_tokens`` caps its tokens);
+        closing the stream stops generation."""
         ...
 
     def complete_json(

@@ -20,7 +20,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,7 +38,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.llms.llama_cpp import LlamaCPP
 from pydantic import PrivateAttr
 
-from indexer.components.chat_model import JsonReply, Usage
+from indexer.components.chat_model import JsonReply, TokenStream, Usage
 from indexer.components.chat_templates import TemplateChoice, choose_template, sentinel, split_rendered
 from indexer.config.models import LLMConfig
 from indexer.cpu import cpu_count
@@ -80,7 +80,6 @@ class ChatLlamaCPP(LlamaCPP):
     _seed: int = PrivateAttr()
     _extra_stop: list[str] = PrivateAttr()
     _last_prompt: RenderedPrompt | None = PrivateAttr(default=None)
-    _last_usage: Usage | None = PrivateAttr(default=None)
     # Template text -> its pieces around control tokens: the same few fragments ("<|im_start|>user\n")
     # recur in every render, and context fitting renders many times per question.
     _controls: dict[str, list[tuple[str, int | None]]] = PrivateAttr(default_factory=dict)
@@ -138,10 +137,6 @@ class ChatLlamaCPP(LlamaCPP):
     @property
     def n_ctx(self) -> int:
         return int(self._model.n_ctx())
-
-    @property
-    def last_usage(self) -> Usage | None:
-        return self._last_usage
 
     @property
     def template(self) -> TemplateChoice:
@@ -261,7 +256,14 @@ class ChatLlamaCPP(LlamaCPP):
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self.render(messages).tokens)
 
-    def _generate(self, messages: Sequence[ChatMessage], stream: bool, **kwargs: Any) -> Any:
+    def _generate(
+        self,
+        messages: Sequence[ChatMessage],
+        stream: bool,
+        progress: Callable[[int], None] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``progress`` hears the tokens generated so far before each new one is sampled."""
         from llama_cpp import StoppingCriteriaList
 
         prompt = self.render(messages)
@@ -280,7 +282,10 @@ class ChatLlamaCPP(LlamaCPP):
         # llama.cpp itself stops at end-of-generation tokens; this also stops at the template's
         # turn markers (it sees a token one step after it was sampled; special tokens print as "").
         def at_stop_token(input_ids: Any, _logits: Any) -> bool:
-            return len(input_ids) > n_prompt and int(input_ids[-1]) in stop_tokens
+            generated = len(input_ids) - n_prompt
+            if progress is not None:
+                progress(generated)
+            return generated > 0 and int(input_ids[-1]) in stop_tokens
 
         return self._model.create_completion(
             prompt=prompt.tokens,
@@ -330,22 +335,38 @@ class ChatLlamaCPP(LlamaCPP):
 
         return gen()
 
-    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[str]:
-        """Just the text pieces, as they are generated. Closing the iterator (or Ctrl-C while it
-        runs) stops llama.cpp after the token in progress; the next call starts cleanly and still
-        reuses the KV cache of the shared prompt prefix."""
-        chunks = self._generate(messages, stream=True, **kwargs)
+    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
+        """Just the text pieces, as they are generated, with this generation's token counts.
+        Closing the stream (or Ctrl-C while it runs) stops llama.cpp after the token in progress;
+        the next call starts cleanly and still reuses the KV cache of the shared prompt prefix."""
+        max_tokens = int(kwargs.pop("max_tokens", self.max_new_tokens))
+        counted: list[int] = [0]
+
+        def progress(generated: int) -> None:
+            counted[0] = max(counted[0], generated)
+
+        chunks = self._generate(messages, stream=True, progress=progress, max_tokens=max_tokens, **kwargs)
         prompt_tokens = len(self._last_prompt.tokens) if self._last_prompt else 0
-        text = ""
-        try:
-            for chunk in chunks:
-                delta = chunk["choices"][0]["text"]
-                if delta:
-                    text += delta
-                    yield delta
-        finally:
-            chunks.close()
-            self._last_usage = Usage(prompt_tokens, len(self._tokenize_text(text)))
+
+        def pieces(stream: TokenStream) -> Generator[str, None, None]:
+            try:
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    # llama.cpp samples the next token before it reports the last one as kept,
+                    # so the count lags by one token until generation ends.
+                    stream.completion_tokens = counted[0]
+                    if choice.get("finish_reason"):
+                        stream.finish_reason = choice["finish_reason"]
+                        if stream.finish_reason == "length":
+                            stream.completion_tokens = max_tokens
+                    if choice["text"]:
+                        yield choice["text"]
+            finally:
+                chunks.close()
+                if stream.finish_reason != "length":
+                    stream.completion_tokens = counted[0]
+
+        return TokenStream(pieces, prompt_tokens)
 
     def complete_json(
         self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
@@ -357,8 +378,11 @@ class ChatLlamaCPP(LlamaCPP):
         )
         raw = response.raw or {}
         usage = raw.get("usage") or {}
-        self._last_usage = Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
-        return JsonReply(response.message.content or "", raw.get("choices", [{}])[0].get("finish_reason"))
+        return JsonReply(
+            response.message.content or "",
+            raw.get("choices", [{}])[0].get("finish_reason"),
+            Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
+        )
 
 
 @functools.lru_cache(maxsize=16)

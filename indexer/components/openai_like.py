@@ -10,13 +10,13 @@ user's own ``base_url`` says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from functools import cached_property
 from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from indexer.components.chat_model import JsonReply, Usage
+from indexer.components.chat_model import JsonReply, TokenStream, Usage
 from indexer.config.models import LLMConfig
 from indexer.errors import ModelError
 
@@ -48,7 +48,6 @@ class OpenAILikeLLM:
             base_url=self.base_url, api_key=config.api_key or "none", timeout=config.timeout, max_retries=0
         )
         self.exact_token_counts = True
-        self._last_usage: Usage | None = None
         # Which response_format this server takes for JSON-constrained replies, once known.
         self._json_format: str | None = None
 
@@ -56,21 +55,23 @@ class OpenAILikeLLM:
     def n_ctx(self) -> int:
         return self.config.n_ctx
 
-    @property
-    def last_usage(self) -> Usage | None:
-        return self._last_usage
-
-    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Iterator[str]:
+    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
         """Text pieces as the server sends them. The request is made here, so an unreachable
         server fails at once rather than at the first token."""
-        stream = self._request(messages, stream=True, **kwargs)
+        # Counted first: llama-cpp-python's server ends a stream when another request arrives.
+        prompt_tokens = self.count_tokens(messages)
+        response = self._request(messages, stream=True, **kwargs)
 
-        def pieces() -> Iterator[str]:
+        def pieces(stream: TokenStream) -> Generator[str, None, None]:
             text = ""
             try:
-                for chunk in stream:
+                for chunk in response:
+                    if getattr(chunk, "usage", None):  # servers that report it count best
+                        stream.completion_tokens = chunk.usage.completion_tokens
                     if not chunk.choices:
                         continue
+                    if chunk.choices[0].finish_reason:
+                        stream.finish_reason = chunk.choices[0].finish_reason
                     delta = chunk.choices[0].delta.content
                     if delta:
                         text += delta
@@ -78,10 +79,11 @@ class OpenAILikeLLM:
             except Exception as exc:
                 raise self._error(exc) from None
             finally:
-                stream.close()  # closes the HTTP response: the server stops generating
-                self._last_usage = Usage(self.count_tokens(messages), self._count_text(text))
+                response.close()  # closes the HTTP response: the server stops generating
+                if not stream.completion_tokens:
+                    stream.completion_tokens = self._count_text(text) if text else 0
 
-        return pieces()
+        return TokenStream(pieces, prompt_tokens)
 
     def complete_json(
         self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
@@ -117,11 +119,14 @@ class OpenAILikeLLM:
             self._json_format = name
             choice = response.choices[0]
             usage = response.usage
-            self._last_usage = Usage(
-                usage.prompt_tokens if usage else self.count_tokens(messages),
-                usage.completion_tokens if usage else self._count_text(choice.message.content or ""),
+            return JsonReply(
+                choice.message.content or "",
+                choice.finish_reason,
+                Usage(
+                    usage.prompt_tokens if usage else self.count_tokens(messages),
+                    usage.completion_tokens if usage else self._count_text(choice.message.content or ""),
+                ),
             )
-            return JsonReply(choice.message.content or "", choice.finish_reason)
         raise ModelError(
             f"the LLM server at {self.base_url} (llm.base_url) offers no JSON-constrained replies "
             f"({'; '.join(refusals)}), which the judge and `indexer eval generate` need: use a "

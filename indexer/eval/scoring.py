@@ -104,7 +104,7 @@ class QuestionScorer:
             return
         t_end = time.perf_counter()
         answer = stream.answer or ""
-        usage = self.llm.last_usage
+        usage = stream.usage
         latency.update(
             answer_retrieval_ms=round((t_gen - t0) * 1000, 2),
             ttft_ms=round(((first or t_end) - t_gen) * 1000, 2),

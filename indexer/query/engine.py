@@ -16,6 +16,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from indexer.components import Components
+from indexer.components.chat_model import TokenStream, Usage
 from indexer.config.models import Config, QueryConfig
 from indexer.errors import IndexerError, ModelError
 from indexer.index.index import Index
@@ -23,6 +24,7 @@ from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retrieved, Retriever
+from indexer.query.runaway import RunawayGuard, turn_labels
 from indexer.query.text import unicode_problem
 
 _CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
@@ -81,6 +83,16 @@ def cited_numbers(answer: str | None, sources: Sequence[Source]) -> list[int]:
     return seen
 
 
+class Passages(list[Source]):
+    """The passages retrieved for one question, best first, and what the reader should know about
+    them (``notice``: a keyword index being rebuilt, filters that match no file). A list, so it is
+    used as the sources themselves; the notice travels with them, never on a shared object."""
+
+    def __init__(self, sources: Sequence[Source] = (), notice: str | None = None) -> None:
+        super().__init__(sources)
+        self.notice = notice
+
+
 @dataclass
 class Answer:
     answer: str | None
@@ -88,6 +100,8 @@ class Answer:
     notice: str | None = None
     question: str | None = None
     stopped: bool = False
+    usage: Usage | None = None
+    finish_reason: str | None = None
 
     @property
     def citations(self) -> list[int]:
@@ -106,44 +120,76 @@ class Answer:
 
 
 class AnswerStream:
-    """Tokens of an answer as they are generated; ``sources`` are known before the first token,
-    and ``answer`` holds the whole text once the stream is consumed. ``close()`` stops generation
-    (e.g. on Ctrl-C); what was generated so far stays in ``answer``."""
+    """Text of an answer as it is generated; ``sources`` are known before the first piece, and
+    ``answer`` holds the whole text once the stream is consumed. ``close()`` stops generation
+    (e.g. on Ctrl-C); what was generated so far stays in ``answer``.
+
+    Generation also stops when the answer runs away (an invented turn, a loop; see
+    ``indexer.query.runaway``): ``notice`` then says why, and ``runaway`` holds that reason alone.
+    ``usage`` counts this answer's tokens; ``finish_reason`` is ``"length"`` when it reached its
+    ``max_tokens``, else ``"stop"``."""
 
     def __init__(
         self,
-        tokens: Iterator[str] | None,
+        tokens: TokenStream | None,
         sources: list[Source],
         notice: str | None,
         *,
         question: str | None = None,
+        guard: RunawayGuard | None = None,
     ) -> None:
         self._tokens = tokens
+        self._guard = guard or RunawayGuard()
         self.sources = sources
         self.notice = notice
         self.question = question
         self.answer: str | None = None if tokens is None else ""
         self.finished = tokens is None
         self.stopped = False
+        self.runaway: str | None = None
 
     def __iter__(self) -> Iterator[str]:
         if self._tokens is None or self.finished:
             return
-        for token in self._tokens:
-            self.answer = (self.answer or "") + token
-            yield token
+        guard = self._guard
+        for piece in self._tokens:
+            shown = guard.feed(piece)
+            if shown:
+                self.answer = (self.answer or "") + shown
+                yield shown
+            if guard.reason is not None:
+                self.runaway = guard.reason
+                self.notice = _join([self.notice or "", guard.reason])
+                self._tokens.close()  # stops the model now, not at max_tokens
+                break
+        else:
+            rest = guard.finish()
+            if rest:
+                self.answer = (self.answer or "") + rest
+                yield rest
         self.finished = True
 
     def close(self) -> None:
         if not self.finished:
             self.stopped = True
             self.finished = True
-        if self._tokens is not None and hasattr(self._tokens, "close"):
+        if self._tokens is not None:
             self._tokens.close()
 
     @property
     def citations(self) -> list[int]:
         return cited_numbers(self.answer, self.sources)
+
+    @property
+    def usage(self) -> Usage | None:
+        """This answer's token counts (None without an LLM): complete once the stream has ended."""
+        return self._tokens.usage if self._tokens is not None else None
+
+    @property
+    def finish_reason(self) -> str:
+        if self._tokens is not None and self._tokens.finish_reason == "length" and self.runaway is None:
+            return "length"
+        return "stop"
 
     def result(self) -> Answer:
         for _ in self:
@@ -154,6 +200,8 @@ class AnswerStream:
             notice=self.notice,
             question=self.question,
             stopped=self.stopped,
+            usage=self.usage,
+            finish_reason=self.finish_reason if self._tokens is not None else None,
         )
 
 
@@ -166,7 +214,6 @@ class QueryEngine:
         self.index = index
         self._manifest: Manifest | None = None
         self._retriever = Retriever(components, index)
-        self._notices: list[str] = []
 
     @property
     def config(self) -> Config:
@@ -190,7 +237,7 @@ class QueryEngine:
         top_k: int | None = None,
         filters: Mapping[str, FilterValue] | None = None,
         mode: RetrievalMode | None = None,
-    ) -> list[Source]:
+    ) -> Passages:
         """See ``Indexer.retrieve``."""
         question = _checked(question)
         manifest = self.manifest()
@@ -208,8 +255,8 @@ class QueryEngine:
             )
 
         retrieved = self.index.reading(search)
-        self._notices = retrieved.notices
-        return [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
+        sources = [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
+        return Passages(sources, _join(retrieved.notices))
 
     def stream(
         self,
@@ -218,20 +265,25 @@ class QueryEngine:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
         mode: RetrievalMode | None = None,
+        max_tokens: int | None = None,
     ) -> AnswerStream:
         """See ``Indexer.stream``."""
         question = _checked(question)
         standalone = self.condense(question, history) if history else question
         sources = self.retrieve(standalone, top_k, filters, mode=mode)
-        notices = list(self._notices)
+        notices = [sources.notice or ""]
         llm = self.components.llm
         if llm is None:
             notices.append(self.components.llm_notice or "")
-            return AnswerStream(None, sources, _join(notices), question=standalone)
-        messages, kept, trim_notice = self._fit_to_context(standalone, sources)
+            return AnswerStream(None, list(sources), _join(notices), question=standalone)
+        messages, kept, trim_notice = self._fit_to_context(standalone, list(sources))
         if trim_notice:
             notices.append(trim_notice)
-        return AnswerStream(llm.stream_tokens(messages), kept, _join(notices), question=standalone)
+        cap = self.config.llm.max_new_tokens
+        tokens = llm.stream_tokens(messages, max_tokens=min(max_tokens or cap, cap))
+        template = getattr(llm, "template", None)
+        guard = RunawayGuard(turn_labels(template.template.source if template is not None else None))
+        return AnswerStream(tokens, kept, _join(notices), question=standalone, guard=guard)
 
     def query(
         self,
@@ -240,9 +292,13 @@ class QueryEngine:
         filters: Mapping[str, FilterValue] | None = None,
         history: History | None = None,
         mode: RetrievalMode | None = None,
+        max_tokens: int | None = None,
     ) -> Answer:
         """See ``Indexer.query``."""
-        return self.stream(question, top_k, filters=filters, history=history, mode=mode).result()
+        stream = self.stream(
+            question, top_k, filters=filters, history=history, mode=mode, max_tokens=max_tokens
+        )
+        return stream.result()
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
         return prompt_messages(self.config.query, question, sources)

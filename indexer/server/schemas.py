@@ -102,6 +102,7 @@ else:
 
 class RetrieveResponse(BaseModel):
     sources: list[Source]
+    notice: str | None = None
 
 
 class QueryResponse(BaseModel):

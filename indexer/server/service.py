@@ -80,16 +80,16 @@ class RagService:
         top_k: int | None,
         filters: dict[str, Any] | None,
         mode: RetrievalMode | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The passages, and their notice: each request's own, though requests share the engine."""
         found = self.indexer.retrieve(question, top_k=top_k, filters=filters, mode=mode)
-        return [s.to_dict() for s in found]
+        return [s.to_dict() for s in found], found.notice
 
     # -- answers (on the generation thread, one at a time) ---------------------------------------
 
     def answer_job(self, request: AnswerRequest) -> Any:
         """A generation-queue job: emits ``sources``, then ``token``s, then ``done`` (AnswerEnd)."""
         timeout_s = self.config.server.generation_timeout_s
-        cap = min(request.max_tokens or self.config.llm.max_new_tokens, self.config.llm.max_new_tokens)
 
         def job(generation: Generation) -> None:
             stream = self.indexer.stream(
@@ -98,30 +98,29 @@ class RagService:
                 filters=request.filters,
                 history=request.history,
                 mode=request.mode,
+                max_tokens=request.max_tokens,  # the model stops there, counted in its tokens
             )
             try:
                 generation.emit("sources", [s.to_dict() for s in stream.sources])
                 started = time.monotonic()
-                pieces, finish = 0, "stop"
+                timed_out = False
                 for token in stream:
                     if generation.cancelled:
                         break
                     generation.emit("token", token)
-                    pieces += 1
-                    if pieces >= cap or time.monotonic() - started > timeout_s:
-                        finish = "length"
+                    if time.monotonic() - started > timeout_s:
+                        timed_out = True
                         break
-                stream.close()  # ends the generation, so its usage is recorded
-                llm = self.indexer.components.llm
-                usage = llm.last_usage if llm is not None else None
+                stream.close()  # ends the generation, so its usage is complete
+                usage = stream.usage
                 generation.emit(
                     "done",
                     AnswerEnd(
                         answer=stream.answer,
                         notice=stream.notice,
-                        finish_reason=finish,
+                        finish_reason="length" if timed_out else stream.finish_reason,
                         prompt_tokens=usage.prompt_tokens if usage is not None else 0,
-                        completion_tokens=pieces,
+                        completion_tokens=usage.completion_tokens if usage is not None else 0,
                     ),
                 )
             finally:

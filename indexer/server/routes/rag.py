@@ -21,10 +21,10 @@ async def retrieve(body: RetrieveRequest, context: Context) -> dict[str, Any]:
     """The passages that best match the question, best first. Runs concurrently with answers."""
     settings = context.settings
     question = check_question(body.question, settings)
-    sources = await context.in_thread(
+    sources, notice = await context.in_thread(
         context.service.retrieve, question, check_top_k(body.top_k, settings), body.filters, body.mode
     )
-    return {"sources": sources}
+    return {"sources": sources, "notice": notice}
 
 
 @router.post("/v1/query", response_model=QueryResponse, responses=BUSY_RESPONSE)
