@@ -161,3 +161,25 @@ def test_build_and_status_on_a_folder(dirs: tuple[Path, Path], notes: Path) -> N
     (notes / "new.txt").write_text("The anemometer is calibrated every spring.\n")
     assert cli("status", str(notes), "--json").json()["new"] == ["new.txt"]
     assert cli("build", str(notes), "--json").json()["added"] == 1
+
+
+def test_chat_on_a_fresh_folder_builds_first(dirs: tuple[Path, Path], notes: Path) -> None:
+    from typer.testing import CliRunner
+
+    from indexer.cli import app
+
+    result = CliRunner().invoke(
+        app, ["chat", str(notes), "--set", "llm.provider=none"], input="desiccant\n/exit\n"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "building it first" in result.stderr
+    assert "mast.txt" in result.stdout
+
+
+def test_eval_takes_a_folder(dirs: tuple[Path, Path], notes: Path) -> None:
+    # The folder stands for its config; the config alone still needs its questions.
+    assert cli("init", str(notes)).returncode == 0
+    result = cli("eval", str(notes))
+    assert_one_paragraph_error(result, "is a config", "--dataset")
+    assert "config file not found" not in result.stderr
+    assert len(list(dirs[0].glob("*.yaml"))) == 1
