@@ -27,9 +27,10 @@ def init(
         bool, typer.Option("--force", help="Write a fresh config over an existing one.")
     ] = False,
 ) -> None:
-    """Write a commented config for FOLDER and print the next commands. The index will go to your
-    data directory (or $INDEXER_DATA_DIR), never inside FOLDER. Every command that takes a config
-    also takes FOLDER itself, and makes this config the first time."""
+    """Write a commented config for FOLDER and print the next commands.
+
+    The index will go to your data directory (or $INDEXER_DATA_DIR), never inside FOLDER. Every
+    command that takes a config also takes FOLDER itself, and makes this config the first time."""
 
     def work() -> None:
         from indexer.config.folder import ensure_folder_config
