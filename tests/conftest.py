@@ -40,6 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
     cache = tempfile.mkdtemp(prefix="indexer-test-cache-")
     atexit.register(shutil.rmtree, cache, ignore_errors=True)
     os.environ["INDEXER_CACHE_DIR"] = cache
+    # A folder given as a config makes one in the user's config directory, its index in the data
+    # directory: here, never the user's own.
+    os.environ["INDEXER_CONFIG_DIR"] = os.path.join(cache, "config")
+    os.environ["INDEXER_DATA_DIR"] = os.path.join(cache, "data")
     config.addinivalue_line("markers", MARKER)
 
 

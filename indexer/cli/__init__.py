@@ -1,5 +1,5 @@
 """The command line: a thin layer over ``indexer.api.Indexer``, one module per command group
-(``index``: build, status, watch; ``ask``: query, chat; ``serving``: serve, mcp; ``doctor``:
+(``init``: init; ``index``: build, status, watch; ``ask``: query, chat; ``serving``: serve, mcp; ``doctor``:
 doctor, config; ``evaluate``: eval). This module only composes them.
 
 User errors (``IndexerError``) print one paragraph and exit 2, with no traceback.
@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from indexer.cli import ask, doctor, evaluate, index, serving
+from indexer.cli import ask, doctor, evaluate, index, init, serving
 
 app = typer.Typer(
     name="indexer",
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 
 # In this order in --help.
+app.command()(init.init)
 app.command()(index.build)
 app.command()(ask.query)
 app.command()(index.status)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from indexer.cli.options import ConfigArg, JsonOpt, SetOpt
+from indexer.cli.options import ConfigArg, JsonOpt, SetOpt, resolve_config
 from indexer.cli.output import echo
 from indexer.cli.running import open_indexer, run
 
@@ -37,7 +37,12 @@ eval_app = typer.Typer(
 @eval_app.command("run")
 def eval_run(
     target: Annotated[
-        Path, typer.Argument(help="A config (with --dataset) or an eval spec YAML.", show_default=False)
+        Path,
+        typer.Argument(
+            help="A config or a folder of documents (with --dataset), or an eval spec YAML.",
+            show_default=False,
+            callback=resolve_config,
+        ),
     ],
     dataset: Annotated[
         list[Path] | None,

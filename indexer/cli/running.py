@@ -41,7 +41,36 @@ def open_indexer(config: Path, overrides: list[str] | None, **extra: Any) -> Ind
 
     values = parse_set_options(overrides or [])
     values.update({k: v for k, v in extra.items() if v is not None})
-    return Indexer.from_config(config, values)
+    ix = Indexer.from_config(config, values)
+    _build_folder_first(ix, config)
+    return ix
+
+
+# The commands that need an index to do anything: given a folder never indexed, they build it
+# first instead of stopping at "no index". The others keep the index as it is (``build`` and
+# ``watch`` sync it themselves, ``status`` only reports).
+_BUILDS_FIRST = frozenset({"query", "chat", "serve", "mcp"})
+
+
+def _build_folder_first(ix: Indexer, config: Path) -> None:
+    from indexer.cli.options import FOLDER_ARGUMENT
+
+    given = FOLDER_ARGUMENT.get()
+    if given is None or given.made.config != config or given.command not in _BUILDS_FIRST:
+        return
+    if ix.index.current() is not None:
+        return
+    made = given.made
+    from indexer.progress import should_show
+
+    # stderr only: stdout carries --json and the MCP protocol.
+    echo(f"note: no index yet for {made.folder}: building it first.", err=True)
+    summary = ix.build(show_progress=should_show())
+    echo(
+        f"Indexed {summary.documents} documents, {summary.chunks} chunks in {summary.seconds:.1f} s "
+        f"(into {ix.index.location}; `indexer build` or `indexer watch` on the folder keeps it in step)",
+        err=True,
+    )
 
 
 @contextmanager
