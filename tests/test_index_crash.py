@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import ROOT, run_cli, write_config
 from tests.support.corpus import write_corpus
 from tests.support.index_probe import probe
+from tests.support.processes import descendants, read_manifest
 
 # Small chunks and batches: many commits in a few seconds, so a kill lands between two of them.
 SMALL = {"chunking": {"chunk_size": 64, "chunk_overlap": 8}, "embedding": {"batch_size": 2}}
@@ -30,31 +31,6 @@ SMALL = {"chunking": {"chunk_size": 64, "chunk_overlap": 8}, "embedding": {"batc
 def _config(folder: Path, docs: Path, **sections: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return write_config(folder, docs, llm={"provider": "none"}, **SMALL, **sections)
-
-
-def _manifest(config: Path) -> dict | None:
-    path = config.parent / "storage" / "indexer-manifest.json"
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _descendants(pid: int) -> list[int]:
-    """The processes below ``pid``, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _clean_build_ids(tmp_path: Path, docs: Path) -> list[str]:
@@ -66,7 +42,7 @@ def _clean_build_ids(tmp_path: Path, docs: Path) -> list[str]:
 
 def _assert_no_duplicate_or_orphan(config: Path) -> list[str]:
     raw = probe(config.parent / "storage", "test")
-    manifest = _manifest(config)
+    manifest = read_manifest(config)
     assert manifest is not None and not manifest["pending"]
     committed = {doc: rec["hash"] for doc, rec in manifest["files"].items()}
     assert len(raw["ids"]) == len(set(raw["ids"])) == sum(r["chunks"] for r in manifest["files"].values())
@@ -96,13 +72,13 @@ def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(
     try:
         deadline = time.monotonic() + 600
         while True:  # kill at the first commit: the build is then midway, with chunks in flight
-            manifest = _manifest(config)
+            manifest = read_manifest(config)
             if manifest and manifest["files"]:
                 break
             assert build.poll() is None, "the build ended before it could be killed: enlarge the corpus"
             assert time.monotonic() < deadline, "the build made no progress"
             time.sleep(0.02)
-        helpers = _descendants(build.pid)  # its chunking workers, encoder process and their fork server
+        helpers = descendants(build.pid)  # its chunking workers, encoder process and their fork server
     finally:
         build.send_signal(signal.SIGKILL)
         build.wait()
@@ -114,7 +90,7 @@ def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(
     assert not [p for p in helpers if Path(f"/proc/{p}").exists()], "a killed build left processes running"
 
     # The killed build left the last committed index: queries see committed chunks only.
-    manifest = _manifest(config)
+    manifest = read_manifest(config)
     assert manifest is not None and 0 < len(manifest["files"]) < 40
     sources = _retrieve(config, "barometer pressure relay", 8)
     assert len(sources) == 8
@@ -181,7 +157,7 @@ def test_one_writer_at_a_time_and_queries_during_a_build(tmp_path: Path) -> None
         assert status["built"] and 0 < status["documents"] < 24
         assert status["chunks_in_store"] > status["chunks"]  # the second batch, not committed
         sources = _retrieve(config, "anemometer calibration reading", 5)
-        manifest = _manifest(config)
+        manifest = read_manifest(config)
         assert manifest is not None and len(sources) == 5
         for source in sources:  # committed chunks only, at their committed version
             assert manifest["files"][source["doc_id"]]["hash"][:12] in source["chunk_id"]
@@ -230,7 +206,7 @@ def test_chunks_written_but_not_committed_never_show_and_never_stay(tmp_path: Pa
     )
     assert crashed.returncode == -signal.SIGKILL
 
-    manifest = _manifest(config)
+    manifest = read_manifest(config)
     assert manifest is not None
     assert set(manifest["pending"]) == {"part0/note_0000.txt", "part1/extra.txt"}
     assert "part1/extra.txt" not in manifest["files"]

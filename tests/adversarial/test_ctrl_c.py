@@ -28,6 +28,7 @@ import pytest
 from tests.conftest import ROOT, run_cli, write_config
 from tests.support.corpus import write_corpus
 from tests.support.index_probe import probe
+from tests.support.processes import descendants, read_manifest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -61,29 +62,6 @@ def _config(folder: Path, docs: Path, **sections: Any) -> Path:
     return write_config(folder, docs, llm={"provider": "none"}, **merged)
 
 
-def _manifest(config: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((config.parent / "storage" / "indexer-manifest.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 # -- the moments: each a test of the build's state and of what its terminal shows -----------------
 
 Moment = Callable[[Path, bytes], bool]
@@ -105,11 +83,11 @@ class _Writing:
     build has cleared it."""
 
     def __init__(self, config: Path) -> None:
-        manifest = _manifest(config)
+        manifest = read_manifest(config)
         self.cleared = not (manifest and manifest["pending"])
 
     def __call__(self, config: Path, _: bytes) -> bool:
-        manifest = _manifest(config)
+        manifest = read_manifest(config)
         if manifest is None:
             return False
         if not manifest["pending"]:
@@ -157,7 +135,7 @@ def _interrupt_build(config: Path, moment: Moment, *, second_after: float | None
             assert build.poll() is None, f"the build ended first: enlarge the corpus\n{shown}"
             assert time.monotonic() < deadline, "the moment never came"
             time.sleep(0.01)
-        helpers = _descendants(build.pid)
+        helpers = descendants(build.pid)
         sent = time.monotonic()
         os.killpg(build.pid, signal.SIGINT)
         if second_after is not None:

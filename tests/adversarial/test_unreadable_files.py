@@ -7,30 +7,9 @@ makes opening the named paths raise ``PermissionError``, as the kernel would for
 
 from __future__ import annotations
 
-import errno
-import io
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.adversarial.helpers import cli, small_config, write_docs
-
-
-@pytest.fixture
-def fault_permission_denied(monkeypatch: pytest.MonkeyPatch) -> set[Path]:
-    denied: set[Path] = set()
-    real_open: Callable[..., Any] = io.open
-
-    def open_or_deny(file: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(file, str | os.PathLike) and Path(file).resolve() in denied:
-            raise PermissionError(errno.EACCES, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(io, "open", open_or_deny)  # what pathlib opens files with
-    return denied
 
 
 def test_a_file_that_cannot_be_opened_is_skipped_and_listed(

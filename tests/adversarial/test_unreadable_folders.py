@@ -12,7 +12,6 @@ user. One test also runs the folder scan and the plan in a subprocess as an unpr
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import subprocess
@@ -41,19 +40,6 @@ def fault_unlistable(monkeypatch: pytest.MonkeyPatch) -> set[Path]:
     monkeypatch.setattr(os, "scandir", scandir_or_deny)
     return denied
 
-
-@pytest.fixture
-def fault_permission_denied(monkeypatch: pytest.MonkeyPatch) -> set[Path]:
-    denied: set[Path] = set()
-    real_open: Callable[..., Any] = io.open
-
-    def open_or_deny(file: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(file, str | os.PathLike) and Path(file).resolve() in denied:
-            raise PermissionError(errno.EACCES, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(io, "open", open_or_deny)  # what pathlib opens files with
-    return denied
 
 
 def _built(tmp_path: Path) -> tuple[Path, Path]:
