@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import StoreError
@@ -72,12 +73,16 @@ class ChunkStore:
         collection: Collection,
         max_batch_size: int,
         committed: Callable[[], Committed | None] | None = None,
+        *,
+        folder: Path | None = None,
     ) -> None:
         """``committed`` says what the manifest holds at the time of a search (``None``: show
-        every chunk)."""
+        every chunk); ``folder`` is the index folder of an embedded Chroma, whose free space tells
+        a write that failed for want of room."""
         self._collection = collection
         self._max_batch = max(1, max_batch_size)
         self._committed = committed
+        self.folder = folder
 
     @property
     def name(self) -> str:
@@ -104,7 +109,7 @@ class ChunkStore:
         except StoreError:
             raise
         except Exception as exc:
-            raise write_error(exc, what, f"collection {self.name!r}") from None
+            raise write_error(exc, what, f"collection {self.name!r}", folder=self.folder) from None
 
     def add(self, chunks: Sequence[Chunk], embeddings: Any = None) -> None:
         """Write chunks with their vectors: ``embeddings`` (one row per chunk, e.g. a numpy array,
@@ -189,7 +194,7 @@ class ChunkStore:
                 include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
             )
         except Exception as exc:
-            if is_disk_full(exc):  # Chroma applies pending writes before it searches
+            if is_disk_full(exc, self.folder):  # Chroma applies pending writes before it searches
                 raise StoreError(
                     "vector search failed: the disk is full, so Chroma cannot apply its pending "
                     f"writes ({type(exc).__name__}: {exc}). Free some space and ask again."
