@@ -131,10 +131,12 @@ def build_index(
 def _set_aside_unopenable_database(index: Index, persist_dir: Path) -> None:
     """``--rebuild`` over a Chroma database that will not open (damaged on disk): its files are
     moved aside, never deleted, and the index is built into a new one."""
-    from indexer.components.vector_store import set_aside_database
+    from indexer.components.vector_store import UnwritableStore, set_aside_database
 
     try:
         index.client  # noqa: B018 - opening it is the test
+    except UnwritableStore:
+        raise  # a full disk or a read-only folder: the database is sound, and stays where it is
     except StoreError:
         kept = set_aside_database(persist_dir)
         if kept is None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,15 @@ def _write_notes(folder: Path, count: int) -> None:
         (folder / f"note{i:03d}.txt").write_text(" ".join(rnd.choice(WORDS) for _ in range(600)) + "\n")
 
 
-def _fill(disk: Path, leave: int) -> Path:
+def _fill(disk: Path, leave: int, name: str = "filler.bin") -> Path:
     """A file taking all but ``leave`` bytes of ``disk``: what "free some space" removes."""
-    import shutil
-
-    filler = disk / "filler.bin"
-    free = shutil.disk_usage(disk).free
-    with filler.open("wb") as out:
-        out.write(b"\0" * max(0, free - leave))
+    filler = disk / name
+    with filler.open("wb", buffering=0) as out:
+        while (room := shutil.disk_usage(disk).free - leave) > 0:
+            try:
+                out.write(b"\0" * min(room, 1 << 20))
+            except OSError:  # ENOSPC: full
+                break
     return filler
 
 
@@ -65,8 +67,22 @@ def test_a_full_disk_stops_the_build_and_the_index_keeps_answering(tmp_path: Pat
             assert answer.returncode == 0, (mode, answer.stderr)
             assert answer.json()["sources"][0]["text"] == before[0]["text"], mode
 
+        assert_one_paragraph_error(cli("build", str(config), "--rebuild"), "the disk is full", "intact")
+
+        # Not a byte left (Chroma cannot even open its database): the index answers from a copy.
+        last = _fill(disk, leave=0, name="last.bin")
+        assert_one_paragraph_error(cli("build", str(config)), "the disk is full", "intact")
+        status = cli("status", str(config), "--json")
+        assert status.returncode == 0 and status.json()["documents"] >= 3, status.stderr
+        for mode in ("vector", "hybrid"):
+            answer = cli("query", str(config), QUESTION, "--mode", mode, "--json")
+            assert answer.returncode == 0, (mode, answer.stderr)
+            assert answer.json()["sources"][0]["text"] == before[0]["text"], mode
+        assert not list(disk.glob("damaged-chroma-*"))  # a full disk is no damaged database
+
         # Space again: a plain build (no --rebuild) completes, and the index is up to date.
         filler.unlink()
+        last.unlink()
         summary = cli("build", str(config), "--json")
         assert summary.returncode == 0, summary.stderr
         assert summary.json()["documents"] == 63
