@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import VectorStoreConfig
 from indexer.errors import StoreError
-from indexer.index.write_errors import is_disk_full, is_read_only, write_error
+from indexer.index.write_errors import is_disk_full, is_read_only, read_only_error, write_error
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,12 @@ class UnwritableStore(StoreError):
     def __init__(self, config: VectorStoreConfig, cause: BaseException) -> None:
         self.cause = cause
         self.disk_full = is_disk_full(cause)
-        folder = config.persist_dir
-        super().__init__(str(write_error(cause, "open the Chroma database", str(folder))))
+        what, folder = "open the Chroma database for writing", str(config.persist_dir)
+        if self.disk_full or is_read_only(cause):
+            error = write_error(cause, what, folder)
+        else:  # chromadb's own words for it: "attempt to write a readonly database"
+            error = read_only_error(what, folder, f"{type(cause).__name__}: {cause}")
+        super().__init__(str(error))
 
 
 def cannot_write(exc: BaseException) -> bool:

@@ -57,6 +57,13 @@ def disk_full_error(what: str, where: Path | str, detail: str = "") -> StoreErro
     )
 
 
+def read_only_error(what: str, where: Path | str, detail: str) -> StoreError:
+    return StoreError(
+        f"cannot {what} in {where}: {detail} (a read-only disk or folder?). Make "
+        f"vector_store.persist_dir writable, or point it at a folder this user may write. {_INTACT}"
+    )
+
+
 def write_error(
     exc: BaseException, what: str, where: Path | str, *, folder: Path | None = None
 ) -> StoreError:
@@ -70,9 +77,6 @@ def write_error(
             "folder. Point persist_dir at a folder, or move the file away."
         )
     if isinstance(exc, OSError) and exc.errno in _READ_ONLY:
-        return StoreError(
-            f"cannot {what} in {where}: {exc.strerror or exc} (a read-only disk or folder?). Make "
-            f"vector_store.persist_dir writable, or point it at a folder this user may write. {_INTACT}"
-        )
+        return read_only_error(what, where, str(exc.strerror or exc))
     detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     return StoreError(f"cannot {what} in {where}: {type(exc).__name__}: {detail}")

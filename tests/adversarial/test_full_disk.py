@@ -16,6 +16,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,48 @@ def test_the_room_check_names_what_it_needs(tmp_path: Path) -> None:
         assert cli("query", str(config), QUESTION, "--mode", "hybrid").returncode == 0
         filler.unlink()
         assert cli("build", str(config), "--json").json()["added"] == 1
+
+
+class FaultFullDiskUnseen:
+    """``arm()``: the room check sees room (another program fills the disk after it), and Chroma's
+    write fails as the campaign saw it on a full disk, in words that never say so."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self._monkeypatch = monkeypatch
+
+    def arm(self) -> None:
+        from chromadb.api.models.Collection import Collection
+        from chromadb.errors import InternalError
+
+        import indexer.index.index as index_module
+
+        def upsert(self: Any, *args: Any, **kwargs: Any) -> None:
+            raise InternalError("Error in compaction: Failed to apply logs to the hnsw segment writer")
+
+        self._monkeypatch.setattr(index_module, "room_needed", lambda batch: 0)
+        self._monkeypatch.setattr(Collection, "upsert", upsert)
+
+
+@pytest.fixture
+def fault_full_disk_unseen(monkeypatch: pytest.MonkeyPatch) -> FaultFullDiskUnseen:
+    return FaultFullDiskUnseen(monkeypatch)
+
+
+def test_a_chroma_error_on_a_full_disk_is_told_as_a_full_disk(
+    tmp_path: Path, fault_full_disk_unseen: FaultFullDiskUnseen
+) -> None:
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs)
+    with tmpfs(tmp_path / "cfg" / "storage", "13m") as disk:
+        assert cli("build", str(config)).returncode == 0
+        fault_full_disk_unseen.arm()
+        filler = _fill(disk, leave=256 * 1024)
+        (docs / "new.txt").write_text("A new note about the anemometer calibration.\n")
+        result = cli("build", str(config))
+        assert_one_paragraph_error(result, "the disk is full", "intact")
+        assert "compaction" not in result.stderr
+        filler.unlink()
+        # With room, the same error is Chroma's own, and said as such.
+        result = cli("build", str(config))
+        assert_one_paragraph_error(result, "Error in compaction")
+        assert "disk is full" not in result.stderr
