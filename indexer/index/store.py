@@ -99,7 +99,12 @@ class ChunkStore:
         return self._max_batch
 
     def count(self) -> int:
-        return self._collection.count()
+        """The chunks stored; it reads Chroma's vector segment, so it also tells whether that
+        segment can be read at all (``VectorIndexDamaged`` when not)."""
+        try:
+            return self._collection.count()
+        except Exception as exc:
+            raise read_error(exc, f"count the chunks of collection {self.name!r}") from None
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -199,6 +204,9 @@ class ChunkStore:
                     "vector search failed: the disk is full, so Chroma cannot apply its pending "
                     f"writes ({type(exc).__name__}: {exc}). Free some space and ask again."
                 ) from None
+            damaged = read_error(exc, "search the vectors")
+            if isinstance(damaged, VectorIndexDamaged):
+                raise damaged from None
             raise StoreError(f"vector search failed: {type(exc).__name__}: {exc}") from None
         ids = result["ids"][0]
         docs = (result["documents"] or [[]])[0]
@@ -263,6 +271,31 @@ class ChunkStore:
             for i, d, m in zip(ids, docs, metas, strict=True):
                 yield _hit(i, d, m)
             offset += len(ids)
+
+
+class VectorIndexDamaged(StoreError):
+    """Chroma cannot read a collection's vector segment (its HNSW files are damaged: written by a
+    process that ran out of disk space or was cut off, or changed by hand)."""
+
+
+# Chroma's words for a vector segment it cannot load.
+_DAMAGED_SEGMENT = (
+    "hnsw segment reader",
+    "deserializing pickle",
+    "hnsw segment writer",
+    "error loading hnsw",
+)
+
+
+def read_error(exc: BaseException, what: str) -> StoreError:
+    text = str(exc)
+    if any(marker in text.lower() for marker in _DAMAGED_SEGMENT):
+        return VectorIndexDamaged(
+            f"cannot {what}: Chroma cannot read the collection's vector index, which is damaged "
+            f"({type(exc).__name__}: {text}). Run `indexer build CONFIG`: it builds the index again "
+            "into a new collection, and the damaged one answers keyword searches until then."
+        )
+    return StoreError(f"cannot {what}: {type(exc).__name__}: {text}")
 
 
 def _hit(chunk_id: str, document: str | None, metadata: Any, score: float = 0.0) -> Hit:

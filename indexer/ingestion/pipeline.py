@@ -31,6 +31,7 @@ from indexer.components import Components
 from indexer.errors import DataError, StoreError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
+from indexer.index.store import VectorIndexDamaged
 from indexer.ingestion.plan import SyncPlan, plan_sync
 from indexer.ingestion.prepare import Engine, Prepared, WorkItem
 from indexer.ingestion.sources import PIPELINE_VERSION, Discovery, discover, settings_digest
@@ -217,11 +218,26 @@ class _Build:
 
     def run(self) -> BuildSummary:
         config, writer = self.config, self.writer
-        manifest = writer.begin(
-            rebuild=self.rebuild,
-            fresh=self._new_manifest,
-            check=lambda previous: _check_before_work(config, previous),
-        )
+        try:
+            manifest = writer.begin(
+                rebuild=self.rebuild,
+                fresh=self._new_manifest,
+                check=lambda previous: _check_before_work(config, previous),
+            )
+        except VectorIndexDamaged as exc:
+            if self.rebuild:
+                raise
+            # Chroma keeps each vector only in its HNSW files once they are saved, so a damaged
+            # segment cannot be mended from the database: build a new generation instead. The
+            # damaged one stays the committed index (keyword search still answers) until then.
+            log.warning("%s Rebuilding it now.", str(exc).split(" Run `indexer build")[0])
+            self.rebuild = self.summary.rebuild = True
+            writer.close()
+            manifest = writer.begin(
+                rebuild=True,
+                fresh=self._new_manifest,
+                check=lambda previous: _check_before_work(config, previous),
+            )
         plan = plan_sync(config, self.discovery, None if self.rebuild else manifest)
         self.summary.unchanged = len(plan.unchanged)
         self.summary.changes = plan.changes()
