@@ -51,8 +51,11 @@ def test_a_read_only_index_answers_queries_and_status(
             if mode == "vector":
                 assert [s["chunk_id"] for s in sources] == [s["chunk_id"] for s in before]
 
-        # Every write refuses in one paragraph, without a --rebuild hint it could not follow.
+        # Every write refuses in one paragraph, without a --rebuild hint it could not follow;
+        # a dry run writes nothing and answers.
         (docs / "new.txt").write_text("A new note about the anemometer calibration.\n")
+        dry = cli("build", str(ro_config), "--dry-run", "--json")
+        assert dry.returncode == 0 and dry.json()["added"] == 1, dry.stderr
         for args in (("build",), ("build", "--rebuild")):
             result = cli(args[0], str(ro_config), *args[1:])
             assert_one_paragraph_error(result, "Read-only file system", "intact")
