@@ -125,8 +125,10 @@ def open_snapshot(config: VectorStoreConfig) -> tuple[ClientAPI, Path]:
                     shutil.copy2(path, snapshot / path.name)
     except OSError as exc:
         remove_snapshot(snapshot)
-        raise write_error(
-            exc, f"copy the read-only index {folder} to a temporary folder to read it", snapshot
+        raise StoreError(
+            f"cannot read the index in {folder}: Chroma cannot open it there (the folder cannot be "
+            f"written), and copying it to {snapshot} to read it failed: {exc.strerror or exc}. Free "
+            "some space in the temporary folder (TMPDIR), or make the index folder writable."
         ) from None
     copy = config.model_copy(update={"persist_dir": snapshot})
     try:

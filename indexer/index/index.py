@@ -243,10 +243,7 @@ class Index:
                 self._keyword[1].close()
             index = None
             if folder is not None and keyword_file(folder, name).exists():
-                index = KeywordIndex(keyword_file(folder, name))
-                if index.meta(_COMPLETE) != "1":  # made by an older indexer, or never finished
-                    index.close()
-                    index = None
+                index = _open_keyword_file(keyword_file(folder, name))
             self._keyword = (name, index or KeywordIndex(None))
             self._keyword_revision = object()
         keyword = self._keyword[1]
@@ -263,7 +260,7 @@ class Index:
         if self.config.persist_dir is not None:
             where = keyword_file(self.config.persist_dir, name)
             notice = (
-                f"the keyword index at {where} is missing or incomplete: made "
+                f"the keyword index at {where} is missing, incomplete or cannot be opened: made "
                 "it in memory from the vector store for this session; run `indexer build CONFIG` "
                 "to persist it"
             )
@@ -290,6 +287,28 @@ class Index:
             finally:
                 self._writing = False
                 writer.close()
+
+
+def _open_keyword_file(path: Path) -> KeywordIndex | None:
+    """The keyword index in ``path`` when it is complete and opens; ``None`` to make it in memory
+    instead. SQLite cannot open a WAL database it may not create the -shm file of: on a full disk,
+    or a read-only folder, the vector store still has every chunk's text."""
+    import sqlite3
+
+    try:
+        index = KeywordIndex(path)
+    except StoreError as exc:
+        log.debug("keyword index %s: %s", path, exc)
+        return None
+    try:
+        complete = index.meta(_COMPLETE) == "1"  # not: made by an older indexer, or never finished
+    except sqlite3.Error as exc:
+        log.debug("keyword index %s: %s", path, exc)
+        complete = False
+    if not complete:
+        index.close()
+        return None
+    return index
 
 
 @dataclass

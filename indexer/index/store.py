@@ -275,7 +275,12 @@ class ChunkStore:
 
 class VectorIndexDamaged(StoreError):
     """Chroma cannot read a collection's vector segment (its HNSW files are damaged: written by a
-    process that ran out of disk space or was cut off, or changed by hand)."""
+    process that ran out of disk space or was cut off, or changed by hand). ``reason``: what is
+    wrong, without the advice."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # Chroma's words for a vector segment it cannot load.
@@ -290,10 +295,14 @@ _DAMAGED_SEGMENT = (
 def read_error(exc: BaseException, what: str) -> StoreError:
     text = str(exc)
     if any(marker in text.lower() for marker in _DAMAGED_SEGMENT):
-        return VectorIndexDamaged(
+        reason = (
             f"cannot {what}: Chroma cannot read the collection's vector index, which is damaged "
-            f"({type(exc).__name__}: {text}). Run `indexer build CONFIG`: it builds the index again "
-            "into a new collection, and the damaged one answers keyword searches until then."
+            f"({type(exc).__name__}: {text})."
+        )
+        return VectorIndexDamaged(
+            f"{reason} Run `indexer build CONFIG`: it builds the index again into a new collection, "
+            "and the damaged one answers keyword searches until then.",
+            reason,
         )
     return StoreError(f"cannot {what}: {type(exc).__name__}: {text}")
 

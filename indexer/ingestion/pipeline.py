@@ -230,7 +230,7 @@ class _Build:
             # Chroma keeps each vector only in its HNSW files once they are saved, so a damaged
             # segment cannot be mended from the database: build a new generation instead. The
             # damaged one stays the committed index (keyword search still answers) until then.
-            log.warning("%s Rebuilding it now.", str(exc).split(" Run `indexer build")[0])
+            log.warning("%s Building the index again into a new collection.", exc.reason)
             self.rebuild = self.summary.rebuild = True
             writer.close()
             manifest = writer.begin(

@@ -19,6 +19,12 @@ from tests.adversarial.mounts import read_only_view
 QUESTION = "How often is the silica gel desiccant replaced?"
 
 
+def _files(folder: Path) -> set[str]:
+    # Without SQLite's -wal and -shm files, which come and go with the connections of earlier
+    # tests in this process.
+    return {name for name in os.listdir(folder) if not name.endswith(("-wal", "-shm"))}
+
+
 def _config_at(tmp_path: Path, docs: Path, persist_dir: Path) -> Path:
     return small_config(tmp_path / "ro-cfg", docs, vector_store={"persist_dir": str(persist_dir)})
 
@@ -31,7 +37,7 @@ def test_a_read_only_index_answers_queries_and_status(
     assert cli("build", str(config)).returncode == 0
     storage = tmp_path / "cfg" / "storage"
     before = cli("query", str(config), QUESTION, "--json").json()["sources"]
-    left_before = set(os.listdir(storage))
+    left_before = _files(storage)
 
     with read_only_view(storage, tmp_path / "ro") as ro:
         ro_config = _config_at(tmp_path, docs, ro)
@@ -62,7 +68,7 @@ def test_a_read_only_index_answers_queries_and_status(
         # The refusal left the index answering.
         assert cli("query", str(ro_config), QUESTION, "--mode", "vector").returncode == 0
 
-    assert set(os.listdir(storage)) == left_before  # nothing written into the folder
+    assert _files(storage) == left_before  # nothing written into the folder
     # Writable again: the build goes on from the same committed index.
     summary = cli("build", str(config), "--json").json()
     assert summary["added"] == 1 and summary["unchanged"] == 3
