@@ -133,6 +133,8 @@ def _print_status(report: Any) -> None:
             "chroma.sqlite3 in the index folder): queries find nothing. The next build indexes every "
             "file again (or use --rebuild)."
         )
+    if report.store_damaged:
+        echo(f"  DAMAGED {report.store_damaged}")
     for problem in report.problems:
         echo(f"  MISMATCH {problem} (rebuild with --rebuild)")
     if report.up_to_date:

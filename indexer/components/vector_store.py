@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import VectorStoreConfig
 from indexer.errors import StoreError
-from indexer.index.write_errors import is_disk_full, write_error
+from indexer.index.write_errors import is_disk_full, is_read_only, read_only_error, write_error
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ def open_client(config: VectorStoreConfig) -> ClientAPI:
         _bound_http_timeout(client, config.timeout)
         return client
     except Exception as exc:  # connection refused, bad folder permissions, version mismatch
+        if config.host is None:
+            # chromadb caches the failed system and hands it out again, where it fails with
+            # "'RustBindingsAPI' object has no attribute 'bindings'": forget it, so that the
+            # next try (a snapshot, or a later open) starts afresh and this error stays the one told.
+            _forget_system(Path(str(config.persist_dir)))
+            if cannot_write(exc):
+                raise UnwritableStore(config, exc) from None
         hint = ""
         if config.host is None:
             hint = (
@@ -65,6 +72,77 @@ def open_client(config: VectorStoreConfig) -> ClientAPI:
                 f"{config.port}`, or fix vector_store.host / vector_store.port."
             )
         raise StoreError(f"cannot open {describe(config)}: {type(exc).__name__}: {exc}{hint}") from None
+
+
+class UnwritableStore(StoreError):
+    """An embedded Chroma folder that cannot be opened because it cannot be written: a read-only
+    folder or disk, or a full disk (Chroma writes to its database even to open it)."""
+
+    def __init__(self, config: VectorStoreConfig, cause: BaseException) -> None:
+        self.cause = cause
+        self.disk_full = is_disk_full(cause)
+        what, folder = "open the Chroma database for writing", str(config.persist_dir)
+        if self.disk_full or is_read_only(cause):
+            error = write_error(cause, what, folder)
+        else:  # chromadb's own words for it: "attempt to write a readonly database"
+            error = read_only_error(what, folder, f"{type(cause).__name__}: {cause}")
+        super().__init__(str(error))
+
+
+def cannot_write(exc: BaseException) -> bool:
+    """``exc`` says the disk is full, or that a file or folder is read-only."""
+    if is_disk_full(exc) or is_read_only(exc):
+        return True
+    text = str(exc).lower()
+    return "readonly database" in text or "read-only file system" in text
+
+
+def _forget_system(persist_dir: Path) -> None:
+    # Private API; chromadb offers no public way to drop a cached system.
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(persist_dir), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(persist_dir), None)
+
+
+def open_snapshot(config: VectorStoreConfig) -> tuple[ClientAPI, Path]:
+    """A client on a temporary copy of the Chroma files of ``config.persist_dir``, for reading an
+    index whose folder cannot be written. Chroma 1.x has no read-only mode: it writes to its SQLite
+    database and to its vector segments even to open them and to search, so a read-only folder, or a
+    full disk, would otherwise stop the committed index from answering. The copy is taken whole and
+    is never written back; the caller removes it (``remove_snapshot``)."""
+    import shutil
+    import tempfile
+
+    folder = Path(str(config.persist_dir))
+    snapshot = Path(tempfile.mkdtemp(prefix="indexer-readonly-"))
+    try:
+        for path in folder.iterdir():
+            if _CHROMA_FILE_RE.match(path.name) or path.name.startswith("keyword-"):
+                if path.is_dir():
+                    shutil.copytree(path, snapshot / path.name)
+                else:
+                    shutil.copy2(path, snapshot / path.name)
+    except OSError as exc:
+        remove_snapshot(snapshot)
+        raise StoreError(
+            f"cannot read the index in {folder}: Chroma cannot open it there (the folder cannot be "
+            f"written), and copying it to {snapshot} to read it failed: {exc.strerror or exc}. Free "
+            "some space in the temporary folder (TMPDIR), or make the index folder writable."
+        ) from None
+    copy = config.model_copy(update={"persist_dir": snapshot})
+    try:
+        return open_client(copy), snapshot
+    except StoreError:
+        remove_snapshot(snapshot)
+        raise
+
+
+def remove_snapshot(snapshot: Path) -> None:
+    import shutil
+
+    _forget_system(snapshot)
+    shutil.rmtree(snapshot, ignore_errors=True)
 
 
 # Chroma's own files in a persist folder: its SQLite database and one folder per vector segment.
@@ -87,11 +165,8 @@ def set_aside_database(persist_dir: Path) -> Path | None:
     for path in found:
         path.rename(target / path.name)
     # chromadb caches one system per folder, a failed one too, and would hand it out again: drop
-    # it so the next client opens the new, empty database. (Private API; no public way exists.)
-    from chromadb.api.shared_system_client import SharedSystemClient
-
-    SharedSystemClient._identifier_to_system.pop(str(persist_dir), None)
-    SharedSystemClient._identifier_to_refcount.pop(str(persist_dir), None)
+    # it so the next client opens the new, empty database.
+    _forget_system(persist_dir)
     return target
 
 

@@ -23,6 +23,7 @@ it only when it is complete, so the old index answers queries until then.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import shutil
 from collections import Counter, defaultdict
@@ -30,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer.config.models import VectorStoreConfig
@@ -45,6 +47,7 @@ from indexer.index.manifest import (
     ManifestFileForServer,
 )
 from indexer.index.store import Chunk, ChunkStore, Committed
+from indexer.index.write_errors import disk_full_error, free_bytes
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -54,6 +57,20 @@ T = TypeVar("T")
 
 # The file an embedded Chroma (1.x) keeps its records in, inside persist_dir.
 CHROMA_DATABASE_FILE = "chroma.sqlite3"
+
+# What a write takes on disk, so that a build stops *before* the disk is full. A write that runs out
+# of room midway can leave Chroma's vector segment half written (its HNSW files are rewritten in
+# place), and then even the committed index no longer answers; Chroma also needs some room to open
+# its database and to search at all. Measured on embedded Chroma 1.5.9 (tests/adversarial/
+# test_full_disk.py has the measurement): a chunk's text is stored about 5 times (Chroma's log, its
+# metadata table and that table's index, the keyword index and its WAL), its vector twice (the log
+# and the HNSW segment), plus ~1 KB of rows and links; the estimate doubles that.
+ROOM_PER_TEXT_BYTE = 10
+ROOM_PER_VECTOR_BYTE = 4
+ROOM_PER_CHUNK = 2048
+# Kept free by every build: Chroma's journal and the keyword index's WAL (checkpointed at 4 MB) grow
+# before they shrink, and a reader needs a little room to open Chroma's database.
+ROOM_RESERVE = 4 * 1024 * 1024
 _COMPLETE = "complete"  # keyword index meta key: it holds every committed chunk (a writer made it so)
 
 
@@ -79,16 +96,37 @@ class Index:
         self._keyword: tuple[str, KeywordIndex] | None = None
         self._keyword_revision: Any = None
         self._client_seen: Any = None  # the manifest version the embedded client was opened at
+        # A temporary copy of the Chroma files that the client reads, when the index folder cannot
+        # be written (read-only, or a full disk): see ``vector_store.open_snapshot``.
+        self.snapshot: Path | None = None
+        self._writing = False
 
     # -- handles ----------------------------------------------------------------------------------
 
     @cached_property
     def client(self) -> ClientAPI:
-        from indexer.components.vector_store import open_client
+        from indexer.components.vector_store import UnwritableStore, open_client, open_snapshot
 
-        if self.config.persist_dir is not None:
-            self._client_seen = ManifestFile(self.config.persist_dir).version_token()
-        return open_client(self.config)
+        folder = self.config.persist_dir
+        if folder is not None:
+            self._client_seen = ManifestFile(folder).version_token()
+        try:
+            return open_client(self.config)
+        except UnwritableStore as exc:
+            if self._writing:
+                raise
+            # A reader: the committed index still answers, from a copy Chroma may write to.
+            client, self.snapshot = open_snapshot(self.config)
+            atexit.register(self._drop_snapshot, self.snapshot)
+            why = "its disk is full" if exc.disk_full else "it is read-only"
+            log.warning(
+                "the index folder %s cannot be written (%s): answering from a temporary copy of it "
+                "in %s, removed on exit",
+                folder,
+                why,
+                self.snapshot,
+            )
+            return client
 
     def reading(self, work: Callable[[], T]) -> T:
         """Run a read of the live index. An embedded Chroma keeps its vector index in memory per
@@ -109,6 +147,18 @@ class Index:
         client = self.__dict__.pop("client", None)
         if client is not None:
             client.close()  # releases Chroma's per-process system when nothing else holds it
+        if self.snapshot is not None:
+            if self._keyword is not None and self._keyword[1].path is not None:
+                self._keyword[1].close()  # it reads the copy's keyword file
+                self._keyword = None
+            self._drop_snapshot(self.snapshot)
+            self.snapshot = None
+
+    @staticmethod
+    def _drop_snapshot(snapshot: Path) -> None:
+        from indexer.components.vector_store import remove_snapshot
+
+        remove_snapshot(snapshot)
 
     @cached_property
     def manifest_file(self) -> ManifestFile:
@@ -155,7 +205,9 @@ class Index:
         found = get_collection(self.client, self.config, create=create, name=name)
         if found is None:
             return None
-        return ChunkStore(found, self.client.get_max_batch_size(), self.committed)
+        return ChunkStore(
+            found, self.client.get_max_batch_size(), self.committed, folder=self.config.persist_dir
+        )
 
     def generations(self) -> list[str]:
         """The collections of this index's generations that exist (see ``physical_collection``)."""
@@ -183,16 +235,15 @@ class Index:
         """The keyword index of the live collection, as queries should search it, and a notice when
         it had to be made in memory. Searches skip chunks the manifest does not commit."""
         name = store.name
-        folder = self.config.persist_dir
+        # The copy's keyword file when reading a copy: SQLite cannot open a WAL database in a
+        # read-only folder without its -shm file.
+        folder = self.snapshot or self.config.persist_dir
         if self._keyword is None or self._keyword[0] != name:
             if self._keyword is not None:
                 self._keyword[1].close()
             index = None
             if folder is not None and keyword_file(folder, name).exists():
-                index = KeywordIndex(keyword_file(folder, name))
-                if index.meta(_COMPLETE) != "1":  # made by an older indexer, or never finished
-                    index.close()
-                    index = None
+                index = _open_keyword_file(keyword_file(folder, name))
             self._keyword = (name, index or KeywordIndex(None))
             self._keyword_revision = object()
         keyword = self._keyword[1]
@@ -206,9 +257,10 @@ class Index:
             keyword.follow(committed, store.chunks_of)
             self._keyword_revision = revision
         notice = None
-        if folder is not None:
+        if self.config.persist_dir is not None:
+            where = keyword_file(self.config.persist_dir, name)
             notice = (
-                f"the keyword index at {keyword_file(folder, name)} is missing or incomplete: made "
+                f"the keyword index at {where} is missing, incomplete or cannot be opened: made "
                 "it in memory from the vector store for this session; run `indexer build CONFIG` "
                 "to persist it"
             )
@@ -223,11 +275,40 @@ class Index:
         with writer_lock(
             folder, client=self.client if folder is None else None, collection=self.config.collection
         ):
+            if self.snapshot is not None:
+                # This process opened the index for reading from a copy: a write must reach the
+                # folder itself, so open it afresh (and fail there, with the reason, if it still
+                # cannot be written).
+                self._reopen()
+            self._writing = True
             writer = IndexWriter(self)
             try:
                 yield writer
             finally:
+                self._writing = False
                 writer.close()
+
+
+def _open_keyword_file(path: Path) -> KeywordIndex | None:
+    """The keyword index in ``path`` when it is complete and opens; ``None`` to make it in memory
+    instead. SQLite cannot open a WAL database it may not create the -shm file of: on a full disk,
+    or a read-only folder, the vector store still has every chunk's text."""
+    import sqlite3
+
+    try:
+        index = KeywordIndex(path)
+    except StoreError as exc:
+        log.debug("keyword index %s: %s", path, exc)
+        return None
+    try:
+        complete = index.meta(_COMPLETE) == "1"  # not: made by an older indexer, or never finished
+    except sqlite3.Error as exc:
+        log.debug("keyword index %s: %s", path, exc)
+        complete = False
+    if not complete:
+        index.close()
+        return None
+    return index
 
 
 @dataclass
@@ -239,6 +320,19 @@ class Written:
     size: int
     chunks: list[Chunk]
     vectors: Any
+
+
+def room_needed(batch: Sequence[Written]) -> int:
+    """Bytes of disk that writing ``batch`` may take, with ``ROOM_RESERVE`` kept free."""
+    need = ROOM_RESERVE
+    for w in batch:
+        for chunk in w.chunks:
+            need += ROOM_PER_CHUNK + ROOM_PER_TEXT_BYTE * (len(chunk.text) + len(str(chunk.metadata)))
+        if w.vectors is not None and len(w.chunks):
+            need += ROOM_PER_VECTOR_BYTE * len(w.chunks) * int(w.vectors.shape[-1]) * 4
+        elif w.chunks and w.chunks[0].embedding is not None:
+            need += ROOM_PER_VECTOR_BYTE * len(w.chunks) * len(w.chunks[0].embedding) * 4
+    return need
 
 
 class IndexWriter:
@@ -378,6 +472,7 @@ class IndexWriter:
         assert manifest is not None and store is not None
         if not batch:
             return
+        self._check_room(batch)
         ids = [w.doc_id for w in batch]
         manifest.pending = sorted({*manifest.pending, *ids})
         self.commit()  # intent: the next writer cleans these up if this one dies
@@ -402,6 +497,28 @@ class IndexWriter:
                 with self._timed("keyword"):
                     self.keyword.delete_documents([w.doc_id], keep_hash=w.hash)
         manifest.pending = sorted(set(manifest.pending) - set(ids))  # saved with the next commit
+
+    def _check_room(self, batch: Sequence[Written]) -> None:
+        """Refuse a write the index folder's disk has no room for (see ``ROOM_RESERVE``)."""
+        folder = self.index.config.persist_dir
+        if folder is None:
+            return  # a Chroma server minds its own disk
+        try:  # two saves of the manifest per write, each a new file beside the old one
+            manifest_bytes = 2 * self.index.manifest_file.path.stat().st_size
+        except OSError:
+            manifest_bytes = 0
+        need = room_needed(batch) + manifest_bytes
+        free = free_bytes(folder)
+        if free < need:
+            mb = 1024 * 1024
+            chunks = sum(len(w.chunks) for w in batch)
+            raise disk_full_error(
+                f"write {chunks} more chunk(s)",
+                folder,
+                f" ({free / mb:.1f} MB free; the write needs about {(need - ROOM_RESERVE) / mb:.1f} MB, "
+                f"and {ROOM_RESERVE // mb} MB stay free so that the index can still be opened and "
+                "searched)",
+            )
 
     def finish(self) -> Manifest:
         """Publish the working manifest: a rebuild switches to its new collection here."""

@@ -99,6 +99,10 @@ def _file_lock(folder: Path) -> Iterator[None]:
             "build may write at a time. Wait for it to finish, or stop it; a build that died releases "
             "the lock by itself."
         ) from None
+    except OSError as exc:  # after Timeout, which is an OSError too
+        # An existing lock file this user may not write (its mode, or a read-only disk): touch()
+        # above only set its times, and filelock raises PermissionError.
+        raise write_error(exc, "take the writer lock", folder) from None
     owner = folder / OWNER_FILE
     try:
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import StoreError
@@ -72,12 +73,16 @@ class ChunkStore:
         collection: Collection,
         max_batch_size: int,
         committed: Callable[[], Committed | None] | None = None,
+        *,
+        folder: Path | None = None,
     ) -> None:
         """``committed`` says what the manifest holds at the time of a search (``None``: show
-        every chunk)."""
+        every chunk); ``folder`` is the index folder of an embedded Chroma, whose free space tells
+        a write that failed for want of room."""
         self._collection = collection
         self._max_batch = max(1, max_batch_size)
         self._committed = committed
+        self.folder = folder
 
     @property
     def name(self) -> str:
@@ -94,7 +99,12 @@ class ChunkStore:
         return self._max_batch
 
     def count(self) -> int:
-        return self._collection.count()
+        """The chunks stored; it reads Chroma's vector segment, so it also tells whether that
+        segment can be read at all (``VectorIndexDamaged`` when not)."""
+        try:
+            return self._collection.count()
+        except Exception as exc:
+            raise read_error(exc, f"count the chunks of collection {self.name!r}") from None
 
     @contextmanager
     def _writing(self, what: str) -> Iterator[None]:
@@ -104,7 +114,7 @@ class ChunkStore:
         except StoreError:
             raise
         except Exception as exc:
-            raise write_error(exc, what, f"collection {self.name!r}") from None
+            raise write_error(exc, what, f"collection {self.name!r}", folder=self.folder) from None
 
     def add(self, chunks: Sequence[Chunk], embeddings: Any = None) -> None:
         """Write chunks with their vectors: ``embeddings`` (one row per chunk, e.g. a numpy array,
@@ -189,11 +199,14 @@ class ChunkStore:
                 include=["documents", "metadatas", "distances"],  # type: ignore[list-item]
             )
         except Exception as exc:
-            if is_disk_full(exc):  # Chroma applies pending writes before it searches
+            if is_disk_full(exc, self.folder):  # Chroma applies pending writes before it searches
                 raise StoreError(
                     "vector search failed: the disk is full, so Chroma cannot apply its pending "
                     f"writes ({type(exc).__name__}: {exc}). Free some space and ask again."
                 ) from None
+            damaged = read_error(exc, "search the vectors")
+            if isinstance(damaged, VectorIndexDamaged):
+                raise damaged from None
             raise StoreError(f"vector search failed: {type(exc).__name__}: {exc}") from None
         ids = result["ids"][0]
         docs = (result["documents"] or [[]])[0]
@@ -258,6 +271,40 @@ class ChunkStore:
             for i, d, m in zip(ids, docs, metas, strict=True):
                 yield _hit(i, d, m)
             offset += len(ids)
+
+
+class VectorIndexDamaged(StoreError):
+    """Chroma cannot read a collection's vector segment (its HNSW files are damaged: written by a
+    process that ran out of disk space or was cut off, or changed by hand). ``reason``: what is
+    wrong, without the advice."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# Chroma's words for a vector segment it cannot load.
+_DAMAGED_SEGMENT = (
+    "hnsw segment reader",
+    "deserializing pickle",
+    "hnsw segment writer",
+    "error loading hnsw",
+)
+
+
+def read_error(exc: BaseException, what: str) -> StoreError:
+    text = str(exc)
+    if any(marker in text.lower() for marker in _DAMAGED_SEGMENT):
+        reason = (
+            f"cannot {what}: Chroma cannot read the collection's vector index, which is damaged "
+            f"({type(exc).__name__}: {text})."
+        )
+        return VectorIndexDamaged(
+            f"{reason} Run `indexer build CONFIG`: it builds the index again into a new collection, "
+            "and the damaged one answers keyword searches until then.",
+            reason,
+        )
+    return StoreError(f"cannot {what}: {type(exc).__name__}: {text}")
 
 
 def _hit(chunk_id: str, document: str | None, metadata: Any, score: float = 0.0) -> Hit:

@@ -31,6 +31,7 @@ from indexer.components import Components
 from indexer.errors import DataError, StoreError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
+from indexer.index.store import VectorIndexDamaged
 from indexer.ingestion.plan import SyncPlan, chunk_settings_key, plan_sync, refuse_unreadable
 from indexer.ingestion.prepare import Engine, Prepared, WorkItem
 from indexer.ingestion.readers import ReadLimits
@@ -138,10 +139,12 @@ def build_index(
 def _set_aside_unopenable_database(index: Index, persist_dir: Path) -> None:
     """``--rebuild`` over a Chroma database that will not open (damaged on disk): its files are
     moved aside, never deleted, and the index is built into a new one."""
-    from indexer.components.vector_store import set_aside_database
+    from indexer.components.vector_store import UnwritableStore, set_aside_database
 
     try:
         index.client  # noqa: B018 - opening it is the test
+    except UnwritableStore:
+        raise  # a full disk or a read-only folder: the database is sound, and stays where it is
     except StoreError:
         kept = set_aside_database(persist_dir)
         if kept is None:
@@ -224,11 +227,26 @@ class _Build:
 
     def run(self) -> BuildSummary:
         config, writer = self.config, self.writer
-        manifest = writer.begin(
-            rebuild=self.rebuild,
-            fresh=self._new_manifest,
-            check=lambda previous: _check_before_work(config, previous),
-        )
+        try:
+            manifest = writer.begin(
+                rebuild=self.rebuild,
+                fresh=self._new_manifest,
+                check=lambda previous: _check_before_work(config, previous),
+            )
+        except VectorIndexDamaged as exc:
+            if self.rebuild:
+                raise
+            # Chroma keeps each vector only in its HNSW files once they are saved, so a damaged
+            # segment cannot be mended from the database: build a new generation instead. The
+            # damaged one stays the committed index (keyword search still answers) until then.
+            log.warning("%s Building the index again into a new collection.", exc.reason)
+            self.rebuild = self.summary.rebuild = True
+            writer.close()
+            manifest = writer.begin(
+                rebuild=True,
+                fresh=self._new_manifest,
+                check=lambda previous: _check_before_work(config, previous),
+            )
         plan = plan_sync(config, self.discovery, None if self.rebuild else manifest)
         if self.strict:
             refuse_unreadable(plan, config.data.input_dir)

@@ -12,6 +12,7 @@ from typing import Any
 from indexer.config.models import Config
 from indexer.index.index import Index
 from indexer.index.manifest import compatibility_problems
+from indexer.index.store import VectorIndexDamaged
 from indexer.ingestion.plan import plan_sync
 from indexer.ingestion.sources import discover
 
@@ -41,11 +42,18 @@ class IndexStatus:
 
     store_missing: bool = False
     """The manifest names an index whose vectors are gone (the database file or the collection)."""
+    store_damaged: str | None = None
+    """Why Chroma cannot read the index's vector segment (the next build builds it again)."""
 
     @property
     def up_to_date(self) -> bool:
         return self.built and not (
-            self.new or self.changed or self.deleted or self.interrupted or self.store_missing
+            self.new
+            or self.changed
+            or self.deleted
+            or self.interrupted
+            or self.store_missing
+            or self.store_damaged
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,7 +89,10 @@ def index_status(config: Config, index: Index) -> IndexStatus:
     status.compatible = not status.problems
     store = index.chunk_store(create=False)  # never creates a database or a collection
     if store is not None:
-        status.chunks_in_store = store.count()
+        try:
+            status.chunks_in_store = store.count()
+        except VectorIndexDamaged as exc:
+            status.store_damaged = str(exc)
     else:
         status.store_missing = True
     status.interrupted = bool(manifest.pending) or (
