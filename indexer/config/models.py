@@ -380,7 +380,7 @@ class RetrievalConfig(StrictModel):
     filters: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
         description="Metadata filters applied to every query: path (glob), type (extension), or "
-        "any metadata key (exact value).",
+        "a chunk metadata key such as page, title or section (exact value).",
     )
     dedupe: bool = Field(
         True, description="Drop chunks that repeat or overlap a better-ranked chunk of the same text."
