@@ -197,7 +197,7 @@ def _model(report: DoctorReport, config: Config) -> None:
         report.problems.append(str(exc))
         return
     if path is None:
-        report.problems.append(f"no GGUF model at {llm_config.model_path} (llm.model_path)")
+        report.problems.append("llm.model_path is not set: answers are retrieved sources only")
         return
     try:
         llm = ChatLlamaCPP(path, llm_config)
