@@ -31,12 +31,14 @@ def echo_dim(message: str) -> None:
 
 
 class PrintableFormatter(logging.Formatter):
-    """Warnings name files ("skipped NAME: ..."): made printable like everything else."""
+    """Warnings name files ("skipped NAME: ..."): made printable like everything else. The level
+    is written as the CLI writes its own lines: ``warning:``, ``info:``, ``error:``."""
 
     def format(self, record: logging.LogRecord) -> str:
         from indexer.terminal import printable
 
-        return printable(super().format(record), multiline=True)
+        lowered = logging.makeLogRecord({**record.__dict__, "levelname": record.levelname.lower()})
+        return printable(super().format(lowered), multiline=True)
 
 
 def stream_answer(stream: Any) -> None:
