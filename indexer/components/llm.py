@@ -420,14 +420,14 @@ def resolve_model_path(config: LLMConfig) -> Path | None:
 
 def missing_model_message(path: Path) -> str:
     what = "is a folder, not a GGUF file" if path.is_dir() else "does not exist"
-    source = ""
+    source, fix = "", "Fix the path"
     env = os.environ.get("INDEXER_MODEL")
     if env and Path(env).name == path.name:
-        source = f" (the INDEXER_MODEL environment variable is {env!r})"
+        source = f" (from the INDEXER_MODEL environment variable, {env!r})"
+        fix = "Fix INDEXER_MODEL, or unset it for the config's default model"
     return (
-        f"no GGUF model at {path}: llm.model_path{source} {what}. Fix the path, unset the variable "
-        "or the key to use the config's default, or set llm.provider: none for sources only. "
-        + HOW_TO_ADD_A_MODEL
+        f"no GGUF model at {path}: llm.model_path{source} {what}. {fix}, or set llm.provider: none "
+        f"for sources only. {HOW_TO_ADD_A_MODEL}"
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.adversarial.helpers import Result, small_config, write_docs
+from tests.adversarial.helpers import Result, cli, small_config, write_docs
 from tests.conftest import ROOT
 from tests.support.live_server import free_port, wait_for_http, wait_until
 
@@ -154,3 +154,44 @@ def test_serve_watch_logs_its_syncs_as_info(tmp_path: Path) -> None:
     assert "info: watch: synced: added anchor.md (4 documents" in err
     assert "warning: watch" not in err.replace("warning: watch: skipped receipt-scan.png", "")
     assert err.count("receipt-scan.png") == 1, err
+
+
+def test_doctor_checks_the_documents_folder_and_the_index(tmp_path: Path) -> None:
+    folder = _docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", folder)
+
+    before = cli("doctor", str(config))
+    assert before.returncode == 0, before.stderr
+    assert "(readable)" in before.stdout and "3 to index, 1 of a type indexer cannot read" in before.stdout
+    assert "not built yet" in before.stdout and "warning: no index yet" in before.stderr
+
+    assert cli("build", str(config)).returncode == 0
+    built = cli("doctor", str(config))
+    assert built.returncode == 0, built.stderr
+    assert "matches the config:    yes" in built.stdout and "current:               yes" in built.stdout
+    assert "warning: no index" not in built.stderr and "behind" not in built.stderr
+
+    (folder / "new.md").write_text("# New\n\nThe anchor chain is inspected every spring.\n")
+    behind = cli("doctor", str(config))
+    assert behind.returncode == 0 and "current:               no: 1 new" in behind.stdout
+    assert "warning: the index is behind its folder" in behind.stderr
+
+    other = cli("doctor", str(config), "--set", "chunking.chunk_size=100")
+    assert other.returncode == 1 and "problem: the index does not match the config" in other.stderr
+    assert "chunking.chunk_size" in other.stderr
+
+    gone = cli("doctor", str(config), "--set", f"data.input_dir={tmp_path / 'nowhere'}")
+    assert gone.returncode == 1 and "nowhere does not exist" in gone.stderr
+
+
+def test_doctor_prints_the_sample_prompt_only_when_asked(tmp_path: Path, tiny_gguf: Path) -> None:
+    config = small_config(tmp_path / "cfg", _docs(tmp_path / "docs"), llm={"model_path": str(tiny_gguf)})
+    plain = cli("doctor", str(config))
+    assert "tokens (--prompt prints it)" in plain.stdout
+    assert "What does the log record?" not in plain.stdout and len(plain.stdout.splitlines()) < 60
+    assert cli("doctor", str(config), "--json").json()["prompt"] is None
+
+    asked = cli("doctor", str(config), "--prompt")
+    assert "as llama.cpp receives it" in asked.stdout and "What does the log record?" in asked.stdout
+    report = cli("doctor", str(config), "--json", "--prompt").json()
+    assert "What does the log record?" in report["prompt"] and report["prompt_tokens"] > 0
