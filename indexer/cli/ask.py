@@ -52,15 +52,17 @@ def chat(
     """Talk with the index of CONFIG: follow-up questions use the conversation so far (the question
     they were rewritten to is shown dimmed), and each answer is followed by its sources. /sources
     shows them again, /reset forgets the conversation, /exit leaves. Exits 2, as `query` would,
-    when there is no index or the configured model cannot be loaded."""
+    when there is no index or the configured model cannot be loaded (before the first question),
+    or when a question failed as `query` would have (after the session, which goes on)."""
     from indexer.query.filters import parse_filter_options
     from indexer.query.text import unicode_problem
 
-    def work() -> None:
+    def work() -> int:
         ix = open_indexer(config, set_, **{"retrieval.mode": mode})
         session = ix.chat(top_k=top_k, filters=parse_filter_options(filter_ or []))
         session.check()
         echo(f"Chatting with {config}. Commands: /sources, /reset, /exit (or Ctrl-D).")
+        failed = 0  # the exit code once the session ends: 2 if a question failed as `query` would
         while True:
             try:
                 sys.stdout.write("> ")
@@ -68,10 +70,10 @@ def chat(
                 line = _read_line()
             except KeyboardInterrupt:
                 echo("")
-                return
+                return failed
             if not line:  # end of input
                 echo("")
-                return
+                return failed
             text = line.strip()
             if not text:
                 continue
@@ -80,7 +82,7 @@ def chat(
                 echo(f"error: the question {problem}", err=True)
                 continue
             if text in ("/exit", "/quit"):
-                return
+                return failed
             if text == "/reset":
                 session.reset()
                 echo("(conversation forgotten)")
@@ -93,8 +95,9 @@ def chat(
                 continue
             try:
                 stream = session.ask(text)
-            except IndexerError as exc:  # one bad turn does not end the session
+            except IndexerError as exc:  # one bad turn does not end the session, but sets its exit code
                 echo(f"error: {exc}", err=True)
+                failed = exc.exit_code
                 continue
             except KeyboardInterrupt:  # during retrieval: back to the prompt
                 echo("[stopped]", err=True)
@@ -107,7 +110,9 @@ def chat(
             print_sources(stream.sources)
             session.remember(text, stream)
 
-    run(work)
+    code = run(work)
+    if code:
+        raise typer.Exit(code)
 
 
 def _read_line() -> str:

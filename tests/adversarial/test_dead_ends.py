@@ -166,3 +166,15 @@ def test_chat_shows_the_rewritten_question_and_sources_after_every_answer(
     assert plain.stdout.count(f"(searched for: {QUESTION} And the battery?)") == 1
     assert plain.stdout.count("(searched for:") == 1  # the first question stands alone
     assert plain.stdout.count("Sources:") == 2
+
+
+def test_chat_exits_2_where_query_would_after_going_on(tmp_path: Path, tiny_gguf: Path) -> None:
+    docs = write_docs(tmp_path / "docs")
+    llm = {"model_path": str(tiny_gguf), "n_ctx": 64, "max_new_tokens": 6}  # no prompt fits
+    config = small_config(tmp_path / "cfg", docs, llm=llm)
+    Indexer.from_config(config).build()
+    assert_one_paragraph_error(cli("query", str(config), QUESTION), "llm.n_ctx")
+    result = _chat(config, [QUESTION, "/reset", "/exit"])
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith("error: ") and "llm.n_ctx" in result.stderr
+    assert "(conversation forgotten)" in result.stdout  # the session went on after the failed turn
