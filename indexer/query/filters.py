@@ -1,8 +1,9 @@
 """Metadata filters: which chunks a question may be answered from.
 
 ``path`` is a glob over the file's path relative to ``data.input_dir`` (``guides/*``, ``*.md``),
-``type`` a file extension (``pdf`` or ``.pdf``), and any other key an exact match on a chunk's
-metadata (``page=3``, ``title=Maintenance``). Several filters must all hold.
+``type`` a file extension (``pdf`` or ``.pdf``), and a chunk metadata key (``METADATA_KEYS``) an
+exact match (``page=3``, ``title=Maintenance``). Several filters must all hold; a key outside these
+is refused with the list, since it could only ever match nothing.
 
 Chroma's ``where`` cannot glob, so path and type filters become the list of matching files from
 the manifest (``doc_id $in [...]``); the keyword index applies the same rules in Python.
