@@ -425,6 +425,9 @@ def missing_model_message(path: Path) -> str:
     if env and Path(env).name == path.name:
         source = f" (from the INDEXER_MODEL environment variable, {env!r})"
         fix = "Fix INDEXER_MODEL, or unset it for the config's default model"
+    elif env == "" and path.is_dir():  # ${INDEXER_MODEL:...} set but empty reads as the config's folder
+        source = " (INDEXER_MODEL is set but empty)"
+        fix = "Unset INDEXER_MODEL for the config's default model, or set it to a GGUF file"
     return (
         f"no GGUF model at {path}: llm.model_path{source} {what}. {fix}, or set llm.provider: none "
         f"for sources only. {HOW_TO_ADD_A_MODEL}"

@@ -107,6 +107,8 @@ def test_a_mistyped_indexer_model_is_named(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("INDEXER_MODEL", str(tmp_path / "my-modle.gguf"))
     result = cli("query", str(config), QUESTION)
     assert_one_paragraph_error(result, "my-modle.gguf", "INDEXER_MODEL", "llm.model_path")
+    monkeypatch.setenv("INDEXER_MODEL", "")  # set but empty: the path reads as the config's folder
+    assert_one_paragraph_error(cli("query", str(config), QUESTION), "INDEXER_MODEL is set but empty")
 
 
 def test_no_model_configured_at_all_stays_sources_only(tmp_path: Path) -> None:
