@@ -1,7 +1,8 @@
 """`indexer doctor`: what this machine and config will run with, checked before anything is built.
 
-It reads the config, the llama.cpp build, the CPU and the model file, renders a sample prompt the
-way llama.cpp will receive it, and lists each problem it finds. It never touches the index.
+It reads the config, the documents folder, the index, the llama.cpp build, the CPU and the model
+file, renders a sample prompt the way llama.cpp will receive it, and lists each problem it finds.
+It reads the index's manifest but never changes the index.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def llama_build_features() -> dict[str, bool]:
 def diagnose(config: Config) -> DoctorReport:
     report = DoctorReport()
     _machine(report, config)
+    _documents_and_index(report, config)
     _embedding(report, config)
     if config.llm.provider == "llama_cpp":
         _llama_cpp(report, config)
@@ -101,6 +103,75 @@ def _machine(report: DoctorReport, config: Config) -> None:
                 "embedding and generation will run slower than this machine can."
             )
     report.add("Machine", rows)
+
+
+def _documents_and_index(report: DoctorReport, config: Config) -> None:
+    """The documents folder (readable, how many files) and the index (there, made with this
+    config's embedder and chunking, in step with the folder), as ``indexer status`` sees them."""
+    from indexer.index.index import Index
+    from indexer.ingestion.sources import discover
+    from indexer.ingestion.status import index_status
+
+    folder = config.data.input_dir
+    try:
+        discovery = discover(config.data)
+    except IndexerError as exc:  # missing, not a folder, unreadable, or nothing to index
+        report.add("Documents", [("folder", str(folder)), ("files", "none readable")])
+        report.problems.append(str(exc))
+        discovery = None
+    if discovery is not None:
+        files = f"{len(discovery.sources)} to index"
+        others = [
+            (len(discovery.unsupported), "of a type indexer cannot read"),
+            (len(discovery.refused), "refused (links, size or other limits)"),
+            (len(discovery.unreadable), "unreadable"),
+        ]
+        files += "".join(f", {n} {what}" for n, what in others if n)
+        report.add("Documents", [("folder", f"{folder} (readable)"), ("files", files)])
+        for item in discovery.unreadable:
+            report.warnings.append(f"cannot read {item.doc_id} in {folder}: {item.reason}")
+
+    index = Index(config.vector_store)
+    rows = [("location", index.location)]
+    try:
+        manifest = index.current()
+    except IndexerError as exc:  # a Chroma server that does not answer, an unreadable manifest
+        report.add("Index", rows)
+        report.problems.append(str(exc))
+        return
+    if manifest is None:
+        rows.append(("state", "not built yet"))
+        report.add("Index", rows)
+        report.warnings.append(f"no index yet at {index.location}: `indexer build CONFIG` makes it")
+        return
+    rows.append(("built", f"{len(manifest.files)} documents, {manifest.chunk_count} chunks"))
+    if discovery is None:
+        report.add("Index", rows)
+        return
+    try:
+        status = index_status(config, index)
+    except IndexerError as exc:
+        report.add("Index", rows)
+        report.problems.append(str(exc))
+        return
+    for problem in status.problems:
+        report.problems.append(f"the index does not match the config: {problem} (indexer build --rebuild)")
+    if status.store_missing:
+        report.problems.append(
+            f"the vectors of the index at {index.location} are gone: `indexer build CONFIG` indexes "
+            "every file again"
+        )
+    rows.append(("matches the config", "no" if status.problems else "yes"))
+    if status.up_to_date:
+        rows.append(("current", f"yes, {status.unchanged} file(s) unchanged since the last build"))
+    else:
+        behind = (
+            f"{len(status.new)} new, {len(status.changed)} changed, {len(status.deleted)} deleted "
+            "since the last build"
+        )
+        rows.append(("current", f"no: {behind}"))
+        report.warnings.append(f"the index is behind its folder ({behind}): run `indexer build CONFIG`")
+    report.add("Index", rows)
 
 
 def _embedding(report: DoctorReport, config: Config) -> None:
@@ -197,7 +268,7 @@ def _model(report: DoctorReport, config: Config) -> None:
         report.problems.append(str(exc))
         return
     if path is None:
-        report.problems.append(f"no GGUF model at {llm_config.model_path} (llm.model_path)")
+        report.problems.append("llm.model_path is not set: answers are retrieved sources only")
         return
     try:
         llm = ChatLlamaCPP(path, llm_config)

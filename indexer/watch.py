@@ -32,6 +32,23 @@ BUSY_RETRY_S = 1.0
 MAX_RESTART_PAUSE_S = 30.0
 
 
+# Names listed per kind in a sync's line; the rest are counted ("and 12 more").
+LISTED_NAMES = 5
+
+
+def describe_sync(summary: BuildSummary) -> str:
+    """One line for a sync: the files added, changed and removed by name, then the index's size.
+    ``indexer watch`` prints it and ``indexer serve --watch`` logs it."""
+    parts = []
+    for key, label in (("added", "added"), ("updated", "changed"), ("deleted", "removed")):
+        names = summary.changes.get(key) or []
+        if names:
+            more = f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else ""
+            parts.append(f"{label} {', '.join(names[:LISTED_NAMES])}{more}")
+    what = "; ".join(parts) if parts else "no changes"
+    return f"synced: {what} ({summary.documents} documents, {summary.chunks} chunks, {summary.seconds:.1f} s)"
+
+
 def require_watch_extra() -> None:
     try:
         import watchfiles  # noqa: F401

@@ -106,14 +106,13 @@ def gemma_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def write_config(folder: Path, data_dir: Path, *, model_path: Path | None = None, **sections: Any) -> Path:
     """A config in ``folder`` indexing ``data_dir`` into ``folder/storage``; ``sections`` are
     merged over the defaults, section by section."""
+    llm: dict[str, Any] = {"n_ctx": TEST_N_CTX, "max_new_tokens": 16}
+    if model_path is not None:  # without one, answers are sources only (a path that is not there is an error)
+        llm["model_path"] = str(model_path)
     config: dict[str, Any] = {
         "data": {"input_dir": str(data_dir)},
         "vector_store": {"persist_dir": "storage", "collection": "test"},
-        "llm": {
-            "model_path": str(model_path) if model_path else "no-model.gguf",
-            "n_ctx": TEST_N_CTX,
-            "max_new_tokens": 16,
-        },
+        "llm": llm,
     }
     for name, values in sections.items():
         config.setdefault(name, {}).update(values)

@@ -94,7 +94,7 @@ def test_missing_model_is_an_error_when_required(make_config) -> None:
     config = make_config()
     ix = Indexer.from_config(config, {"llm.required": True})
     ix.build()
-    with pytest.raises(IndexerError, match=r"no GGUF model at .*no-model\.gguf"):
+    with pytest.raises(IndexerError, match=r"llm\.model_path is not set and llm\.required"):
         ix.query("How is the rain gauge calibrated?")
 
 

@@ -132,7 +132,7 @@ def test_required_model_missing_fails_before_answering(make_config) -> None:
     config = make_config()
     assert cli("build", str(config)).returncode == 0
     result = cli("query", str(config), "anything", "--set", "llm.required=true")
-    assert_user_error(result, "no GGUF model", "llm.model_path")
+    assert_user_error(result, "llm.model_path is not set", "llm.required")
 
 
 def test_failed_build_leaves_the_index_intact(sample_copy: Path, make_config) -> None:

@@ -89,10 +89,13 @@ def test_prompt_longer_than_the_window_is_a_clear_error(llm: ChatLlamaCPP) -> No
 
 
 def test_missing_model_notice_or_error(tmp_path: Path) -> None:
-    model, notice = load_llm(LLMConfig(model_path=tmp_path / "absent.gguf"))
+    model, notice = load_llm(LLMConfig())
     assert model is None and notice and "llm.model_path" in notice and "llm.repo_id" in notice
+    with pytest.raises(ModelError, match=r"llm\.model_path is not set"):
+        load_llm(LLMConfig(required=True))
+    # A path that is set but not there is an error whatever llm.required says.
     with pytest.raises(ModelError, match=r"absent\.gguf"):
-        load_llm(LLMConfig(model_path=tmp_path / "absent.gguf", required=True))
+        load_llm(LLMConfig(model_path=tmp_path / "absent.gguf"))
     assert load_llm(LLMConfig(provider="none")) == (None, None)
 
 

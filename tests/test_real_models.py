@@ -146,7 +146,7 @@ def test_doctor_reports_the_build_the_model_and_a_rendered_prompt(
     built_sample: Path, smollm2_gguf: Path
 ) -> None:
     result = run_cli("doctor", str(built_sample), "--set", f"llm.model_path={smollm2_gguf}",
-                     "--set", "llm.n_ctx=2048")  # fmt: skip
+                     "--set", "llm.n_ctx=2048", "--prompt")  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
     expected = ["built with", "CPU has, build lacks", "threads", "dtype", "architecture:", "llama",

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from indexer.cli.options import ConfigArg, FilterOpt, JsonOpt, ModeOpt, SetOpt, TopKOpt
-from indexer.cli.output import echo, print_sources, stream_answer
+from indexer.cli.output import echo, echo_dim, print_sources, stream_answer
 from indexer.cli.running import open_indexer, run
 from indexer.errors import IndexerError
 
@@ -49,15 +49,20 @@ def chat(
     filter_: FilterOpt = None,
     mode: ModeOpt = None,
 ) -> None:
-    """Talk with the index of CONFIG: follow-up questions use the conversation so far.
-    /sources shows the last answer's sources, /reset forgets the conversation, /exit leaves."""
+    """Talk with the index of CONFIG: follow-up questions use the conversation so far (the question
+    they were rewritten to is shown dimmed), and each answer is followed by its sources. /sources
+    shows them again, /reset forgets the conversation, /exit leaves. Exits 2, as `query` would,
+    when there is no index or the configured model cannot be loaded (before the first question),
+    or when a question failed as `query` would have (after the session, which goes on)."""
     from indexer.query.filters import parse_filter_options
     from indexer.query.text import unicode_problem
 
-    def work() -> None:
+    def work() -> int:
         ix = open_indexer(config, set_, **{"retrieval.mode": mode})
         session = ix.chat(top_k=top_k, filters=parse_filter_options(filter_ or []))
+        session.check()
         echo(f"Chatting with {config}. Commands: /sources, /reset, /exit (or Ctrl-D).")
+        failed = 0  # the exit code once the session ends: 2 if a question failed as `query` would
         while True:
             try:
                 sys.stdout.write("> ")
@@ -65,10 +70,10 @@ def chat(
                 line = _read_line()
             except KeyboardInterrupt:
                 echo("")
-                return
+                return failed
             if not line:  # end of input
                 echo("")
-                return
+                return failed
             text = line.strip()
             if not text:
                 continue
@@ -77,7 +82,7 @@ def chat(
                 echo(f"error: the question {problem}", err=True)
                 continue
             if text in ("/exit", "/quit"):
-                return
+                return failed
             if text == "/reset":
                 session.reset()
                 echo("(conversation forgotten)")
@@ -90,21 +95,24 @@ def chat(
                 continue
             try:
                 stream = session.ask(text)
-            except IndexerError as exc:  # one bad turn does not end the session
+            except IndexerError as exc:  # one bad turn does not end the session, but sets its exit code
                 echo(f"error: {exc}", err=True)
+                failed = exc.exit_code
                 continue
             except KeyboardInterrupt:  # during retrieval: back to the prompt
                 echo("[stopped]", err=True)
                 continue
+            if stream.question and stream.question != text:
+                echo_dim(f"(searched for: {stream.question})")
             if stream.notice:
                 echo(f"note: {stream.notice}", err=True)
-            if stream.answer is None:
-                print_sources(stream.sources)
-            else:
-                stream_answer(stream)
+            stream_answer(stream)
+            print_sources(stream.sources)
             session.remember(text, stream)
 
-    run(work)
+    code = run(work)
+    if code:
+        raise typer.Exit(code)
 
 
 def _read_line() -> str:

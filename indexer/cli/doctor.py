@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -12,10 +12,18 @@ from indexer.cli.output import echo
 from indexer.cli.running import run
 
 
-def doctor(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) -> None:
-    """Check what CONFIG will run with on this machine: the llama.cpp build and the CPU, threads,
-    torch, the model, its chat template and stop tokens, and a sample prompt as llama.cpp receives
-    it. Builds nothing. Exits 1 when it finds a problem."""
+def doctor(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    json_out: JsonOpt = False,
+    prompt: Annotated[
+        bool, typer.Option("--prompt", help="Also print a sample prompt as llama.cpp receives it.")
+    ] = False,
+) -> None:
+    """Check what CONFIG will run with on this machine: the documents folder (readable, how many
+    files), the index (built, made with this config, current), the llama.cpp build and the CPU,
+    threads, torch, the model, its chat template and stop tokens. Builds nothing. Exits 1 when it
+    finds a problem."""
     from indexer.config import load_config, parse_set_options
     from indexer.doctor import diagnose
 
@@ -23,6 +31,8 @@ def doctor(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) ->
         return diagnose(load_config(config, parse_set_options(set_ or [])))
 
     report = run(work)
+    if not prompt:  # the count stays: it sizes llm.n_ctx; the text is for who asks for it
+        report.prompt = None
     if json_out:
         typer.echo(json.dumps(report.to_dict()))
     else:
@@ -33,6 +43,8 @@ def doctor(config: ConfigArg, set_: SetOpt = None, json_out: JsonOpt = False) ->
         if report.prompt is not None:
             echo(f"Sample prompt ({report.prompt_tokens} tokens, as llama.cpp receives it):")
             echo("  " + report.prompt.replace("\n", "\n  "))
+        elif report.prompt_tokens is not None:
+            echo(f"Sample prompt: {report.prompt_tokens} tokens (--prompt prints it)")
         for warning in report.warnings:
             echo(f"warning: {warning}", err=True)
         for problem in report.problems:

@@ -74,35 +74,39 @@ def watch(
     deletes, renames), run the same sync as `indexer build`. Ctrl-C stops. Needs the `watch` extra."""
 
     def work() -> None:
-        from indexer.watch import FolderWatcher, SyncResult, require_watch_extra
+        from indexer.watch import FolderWatcher, SyncResult, describe_sync, require_watch_extra
 
         require_watch_extra()
         ix = open_indexer(config, set_)
 
+        told: set[str] = set()  # lines under a sync already printed: each is news once per run
+
+        def once(line: str) -> None:
+            if line not in told:
+                told.add(line)
+                echo(line)
+
         def report(result: SyncResult) -> None:
             if json_out:
                 summary = result.summary.to_dict() if result.summary else None
-                typer.echo(json.dumps({"summary": summary, "error": result.error}))
+                echo(json.dumps({"summary": summary, "error": result.error}))
                 return
             if result.error:
-                typer.echo(f"error: {result.error}", err=True)
+                echo(f"error: {result.error}", err=True)
                 return
             s = result.summary
             assert s is not None
-            typer.echo(
-                f"Synced: {s.documents} documents, {s.chunks} chunks in {s.seconds:.1f} s (added {s.added}, "
-                f"updated {s.updated}, deleted {s.deleted}, unchanged {s.unchanged})"
-            )
+            echo(describe_sync(s))
             for skipped in s.skipped:
-                typer.echo(f"  skipped {skipped['file']}: {skipped['reason']}")
-            _print_unreadable(s.unreadable, s.kept, {k["file"] for k in s.skipped}, typer.echo)
+                once(f"  skipped {skipped['file']}: {skipped['reason']}")
+            _print_unreadable(s.unreadable, s.kept, {k["file"] for k in s.skipped}, once)
 
         watcher = FolderWatcher(ix, on_sync=report)
-        typer.echo(f"Watching {watcher.folder} (Ctrl-C stops)", err=True)
+        echo(f"Watching {watcher.folder} (Ctrl-C stops)", err=True)
         try:
             watcher.run()
         except KeyboardInterrupt:
-            typer.echo("stopped watching", err=True)
+            echo("stopped watching", err=True)
 
     run(work)
 

@@ -71,7 +71,7 @@ FilterOpt = Annotated[
     typer.Option(
         "--filter",
         "-f",
-        help="Only passages whose metadata match: path=GLOB, type=EXT or any key=value (repeatable).",
+        help="Only passages whose metadata match: path=GLOB, type=EXT, page=3, title=... (repeatable).",
     ),
 ]
 ModeOpt = Annotated[

@@ -22,13 +22,23 @@ def echo(message: str = "", err: bool = False, nl: bool = True) -> None:
     typer.echo(printable(message, multiline=True), err=err, nl=nl)
 
 
+def echo_dim(message: str) -> None:
+    """A line of lesser news (chat's rewritten question), dimmed on a terminal; click drops the
+    style where stdout is not one. Made printable first, so the only escapes are the style's."""
+    from indexer.terminal import printable
+
+    typer.secho(printable(message, multiline=True), dim=True)
+
+
 class PrintableFormatter(logging.Formatter):
-    """Warnings name files ("skipped NAME: ..."): made printable like everything else."""
+    """Warnings name files ("skipped NAME: ..."): made printable like everything else. The level
+    is written as the CLI writes its own lines: ``warning:``, ``info:``, ``error:``."""
 
     def format(self, record: logging.LogRecord) -> str:
         from indexer.terminal import printable
 
-        return printable(super().format(record), multiline=True)
+        lowered = logging.makeLogRecord({**record.__dict__, "levelname": record.levelname.lower()})
+        return printable(super().format(lowered), multiline=True)
 
 
 def stream_answer(stream: Any) -> None:

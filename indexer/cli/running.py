@@ -179,9 +179,31 @@ def _exit_interrupted() -> None:
         os._exit(130)
 
 
+class OncePerRun(logging.Filter):
+    """Each distinct line prints once per run: a watcher or a server syncs and answers many times,
+    and the same warning (a skipped file, a model without a chat template) is news only once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def show_info(logger: str) -> None:
+    """Let one logger's info lines through (``serve --watch``: its syncs are news, not warnings)."""
+    logging.getLogger(logger).setLevel(logging.INFO)
+
+
 def _setup_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(PrintableFormatter("warning: %(message)s"))
+    handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
+    handler.addFilter(OncePerRun())
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3", "pypdf"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

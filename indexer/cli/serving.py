@@ -32,9 +32,11 @@ def serve(
 
         require_server_extra()
         if watch:
+            from indexer.cli.running import show_info
             from indexer.watch import require_watch_extra
 
             require_watch_extra()
+            show_info("indexer.server")
         serve(open_indexer(config, set_), host=host, port=port, watch=watch)
 
     run(work)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
@@ -398,9 +399,12 @@ def _role(role: MessageRole | str) -> str:
 
 def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
     """The configured LLM (``ChatLlamaCPP``, or ``OpenAILikeLLM`` for a server), or
-    ``(None, notice)`` when answers are off or no model is available.
+    ``(None, notice)`` when answers are off or no model is configured.
 
-    A missing model is an error only when ``llm.required`` is true.
+    Sources only is the answer only when no model is configured at all (no ``llm.model_path``,
+    no ``llm.repo_id``), and then only while ``llm.required`` is false. A model that is configured
+    but cannot be had (a path that does not exist, a download the offline setting blocked) is a
+    ``ModelError``: a typo in ``INDEXER_MODEL`` must not turn into sources only with exit 0.
     """
     if config.provider == "none":
         return None, None
@@ -410,10 +414,9 @@ def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
         return OpenAILikeLLM(config), None
     path = resolve_model_path(config)
     if path is None:
-        where = f"no GGUF model at {config.model_path}" if config.model_path else "llm.model_path is not set"
-        message = f"{where} (llm.model_path). {HOW_TO_ADD_A_MODEL}"
+        where = "llm.model_path is not set"
         if config.required:
-            raise ModelError(message)
+            raise ModelError(f"{where} and llm.required is true. {HOW_TO_ADD_A_MODEL}")
         return None, f"{where}: showing retrieved sources only. {HOW_TO_ADD_A_MODEL}"
     try:
         return ChatLlamaCPP(path, config), None
@@ -426,13 +429,33 @@ def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
 
 
 def resolve_model_path(config: LLMConfig) -> Path | None:
+    """The GGUF to load; ``None`` only when no model is configured. Raises ``ModelError`` for a
+    configured one that is not there."""
     if config.model_path is not None and str(config.model_path).startswith(BUNDLED_PREFIX):
         return bundled_model_path(str(config.model_path).removeprefix(BUNDLED_PREFIX))
     if config.model_path is not None and config.model_path.is_file():
         return config.model_path
     if config.repo_id and config.filename:
         return _download(config)
+    if config.model_path is not None:
+        raise ModelError(missing_model_message(config.model_path))
     return None
+
+
+def missing_model_message(path: Path) -> str:
+    what = "is a folder, not a GGUF file" if path.is_dir() else "does not exist"
+    source, fix = "", "Fix the path"
+    env = os.environ.get("INDEXER_MODEL")
+    if env and Path(env).name == path.name:
+        source = f" (from the INDEXER_MODEL environment variable, {env!r})"
+        fix = "Fix INDEXER_MODEL, or unset it for the config's default model"
+    elif env == "" and path.is_dir():  # ${INDEXER_MODEL:...} set but empty reads as the config's folder
+        source = " (INDEXER_MODEL is set but empty)"
+        fix = "Unset INDEXER_MODEL for the config's default model, or set it to a GGUF file"
+    return (
+        f"no GGUF model at {path}: llm.model_path{source} {what}. {fix}, or set llm.provider: none "
+        f"for sources only. {HOW_TO_ADD_A_MODEL}"
+    )
 
 
 def bundled_model_path(name: str) -> Path:
@@ -468,7 +491,25 @@ def _download(config: LLMConfig) -> Path:
     try:
         return Path(hf_hub_download(repo_id=config.repo_id, filename=config.filename, local_dir=folder))
     except Exception as exc:  # offline, unknown repo, no such file
-        raise ModelError(
+        what = (
             f"cannot download {config.filename!r} from Hugging Face repo {config.repo_id!r} "
-            f"(llm.repo_id/llm.filename): {type(exc).__name__}: {exc}"
+            "(llm.repo_id/llm.filename)"
+        )
+        if _hub_offline():
+            # huggingface_hub's LocalEntryNotFoundError names neither the setting nor the way out.
+            raise ModelError(
+                f"{what}: HF_HUB_OFFLINE is set, so nothing is downloaded and the file is not in "
+                f"{folder} yet. Download it once with HF_HUB_OFFLINE unset (or =0), or point "
+                "llm.model_path at a GGUF file already on this machine."
+            ) from None
+        raise ModelError(
+            f"{what}: {type(exc).__name__}: {exc}. With no network, point llm.model_path at a GGUF "
+            "file on this machine."
         ) from None
+
+
+def _hub_offline() -> bool:
+    """The offline setting as huggingface_hub reads it (its constants are read once at import, so
+    the variable is read here too)."""
+    value = os.environ.get("HF_HUB_OFFLINE", "")
+    return value.strip().upper() in ("1", "ON", "YES", "TRUE")

@@ -255,7 +255,9 @@ class LLMConfig(StrictModel):
     )
     filename: str | None = Field(None, description="GGUF file name (or glob) inside repo_id.")
     required: bool = Field(
-        False, description="Fail instead of falling back to retrieval-only when no model is found."
+        False,
+        description="Fail instead of answering with sources only when no model is configured (a "
+        "configured model_path that does not exist is an error either way).",
     )
     n_ctx: int = Field(4096, gt=0, description="Context window in tokens.")
     max_new_tokens: int = Field(256, gt=0)
@@ -380,7 +382,7 @@ class RetrievalConfig(StrictModel):
     filters: dict[str, str | int | float | bool] = Field(
         default_factory=dict,
         description="Metadata filters applied to every query: path (glob), type (extension), or "
-        "any metadata key (exact value).",
+        "a chunk metadata key such as page, title or section (exact value).",
     )
     dedupe: bool = Field(
         True, description="Drop chunks that repeat or overlap a better-ranked chunk of the same text."

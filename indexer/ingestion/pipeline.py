@@ -327,7 +327,9 @@ class _Build:
     def _remember_unsupported(self, plan: SyncPlan, manifest: Manifest) -> None:
         skipped_now = plan.skipped_now()
         for doc_id, reason in skipped_now:
-            log.warning("skipped %s: %s", doc_id, reason)
+            # Info, not a warning: the summary lists every skipped file and each front end (build,
+            # watch, serve --watch) reports it from there; a warning here printed each one twice.
+            log.info("skipped %s: %s", doc_id, reason)
             self.summary.skipped.append({"file": doc_id, "reason": reason})
             manifest.skipped[doc_id] = reason
             manifest.skipped_hashes.pop(doc_id, None)  # never read: retried at the next build
@@ -436,7 +438,7 @@ class _Build:
         doc_id, reason = prepared.item.doc_id, prepared.error or "unreadable"
         manifest = self.writer.manifest
         assert manifest is not None
-        log.warning("skipped %s: %s", doc_id, reason)
+        log.info("skipped %s: %s", doc_id, reason)  # listed by the summary (see _remember_unsupported)
         self.summary.skipped.append({"file": doc_id, "reason": reason})
         manifest.skipped[doc_id] = reason
         manifest.skipped_hashes[doc_id] = prepared.item.hash

@@ -26,6 +26,16 @@ class ChatSession:
         self.history: list[tuple[str, str]] = []
         self.sources: list[Source] = []
 
+    def check(self) -> None:
+        """Raise the ``IndexerError`` that every question would meet: no index yet, filters on
+        keys no chunk has, a model that is configured but cannot be loaded. A session checks once,
+        before its first question, instead of failing each turn."""
+        from indexer.query.filters import Filters
+
+        self.engine.manifest()
+        Filters.from_mapping(self.engine.config.retrieval.filters, self.filters)
+        _ = self.engine.components.llm
+
     def ask(self, question: str) -> AnswerStream:
         """Stream the answer to ``question`` in the context of the conversation; call
         ``remember`` with the consumed stream to add the turn to the history."""

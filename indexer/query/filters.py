@@ -1,8 +1,9 @@
 """Metadata filters: which chunks a question may be answered from.
 
 ``path`` is a glob over the file's path relative to ``data.input_dir`` (``guides/*``, ``*.md``),
-``type`` a file extension (``pdf`` or ``.pdf``), and any other key an exact match on a chunk's
-metadata (``page=3``, ``title=Maintenance``). Several filters must all hold.
+``type`` a file extension (``pdf`` or ``.pdf``), and a chunk metadata key (``METADATA_KEYS``) an
+exact match (``page=3``, ``title=Maintenance``). Several filters must all hold; a key outside these
+is refused with the list, since it could only ever match nothing.
 
 Chroma's ``where`` cannot glob, so path and type filters become the list of matching files from
 the manifest (``doc_id $in [...]``); the keyword index applies the same rules in Python.
@@ -17,12 +18,26 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from indexer.errors import ConfigError
-from indexer.index.store import DOC_ID
+from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH
 from indexer.query.text import unicode_problem, value_problem
 
 FilterValue = str | int | float | bool
 PATH_KEYS = ("path", "file")
 TYPE_KEYS = ("type", "ext", "file_type")
+# The metadata every chunk may carry (``ingestion.chunking``): a filter on any other key matches
+# nothing, so it is refused rather than answered with "No matching passages." (a typo like typ=pdf).
+METADATA_KEYS = (
+    "title",
+    "page",
+    "section",
+    "file_name",
+    DOC_ID,
+    FILE_HASH,
+    CHUNK_INDEX,
+    "start_char",
+    "end_char",
+)
+FILTER_KEYS = (*PATH_KEYS, *TYPE_KEYS, *METADATA_KEYS)
 
 
 def parse_filter_options(options: Iterable[str]) -> dict[str, FilterValue]:
@@ -54,6 +69,8 @@ def filter_problem(key: Any, value: Any) -> str | None:
             f"filters.{key}: keys starting with '$' are query operators, not metadata names; "
             'give key: value pairs, e.g. {"path": "guides/*", "page": 3}'
         )
+    if key not in FILTER_KEYS:
+        return unknown_key_problem(key)
     if isinstance(value, bool | int | float | str):
         problem = value_problem(value)
         return None if problem is None else f"filters.{key}: {problem}"
@@ -61,6 +78,19 @@ def filter_problem(key: Any, value: Any) -> str | None:
     return (
         f"filters.{key}: must be one string, number or boolean, not {kind} "
         "(several filters must all hold; one key cannot take several values)"
+    )
+
+
+def unknown_key_problem(key: str) -> str:
+    """The message for a filter on a key no chunk has, naming the keys that exist and the likeliest
+    one meant."""
+    import difflib
+
+    close = difflib.get_close_matches(key, FILTER_KEYS, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"filters.{key}: no such filter key{hint}; filter on path (a glob), type (an extension), "
+        f"or a metadata key: {', '.join(METADATA_KEYS)}"
     )
 
 

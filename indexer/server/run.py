@@ -106,13 +106,11 @@ def _log_sync(result: Any) -> None:
     if result.error:
         log.warning("watch: sync failed: %s", result.error)
         return
+    from indexer.watch import describe_sync
+
     s = result.summary
-    if s.added or s.updated or s.deleted or s.skipped:
-        log.warning(
-            "watch: index synced (added %d, updated %d, deleted %d, skipped %d; %d chunks)",
-            s.added,
-            s.updated,
-            s.deleted,
-            len(s.skipped),
-            s.chunks,
-        )
+    # A sync is news, not a problem: info (``indexer serve`` shows this logger's info lines).
+    if s.added or s.updated or s.deleted:
+        log.info("watch: %s", describe_sync(s))
+    for skipped in s.skipped:  # the CLI's handler prints each distinct line once per run
+        log.warning("watch: skipped %s: %s", skipped["file"], skipped["reason"])
