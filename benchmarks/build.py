@@ -79,7 +79,8 @@ def write_config(
 
 
 def chunk_texts(ix: Any) -> list[str]:
-    return [hit.text for hit in ix.index.chunk_store(create=False).iter_chunks()]
+    manifest = ix.index.manifest_file.load()
+    return [hit.text for hit in ix.index.chunk_store(create=False).chunks_of(sorted(manifest.files))]
 
 
 def measure_speed(

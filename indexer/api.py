@@ -15,10 +15,10 @@ from indexer.ingestion.status import IndexStatus
 
 if TYPE_CHECKING:
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
+    from indexer.config.models import RetrievalMode
     from indexer.query.chat import ChatSession
     from indexer.query.engine import Answer, AnswerStream, History, Passages, QueryEngine
     from indexer.query.filters import FilterValue
-    from indexer.query.retrieval import RetrievalMode
 
 
 class Indexer:

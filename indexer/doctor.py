@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from indexer.config.models import Config
@@ -259,25 +260,18 @@ def _llama_cpp(report: DoctorReport, config: Config) -> None:
 
 def _model(report: DoctorReport, config: Config) -> None:
     from indexer.components.chat_templates import FROM_GGUF, missing_markers
-    from indexer.components.llm import ChatLlamaCPP, resolve_model_path
+    from indexer.components.llm import ChatLlamaCPP
+    from indexer.components.llm_loader import load_llm
 
     llm_config = config.llm
     try:
-        path = resolve_model_path(llm_config)
+        # Loaded as a query loads it, except that a missing model is a problem here, not a notice.
+        llm, _ = load_llm(llm_config.model_copy(update={"required": True}))
     except IndexerError as exc:
         report.problems.append(str(exc))
         return
-    if path is None:
-        report.problems.append("llm.model_path is not set: answers are retrieved sources only")
-        return
-    try:
-        llm = ChatLlamaCPP(path, llm_config)
-    except IndexerError as exc:
-        report.problems.append(str(exc))
-        return
-    except Exception as exc:  # llama.cpp raises ValueError for a file it cannot load
-        report.problems.append(f"cannot load the GGUF at {path} (llm.model_path): {exc}")
-        return
+    assert isinstance(llm, ChatLlamaCPP)  # only called for llm.provider llama_cpp
+    path = Path(llm.llama.model_path)  # the GGUF the loader resolved (bundled, local or downloaded)
     choice = llm.template
     template_name = FROM_GGUF if choice.reason == FROM_GGUF else f"{choice.template.name} ({choice.reason})"
     bos = llm.llama.token_bos()

@@ -15,12 +15,13 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
 from pydantic import Field
 
 from indexer.api import Indexer
+from indexer.config.models import RetrievalMode
 from indexer.errors import IndexerError
 from indexer.query.filters import FilterValue as ScalarFilterValue
 from indexer.query.filters import check_filters
@@ -36,14 +37,14 @@ STATUS_URI = "indexer://status"
 FILE_URI_PREFIX = "indexer://files/"
 FILE_URI_TEMPLATE = FILE_URI_PREFIX + "{+path}"
 
-Mode = Literal["vector", "bm25", "hybrid"]
 FilterValue = str | int | float | bool | list[str | int | float | bool]
 
 # Argument types of the tools: module-level, so the SDK can resolve them into the tools' schemas.
 Question = Annotated[str, Field(min_length=1, description="The question or search text.")]
 TopK = Annotated[int | None, Field(ge=1, description="Passages to return (default: query.top_k).")]
 ModeArg = Annotated[
-    Mode | None, Field(description="Retrieval mode: vector, bm25 or hybrid (default: retrieval.mode).")
+    RetrievalMode | None,
+    Field(description="Retrieval mode: vector, bm25 or hybrid (default: retrieval.mode)."),
 ]
 Filters = Annotated[
     dict[str, FilterValue] | None,

@@ -11,6 +11,7 @@ import pytest
 from indexer import Indexer
 from indexer.errors import ModelError
 from tests.conftest import SAMPLE_DIR, run_cli, write_config
+from tests.support.stored import stored_chunks
 
 QUESTIONS = ["How often is the desiccant replaced?", "What does error E-214 mean?", "battery voltage"]
 
@@ -37,9 +38,8 @@ def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_t
     apart_config, apart, apart_summary = _index(tmp_path / "apart", True)
     assert "embed_model" not in apart.components.__dict__  # the build process never loaded it
     assert apart_summary.chunks == here_summary.chunks and apart_summary.stages["encode"] > 0
-    here_store, apart_store = here.index.chunk_store(create=False), apart.index.chunk_store(create=False)
-    texts = {h.id: h.text for h in here_store.iter_chunks()}
-    assert {h.id: h.text for h in apart_store.iter_chunks()} == texts
+    texts = {h.id: h.text for h in stored_chunks(here)}
+    assert {h.id: h.text for h in stored_chunks(apart)} == texts
     vector = {"retrieval.mode": "vector"}
     for question in QUESTIONS:
         want = Indexer.from_config(here_config, vector).retrieve(question, top_k=5)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from indexer.components.llm import load_llm
+from indexer.components.llm_loader import load_llm
 from indexer.config.models import LLMConfig
 from indexer.eval.session import evaluate, make_spec
 from indexer.eval.structured import StructuredOutputError, ask_json

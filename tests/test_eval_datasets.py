@@ -82,7 +82,7 @@ def test_jsonl_questions(tmp_path: Path) -> None:
         '{"question": "Why?", "answer": "because"}\n'
     )
     dataset = load_dataset(path, limit=5)
-    assert dataset.kind == "jsonl" and dataset.has_answers and dataset.has_qrels
+    assert dataset.kind == "jsonl" and dataset.has_answers
     first, second = dataset.questions
     assert (first.id, first.answers, first.qrels) == ("a", ["so"], {"guides/x.md": 1})
     assert (second.id, second.answers, second.qrels) == ("q3", ["because"], {})
@@ -123,7 +123,7 @@ def test_llamaindex_labelled_rag_dataset(tmp_path: Path) -> None:
         )
     )
     dataset = load_dataset(path)
-    assert dataset.kind == "llamaindex" and dataset.has_contexts
+    assert dataset.kind == "llamaindex"
     question = dataset.questions[0]
     assert question.id == "ex1" and question.answers == ["Wrote essays and programs."]
     assert question.contexts == ["He wrote essays.", "And programs."]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from indexer.components.llm import ChatLlamaCPP, load_llm
+from indexer.components.llm import ChatLlamaCPP
+from indexer.components.llm_loader import load_llm
 from indexer.config.models import LLMConfig
 from indexer.errors import ModelError
 from tests.support.tiny_gguf import BOS_TOKEN, TEMPLATE_MARKERS
@@ -60,11 +61,8 @@ def test_generation_stops_at_the_end_of_turn_token(llm: ChatLlamaCPP) -> None:
     assert response.raw["choices"][0]["finish_reason"] == "stop"
 
 
-def test_llamaindex_interface_works(llm: ChatLlamaCPP) -> None:
-    assert isinstance(llm.complete("Say hi").text, str)
-    deltas = [r.delta for r in llm.stream_complete("Say hi")]
-    assert deltas and all(isinstance(d, str) for d in deltas)
-    assert llm.metadata.context_window == 512
+def test_the_context_window_is_llm_n_ctx(llm: ChatLlamaCPP) -> None:
+    assert llm.n_ctx == 512 and llm.metadata.context_window == 512
 
 
 def test_threads_default_to_the_cores_this_process_may_use(tiny_gguf: Path) -> None:

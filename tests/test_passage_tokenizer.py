@@ -15,6 +15,7 @@ from indexer import Indexer
 from indexer.components import embedding
 from indexer.config.models import EmbeddingConfig
 from tests.conftest import SAMPLE_DIR, SHARED_DATA, write_config
+from tests.support.stored import stored_chunks
 
 MSMARCO = SHARED_DATA / "msmarco_subset" / "corpus.jsonl"
 
@@ -134,7 +135,7 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
     else:
         assert calls["handed_texts"] > 1 and calls["handed_ids"] == 0
     store = ix.index.chunk_store(create=False)
-    hits = list(store.iter_chunks())
+    hits = stored_chunks(ix)
     got = store._collection.get(include=["embeddings"])
     stored = dict(zip(got["ids"], np.asarray(got["embeddings"]), strict=True))
     want = by_texts(ix.components.embed_model, [h.text for h in hits])

@@ -13,7 +13,8 @@ import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from indexer import Indexer
-from indexer.components.llm import ChatLlamaCPP, load_llm
+from indexer.components.llm import ChatLlamaCPP
+from indexer.components.llm_loader import load_llm
 from indexer.config.models import LLMConfig
 from tests.conftest import run_cli
 from tests.support.live_server import live_server, llama_cpp_server

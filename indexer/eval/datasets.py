@@ -38,14 +38,6 @@ class Dataset:
     corpus_path: Path | None = None  # BEIR only: its own corpus, indexed apart from the config's
 
     @property
-    def has_qrels(self) -> bool:
-        return any(q.qrels for q in self.questions)
-
-    @property
-    def has_contexts(self) -> bool:
-        return any(q.contexts for q in self.questions)
-
-    @property
     def has_answers(self) -> bool:
         return any(q.answers for q in self.questions)
 

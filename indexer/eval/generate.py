@@ -113,19 +113,21 @@ def generate_questions(
 
 
 def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> list[dict[str, Any]]:
-    """The config's documents, read and chunked as a build would, without embedding them."""
-    from indexer.ingestion.chunking import chunk_document, make_splitter
-    from indexer.ingestion.readers import ReadLimits, UnreadableFile, read_file
+    """The config's documents, read and chunked by the build's own step (``prepare.read_and_chunk``),
+    without embedding them: the chunk ids are those a build of the same files gives."""
+    from indexer.ingestion.chunking import make_splitter
+    from indexer.ingestion.plan import chunk_settings_key
+    from indexer.ingestion.prepare import WorkItem, read_and_chunk
+    from indexer.ingestion.readers import ReadLimits
     from indexer.ingestion.sources import discover
 
     splitter = make_splitter(config.chunking, components.token_spans)
+    limits, settings_key = ReadLimits.of(config.data), chunk_settings_key(config)
     chunks = []
     for source in discover(config.data).sources:
-        try:
-            docs = read_file(source.path, ReadLimits.of(config.data))
-        except UnreadableFile:
-            continue
-        for chunk in chunk_document(splitter, docs, doc_id=source.doc_id, file_hash="draft"):
+        # The hash is read_and_chunk's to make, from the bytes it reads.
+        item = WorkItem(source.doc_id, str(source.path), "", source.size, settings_key, limits)
+        for chunk in read_and_chunk(item, splitter).chunks:  # an unreadable file has none
             if len(components.tokenize(chunk.text)) >= min_tokens:
                 chunks.append(
                     {

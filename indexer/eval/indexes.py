@@ -35,7 +35,7 @@ class EvalComponents(Components):
 
     @property
     def llm(self) -> Any:
-        from indexer.components.llm import load_llm
+        from indexer.components.llm_loader import load_llm
 
         key = self.config.llm.model_dump_json()
         if key not in self._llm_cache:
@@ -141,7 +141,8 @@ def index_key(dataset: Dataset, config: Config, identity: dict[str, Any]) -> str
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:10]
     model = str(identity["name"]).rstrip("/").rsplit("/", 1)[-1]
     chunking = config.chunking
-    return f"{_slug(corpus_name)}-{_slug(model)}-c{chunking.chunk_size}o{chunking.chunk_overlap}-{digest}"
+    sizes = f"c{chunking.chunk_size}o{chunking.chunk_overlap}"
+    return f"{slug(corpus_name)[:40]}-{slug(model)[:40]}-{sizes}-{digest}"
 
 
 def _pointed_at(config: Config, root: Path | None, key: str) -> Config:
@@ -159,5 +160,6 @@ def _pointed_at(config: Config, root: Path | None, key: str) -> Config:
     return config.model_copy(update={"vector_store": new_store, "retrieval": retrieval})
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "x"
+def slug(text: str) -> str:
+    """``text`` as a file name that every file system takes (a variant's config, an index folder)."""
+    return re.sub(r"[^A-Za-z0-9._=,-]+", "_", text).strip("_") or "x"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import yaml
 
 from indexer.config.loader import config_to_yaml
+from indexer.eval.indexes import slug
 from indexer.eval.metrics import JUDGE_METRICS, RETRIEVAL_METRICS, parse_metric
 from indexer.eval.runner import EvalRun, ResultSet
 
@@ -49,7 +49,7 @@ def save_run(run: EvalRun, out: Path, *, chart: bool = True) -> Path:
     (run_dir / "spec.yaml").write_text(spec_as_yaml(run), encoding="utf-8")
     for variant in run.variants:
         config = next(r.config for r in run.results if r.variant.name == variant.name)
-        (run_dir / "configs" / f"{_slug(variant.name)}.yaml").write_text(
+        (run_dir / "configs" / f"{slug(variant.name)}.yaml").write_text(
             config_to_yaml(config), encoding="utf-8"
         )
     for key, prepared in run.indexes.items():
@@ -320,10 +320,6 @@ def write_chart(run: EvalRun, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._=,-]+", "_", name).strip("_") or "variant"
 
 
 def spec_as_yaml(run: EvalRun) -> str:

@@ -94,10 +94,6 @@ class ChunkStore:
 
         return hnsw_settings(self._collection)
 
-    @property
-    def max_batch_size(self) -> int:
-        return self._max_batch
-
     def count(self) -> int:
         """The chunks stored; it reads Chroma's vector segment, so it also tells whether that
         segment can be read at all (``VectorIndexDamaged`` when not)."""
@@ -250,27 +246,6 @@ class ChunkStore:
             metas = got["metadatas"] or [{}] * len(got["ids"])
             for i, d, m in zip(got["ids"], docs, metas, strict=True):
                 yield _hit(i, d, m)
-
-    def iter_chunks(self) -> Iterator[Hit]:
-        """Every stored chunk (text and metadata, no vector), page by page."""
-        offset = 0
-        while True:
-            try:
-                page = self._collection.get(
-                    include=["documents", "metadatas"],  # type: ignore[list-item]
-                    limit=self._max_batch,
-                    offset=offset,
-                )
-            except Exception as exc:
-                raise StoreError(f"reading chunks failed: {type(exc).__name__}: {exc}") from None
-            ids = page["ids"]
-            if not ids:
-                return
-            docs = page["documents"] or [""] * len(ids)
-            metas = page["metadatas"] or [{}] * len(ids)
-            for i, d, m in zip(ids, docs, metas, strict=True):
-                yield _hit(i, d, m)
-            offset += len(ids)
 
 
 class VectorIndexDamaged(StoreError):

@@ -139,8 +139,12 @@ def cut_by_tokens(text: str, spans: Spans, limit: int) -> list[str]:
     return pieces
 
 
-def make_splitter(config: ChunkingConfig, spans: Spans) -> SentenceSplitter:
-    """A SentenceSplitter counting ``spans``' tokens, whose last resort cuts by tokens."""
+def make_splitter(config: ChunkingConfig, tokens: Spans | str) -> SentenceSplitter:
+    """The splitter of every build, record sync and question draft: a SentenceSplitter counting the
+    embedding model's tokens, whose last resort cuts by tokens. ``tokens`` is the tokenizer's
+    ``token_spans``, or the tokenizer serialised as JSON (``Components.tokenizer_json``), rebuilt
+    here without torch or the model's weights, as a chunking worker does."""
+    spans = token_spans_by(token_counter(tokens)) if isinstance(tokens, str) else tokens
     limit = config.chunk_size
     counter = PieceCounter(spans, limit)
 
@@ -174,11 +178,6 @@ def token_counter(tokenizer_json: str) -> Any:
 def token_spans_by(counter: Any) -> Callable[[str], list[tuple[int, int]]]:
     """The character spans of a text's tokens, by a ``token_counter``."""
     return lambda text: counter.encode(text, add_special_tokens=False).offsets
-
-
-def splitter_from_json(config: ChunkingConfig, tokenizer_json: str) -> SentenceSplitter:
-    """``make_splitter`` counting with the tokenizer serialised as ``tokenizer_json``."""
-    return make_splitter(config, token_spans_by(token_counter(tokenizer_json)))
 
 
 def chunk_document(

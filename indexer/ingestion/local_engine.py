@@ -144,13 +144,11 @@ class LocalEngine:
     ) -> Iterator[Prepared]:
         tokenizer_json = facts.tokenizer_json
         if tokenizer_json is None or not self._uses_workers(items):
-            from indexer.ingestion.chunking import make_splitter, splitter_from_json
+            from indexer.ingestion.chunking import make_splitter
 
-            config = self.components.config.chunking
-            splitter = (
-                splitter_from_json(config, tokenizer_json)
-                if tokenizer_json is not None
-                else make_splitter(config, self.components.token_spans)
+            splitter = make_splitter(
+                self.components.config.chunking,
+                tokenizer_json if tokenizer_json is not None else self.components.token_spans,
             )
             for item in items:
                 started = time.perf_counter()
@@ -274,9 +272,9 @@ def _init_worker(
     _passage_tokenizer = passage_tokenizer
     exit_with_build(build_pid)
     from indexer.config.models import ChunkingConfig
-    from indexer.ingestion.chunking import splitter_from_json
+    from indexer.ingestion.chunking import make_splitter
 
-    _splitter = splitter_from_json(ChunkingConfig(**chunking), tokenizer_json)
+    _splitter = make_splitter(ChunkingConfig(**chunking), tokenizer_json)
 
 
 def _chunk_in_worker(item: WorkItem) -> tuple[Prepared, float]:

@@ -124,7 +124,7 @@ def build_index(
     if dry_run:
         previous = None if rebuild else index.manifest_file.load()
         if previous is not None:
-            _check_before_work(config, previous)
+            check_before_work(config, previous)
         plan = plan_sync(config, discovery, previous)
         if strict:
             refuse_unreadable(plan, config.data.input_dir)
@@ -152,12 +152,27 @@ def _set_aside_unopenable_database(index: Index, persist_dir: Path) -> None:
         log.warning("the Chroma database cannot be opened; rebuilding (its files are kept in %s)", kept)
 
 
-def _check_before_work(config: Config, previous: Manifest) -> None:
+def check_before_work(config: Config, previous: Manifest) -> None:
     """Refuse a mismatched config before loading the model when possible (a no-op build then never
     loads torch), and always before reading or writing anything."""
     from indexer.components.embedding import config_identity
 
     check_compatible(previous, config_identity(config.embedding), config.chunking.model_dump())
+
+
+def record_identity(manifest: Manifest, config: Config, written: Sequence[Written], *, rebuild: bool) -> None:
+    """Record the identity of the vectors in ``written`` (some chunks have some) in ``manifest``
+    before their first write, or refuse them when the index holds another vector space (the model
+    behind a name changed, say). Until then a manifest knows the model by its config, without a
+    dimension, so an index whose files are unchanged is synced without loading the model."""
+    from indexer.components.embedding import identity_for
+
+    dimension = next(int(w.vectors.shape[1]) for w in written if len(w.chunks))
+    identity = identity_for(config.embedding, dimension)
+    if rebuild or not manifest.embedding.get("dimension"):
+        manifest.embedding = identity
+    else:
+        check_compatible(manifest, identity, config.chunking.model_dump())
 
 
 def _dry_run_summary(
@@ -231,7 +246,7 @@ class _Build:
             manifest = writer.begin(
                 rebuild=self.rebuild,
                 fresh=self._new_manifest,
-                check=lambda previous: _check_before_work(config, previous),
+                check=lambda previous: check_before_work(config, previous),
             )
         except VectorIndexDamaged as exc:
             if self.rebuild:
@@ -245,7 +260,7 @@ class _Build:
             manifest = writer.begin(
                 rebuild=True,
                 fresh=self._new_manifest,
-                check=lambda previous: _check_before_work(config, previous),
+                check=lambda previous: check_before_work(config, previous),
             )
         plan = plan_sync(config, self.discovery, None if self.rebuild else manifest)
         if self.strict:
@@ -422,16 +437,9 @@ class _Build:
         build checks what its workers really produced."""
         if self._identity_checked:
             return
-        from indexer.components.embedding import identity_for
-
         manifest = self.writer.manifest
         assert manifest is not None
-        dimension = next(int(w.vectors.shape[1]) for w in written if len(w.chunks))
-        identity = identity_for(self.config.embedding, dimension)
-        if self.rebuild or not manifest.embedding.get("dimension"):
-            manifest.embedding = identity
-        else:
-            check_compatible(manifest, identity, self.config.chunking.model_dump())
+        record_identity(manifest, self.config, written, rebuild=self.rebuild)
         self._identity_checked = True
 
     def _skip(self, prepared: Prepared) -> None:

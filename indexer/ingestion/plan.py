@@ -6,6 +6,7 @@ model and touches no index.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from indexer.config.models import Config
@@ -17,8 +18,9 @@ from indexer.ingestion.sources import Discovery, Refused, SourceFile, file_hash,
 
 @dataclass
 class SyncPlan:
-    current: dict[str, tuple[SourceFile, str]]
-    """Every readable-looking document: id -> (file, hash)."""
+    current: dict[str, tuple[SourceFile, str]] = field(default_factory=dict)
+    """Every readable-looking document: id -> (file, hash). Empty for records, which are no files
+    (``plan_changes``)."""
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
@@ -85,15 +87,26 @@ def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -
             refused.append(Refused(source.doc_id, f"cannot read ({exc.strerror or exc})"))
         except OSError as exc:  # permission denied, an I/O error: still there, maybe readable later
             unreadable.append(Refused(source.doc_id, f"cannot read ({exc.strerror or exc})"))
-    files = previous.files if previous else {}
-    skipped = previous.skipped if previous else {}
     plan = SyncPlan(
         current=current,
         unsupported=discovery.unsupported,
         refused=sorted(refused, key=lambda r: r.doc_id),
         unreadable=sorted(unreadable, key=lambda r: r.doc_id),
     )
-    for doc_id, (_, digest) in current.items():
+    digests = {doc_id: digest for doc_id, (_, digest) in current.items()}
+    return plan_changes(digests, previous, limits, plan)
+
+
+def plan_changes(
+    digests: Mapping[str, str], previous: Manifest | None, limits: ReadLimits, plan: SyncPlan | None = None
+) -> SyncPlan:
+    """Sort documents (id -> hash) into added, updated, unchanged, retried and still skipped, and
+    what the index holds beside them into deleted, or kept when ``plan.unreadable`` says it is
+    there but cannot be read now. Files (``plan_sync``) and text records (``records.py``) alike."""
+    plan = plan if plan is not None else SyncPlan()
+    files = previous.files if previous else {}
+    skipped = previous.skipped if previous else {}
+    for doc_id, digest in digests.items():
         record = files.get(doc_id)
         if record is None:
             if doc_id not in skipped:
@@ -106,10 +119,10 @@ def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -
             plan.updated.append(doc_id)
         else:
             plan.unchanged.append(doc_id)
-    unreadable_files = {r.doc_id for r in unreadable}
-    unreadable_folders = tuple(r.doc_id for r in unreadable if r.doc_id.endswith("/"))
+    unreadable_files = {r.doc_id for r in plan.unreadable}
+    unreadable_folders = tuple(r.doc_id for r in plan.unreadable if r.doc_id.endswith("/"))
     for doc_id in files:
-        if doc_id in current:
+        if doc_id in digests:
             continue
         if doc_id in unreadable_files or doc_id.startswith(unreadable_folders):
             plan.kept.append(doc_id)

@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from llama_index.core.schema import Document
 
 from indexer.components import Components
-from indexer.components.embedding import embed_texts
+from indexer.components.embedding import config_identity, embed_texts
 from indexer.errors import DataError
 from indexer.index.index import Index, IndexWriter, Written
-from indexer.index.manifest import Manifest, check_compatible
+from indexer.index.manifest import Manifest
 from indexer.ingestion.chunking import chunk_document, make_splitter
-from indexer.ingestion.pipeline import SyncCounts, flush_chunks
-from indexer.ingestion.plan import chunk_settings_key
+from indexer.ingestion.pipeline import SyncCounts, check_before_work, flush_chunks, record_identity
+from indexer.ingestion.plan import chunk_settings_key, plan_changes
+from indexer.ingestion.readers import ReadLimits
 from indexer.progress import progress_bar
 
 
@@ -56,7 +57,6 @@ def index_records(
     the manifest."""
     started = time.perf_counter()
     config = components.config
-    identity = components.embedding_identity_dict()
     chunking = config.chunking.model_dump()
     settings_key = chunk_settings_key(config)
 
@@ -70,7 +70,7 @@ def index_records(
 
     def fresh(collection: str, generation: int) -> Manifest:
         return Manifest(
-            embedding=identity,
+            embedding=config_identity(config.embedding),  # the dimension is added with the first vectors
             chunking=chunking,
             loader={"records": source},
             config_hash=settings_key,
@@ -80,23 +80,21 @@ def index_records(
 
     with index.writer() as writer:
         manifest = writer.begin(
-            rebuild=False, fresh=fresh, check=lambda previous: check_compatible(previous, identity, chunking)
+            rebuild=False, fresh=fresh, check=lambda previous: check_before_work(config, previous)
         )
-        old = dict(manifest.files)
+        digests = {doc_id: digest for doc_id, (_, digest) in current.items()}
+        plan = plan_changes(digests, manifest, ReadLimits.of(config.data))
         summary = RecordsSummary(
-            added=sum(1 for d in current if d not in old),
-            updated=sum(1 for d in current if d in old and old[d].hash != current[d][1]),
-            unchanged=sum(1 for d in current if d in old and old[d].hash == current[d][1]),
+            added=len(plan.added), updated=len(plan.updated), unchanged=len(plan.unchanged)
         )
-        deleted = [d for d in old if d not in current]
-        writer.remove(deleted)
-        summary.deleted = len(deleted)
-        todo = [d for d in current if d not in old or old[d].hash != current[d][1]]
-        summary.chunks_embedded = _write_records(
-            writer, components, [current[d] for d in todo], show_progress, description
-        )
+        writer.remove(plan.deleted)
+        summary.deleted = len(plan.deleted)
+        if plan.todo:  # only then is the model loaded
+            summary.chunks_embedded = _write_records(
+                writer, components, [current[d] for d in plan.todo], show_progress, description
+            )
         summary.seconds = round(time.perf_counter() - started, 3)
-        if todo or deleted:
+        if plan.todo or plan.deleted:
             manifest.build_seconds = summary.seconds
         writer.finish()
     summary.documents = len(manifest.files)
@@ -116,9 +114,12 @@ def _write_records(
     limit = flush_chunks(components.config)
     pending: list[Written] = []
     embedded = 0
+    identified = False
+    manifest = writer.manifest
+    assert manifest is not None  # the writer has begun
 
     def flush() -> None:
-        nonlocal embedded
+        nonlocal embedded, identified
         chunks = [c for w in pending for c in w.chunks]
         if chunks:
             texts = [c.text for c in chunks]
@@ -126,6 +127,9 @@ def _write_records(
             at = 0
             for w in pending:
                 w.vectors, at = vectors[at : at + len(w.chunks)], at + len(w.chunks)
+            if not identified:
+                record_identity(manifest, components.config, pending, rebuild=False)
+                identified = True
         writer.write(pending)
         embedded += len(chunks)
 

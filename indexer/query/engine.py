@@ -17,13 +17,13 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 from indexer.components import Components
 from indexer.components.chat_model import TokenStream, Usage
-from indexer.config.models import Config, QueryConfig
+from indexer.config.models import Config, QueryConfig, RetrievalMode
 from indexer.errors import IndexerError, ModelError
 from indexer.index.index import Index
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query.filters import Filters, FilterValue
-from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, RetrievalMode, Retrieved, Retriever
+from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, Retrieved, Retriever
 from indexer.query.runaway import RunawayGuard, turn_labels
 from indexer.query.text import unicode_problem
 

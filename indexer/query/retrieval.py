@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, get_args
 
 from indexer.components import Components
-from indexer.config.models import Config
+from indexer.config.models import Config, RetrievalMode
 from indexer.index.index import Index
 from indexer.index.manifest import Manifest
 from indexer.index.store import DOC_ID, ChunkStore, Hit
@@ -27,8 +27,7 @@ log = logging.getLogger(__name__)
 
 _SPACE_RE = re.compile(r"\s+")
 
-RetrievalMode = Literal["vector", "bm25", "hybrid"]
-RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("vector", "bm25", "hybrid")
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
+from indexer.config.models import RetrievalMode
 from indexer.query.engine import Source as EngineSource
 from indexer.query.filters import filter_problem
 from indexer.query.text import unicode_problem
@@ -42,7 +43,7 @@ class RetrieveRequest(_Strict):
         None,
         description='Metadata filters, e.g. {"path": "guides/*", "type": "pdf"}; added to retrieval.filters.',
     )
-    mode: Literal["vector", "bm25", "hybrid"] | None = Field(
+    mode: RetrievalMode | None = Field(
         None, description="Retrieval mode for this request (default: retrieval.mode)."
     )
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from indexer.api import Indexer
 from indexer.components.vector_store import describe
+from indexer.config.models import RetrievalMode
 from indexer.errors import IndexerError
 from indexer.index.store import ChunkStore
-from indexer.query.retrieval import RetrievalMode
 from indexer.server.queue import Generation
 
 

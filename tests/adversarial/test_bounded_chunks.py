@@ -10,6 +10,7 @@ from pathlib import Path
 from indexer import Indexer
 from indexer.ingestion.chunking import MAX_CHARS_PER_TOKEN
 from tests.adversarial.helpers import cli, small_config, write_docs
+from tests.support.stored import stored_chunks
 
 CHUNK = 64
 # The splitter's documented slack (ingestion/chunking.py): about one token per seam of a chunk.
@@ -38,10 +39,8 @@ def test_text_without_separators_is_cut_by_tokens_and_huge_files_are_skipped(tmp
     }
 
     ix = Indexer.from_config(config)
-    store = ix.index.chunk_store(create=False)
-    assert store is not None
     per_file: dict[str, int] = {}
-    for hit in store.iter_chunks():
+    for hit in stored_chunks(ix):
         tokens = len(ix.components.tokenize(hit.text))
         assert tokens <= CHUNK + SLACK, (hit.metadata["file"], tokens)
         assert len(hit.text) <= CHUNK * MAX_CHARS_PER_TOKEN, (hit.metadata["file"], len(hit.text))

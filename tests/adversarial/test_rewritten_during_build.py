@@ -20,6 +20,7 @@ from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH
 from indexer.ingestion.plan import chunk_settings_key
 from indexer.ingestion.sources import content_hash
 from tests.adversarial.helpers import cli, small_config, write_docs
+from tests.support.stored import stored_chunks
 
 FLIPPED = 10
 STILL = 40
@@ -33,12 +34,9 @@ def _version(name: str, which: str) -> str:
 
 def _index_text(config: Path) -> tuple[dict[str, str], dict[str, str]]:
     """Per file, the text of its stored chunks in order, and the hash its chunks were stored under."""
-    ix = Indexer.from_config(config)
-    store = ix.index.chunk_store(create=False)
-    assert store is not None
     chunks: dict[str, list[tuple[int, str]]] = {}
     hashes: dict[str, set[str]] = {}
-    for hit in store.iter_chunks():
+    for hit in stored_chunks(Indexer.from_config(config)):
         doc = hit.metadata[DOC_ID]
         chunks.setdefault(doc, []).append((int(hit.metadata[CHUNK_INDEX]), hit.text))
         hashes.setdefault(doc, set()).add(hit.metadata[FILE_HASH])
