@@ -13,8 +13,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from indexer.api import Indexer
-from indexer.components.vector_store import describe
 from indexer.errors import IndexerError
+from indexer.index.chroma import describe
 from indexer.index.store import ChunkStore
 from indexer.query.retrieval import RetrievalMode
 from indexer.server.queue import Generation
