@@ -6,7 +6,7 @@
 
 For each size, the same vectors go into one embedded Chroma collection per HNSW setting (Chroma's
 defaults, and indexer's ``vector_store.hnsw`` defaults), through the same code path a build uses
-(``components.vector_store.get_collection``). Every query is answered by the collection and by
+(``index.chroma.get_collection``). Every query is answered by the collection and by
 exact search (numpy, all dot products) in the same run; recall@10 is the share of the exact top 10
 that the collection returned. Latency is one ``collection.query`` per question, as a retrieval
 makes it, after one warm-up query.
@@ -69,8 +69,8 @@ def measure(
     from chromadb.api.shared_system_client import SharedSystemClient
     from chromadb.config import Settings
 
-    from indexer.components.vector_store import get_collection, hnsw_settings
     from indexer.config.models import VectorStoreConfig
+    from indexer.index.chroma import get_collection, hnsw_settings
 
     client = chromadb.PersistentClient(path=folder, settings=Settings(anonymized_telemetry=False))
     if hnsw is None:

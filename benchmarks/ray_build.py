@@ -83,8 +83,8 @@ def driver_write_rate(prepared: list[Any], batch: int = 512) -> float:
     chunks per request (one request per file would measure HTTP round trips instead)."""
     import numpy as np
 
-    from indexer.components.vector_store import get_collection, open_client
     from indexer.config.models import VectorStoreConfig
+    from indexer.index.chroma import get_collection, open_client
     from indexer.index.store import ChunkStore
     from tests.support.chroma_server import running_chroma
 

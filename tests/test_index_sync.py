@@ -156,7 +156,7 @@ def test_rebuild_keeps_the_old_index_until_the_new_one_is_complete(sample_copy: 
     assert summary.rebuild and summary.added == 10 and summary.skipped[0]["file"] == "zz_broken.pdf"
     manifest = rechunked.index.manifest_file.load()
     assert manifest.collection == "test-g1" and manifest.generation == 1 and manifest.retired == []
-    from indexer.components.vector_store import collection_names
+    from indexer.index.chroma import collection_names
 
     assert collection_names(rechunked.index.client) == {"test-g1"}  # old and partial gone
     fresh = Indexer.from_config(config, {"chunking.chunk_size": 128})

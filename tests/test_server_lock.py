@@ -27,8 +27,8 @@ def _server_config(folder: Path, port: int, collection: str) -> Path:
 
 
 def _client(port: int) -> Any:
-    from indexer.components.vector_store import open_client
     from indexer.config.models import VectorStoreConfig
+    from indexer.index.chroma import open_client
 
     return open_client(VectorStoreConfig(host="127.0.0.1", port=port, collection="unused"))
 

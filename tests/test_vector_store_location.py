@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexer.components.vector_store import location
 from indexer.config.models import VectorStoreConfig
+from indexer.index.chroma import location
 
 
 def test_a_server_index_is_located_by_host_port_and_collection() -> None:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from indexer.config.models import VectorStoreConfig
 from indexer.errors import StoreError
+from indexer.index import chroma
 from indexer.index.keyword import KeywordIndex, keyword_file
 from indexer.index.lock import writer_lock
 from indexer.index.manifest import (
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# The file an embedded Chroma (1.x) keeps its records in, inside persist_dir.
-CHROMA_DATABASE_FILE = "chroma.sqlite3"
 
 # What a write takes on disk, so that a build stops *before* the disk is full. A write that runs out
 # of room midway can leave Chroma's vector segment half written (its HNSW files are rewritten in
@@ -97,7 +95,7 @@ class Index:
         self._keyword_revision: Any = None
         self._client_seen: Any = None  # the manifest version the embedded client was opened at
         # A temporary copy of the Chroma files that the client reads, when the index folder cannot
-        # be written (read-only, or a full disk): see ``vector_store.open_snapshot``.
+        # be written (read-only, or a full disk): see ``chroma.open_snapshot``.
         self.snapshot: Path | None = None
         self._writing = False
 
@@ -105,18 +103,16 @@ class Index:
 
     @cached_property
     def client(self) -> ClientAPI:
-        from indexer.components.vector_store import UnwritableStore, open_client, open_snapshot
-
         folder = self.config.persist_dir
         if folder is not None:
             self._client_seen = ManifestFile(folder).version_token()
         try:
-            return open_client(self.config)
-        except UnwritableStore as exc:
+            return chroma.open_client(self.config)
+        except chroma.UnwritableStore as exc:
             if self._writing:
                 raise
             # A reader: the committed index still answers, from a copy Chroma may write to.
-            client, self.snapshot = open_snapshot(self.config)
+            client, self.snapshot = chroma.open_snapshot(self.config)
             atexit.register(self._drop_snapshot, self.snapshot)
             why = "its disk is full" if exc.disk_full else "it is read-only"
             log.warning(
@@ -156,9 +152,7 @@ class Index:
 
     @staticmethod
     def _drop_snapshot(snapshot: Path) -> None:
-        from indexer.components.vector_store import remove_snapshot
-
-        remove_snapshot(snapshot)
+        chroma.remove_snapshot(snapshot)
 
     @cached_property
     def manifest_file(self) -> ManifestFile:
@@ -173,9 +167,7 @@ class Index:
     @property
     def location(self) -> str:
         """Where the index lives, as a user would name it: its folder, or the server's address."""
-        from indexer.components.vector_store import location
-
-        return location(self.config)
+        return chroma.location(self.config)
 
     def current(self) -> Manifest | None:
         """The committed manifest now (re-read only when another process committed since)."""
@@ -187,7 +179,28 @@ class Index:
     def database_missing(self) -> bool:
         """An embedded index whose Chroma database file is gone (deleted by hand, a bad restore)."""
         folder = self.config.persist_dir
-        return folder is not None and not (folder / CHROMA_DATABASE_FILE).exists()
+        return folder is not None and not (folder / chroma.DATABASE_FILE).exists()
+
+    def set_aside_damaged(self) -> Path | None:
+        """For a rebuild: when the embedded Chroma database will not open (damaged on disk), move its
+        files aside into a ``damaged-chroma-TIME`` folder of the index folder, never deleting them,
+        so the rebuild starts from an empty database. Returns that folder; ``None`` when the database
+        opens (or the index is on a Chroma server). A database that cannot be opened because its
+        folder cannot be written (a full disk, read-only) is sound: that error is raised instead."""
+        folder = self.config.persist_dir
+        if folder is None:
+            return None
+        try:
+            self.client  # noqa: B018 - opening it is the test
+        except chroma.UnwritableStore:
+            raise
+        except StoreError:
+            kept = chroma.set_aside_database(folder)
+            if kept is None:
+                raise
+            log.warning("the Chroma database cannot be opened; rebuilding (its files are kept in %s)", kept)
+            return kept
+        return None
 
     def collection_name(self) -> str:
         """The live collection: the configured name, or its ``NAME-gN`` after a rebuild."""
@@ -197,12 +210,10 @@ class Index:
     def chunk_store(self, *, create: bool, collection: str | None = None) -> ChunkStore | None:
         """The index's chunks: by default in the collection the manifest names, whose searches show
         only the chunks the manifest commits."""
-        from indexer.components.vector_store import get_collection
-
         if not create and self.database_missing():
             return None  # opening the client would create an empty database in its place
         name = collection or self.collection_name()
-        found = get_collection(self.client, self.config, create=create, name=name)
+        found = chroma.get_collection(self.client, self.config, create=create, name=name)
         if found is None:
             return None
         return ChunkStore(
@@ -211,15 +222,11 @@ class Index:
 
     def generations(self) -> list[str]:
         """The collections of this index's generations that exist (see ``physical_collection``)."""
-        from indexer.components.vector_store import collection_names
-
         base = self.config.collection
-        return [n for n in collection_names(self.client) if generation_of(base, n) >= 0]
+        return [n for n in chroma.collection_names(self.client) if generation_of(base, n) >= 0]
 
     def drop_collection(self, name: str) -> None:
-        from indexer.components.vector_store import get_collection
-
-        if get_collection(self.client, self.config, create=False, name=name) is not None:
+        if chroma.get_collection(self.client, self.config, create=False, name=name) is not None:
             self.client.delete_collection(name)
         if self.config.persist_dir is not None:
             if self._keyword is not None and self._keyword[0] == name:

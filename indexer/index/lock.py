@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import StoreError
+from indexer.index import chroma
 from indexer.index.write_errors import write_error
 
 log = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class ServerLease:
                 )
             log.warning("taking over the expired writer lease of %s", _describe_holder(holder))
             with self._server_errors("remove the expired writer lease"):
-                self._collection().delete(ids=[LEASE_RECORD_ID], where={"token": stale})
+                self._collection().delete(ids=[LEASE_RECORD_ID], where=chroma.where_equal("token", stale))
         raise IndexBusyError(
             f"another build is writing to the index in Chroma server collection {self.collection!r} "
             f"({_describe_holder(holder)}): only one build may write at a time. Wait for it to finish, "
@@ -217,7 +218,7 @@ class ServerLease:
 
     def _delete_ours(self, *, warn: bool = True) -> None:
         try:
-            self._collection().delete(ids=[LEASE_RECORD_ID], where={"token": self.token})
+            self._collection().delete(ids=[LEASE_RECORD_ID], where=chroma.where_equal("token", self.token))
         except Exception as exc:
             # Never hide the build's own outcome (or its exception) behind this one.
             if warn:
@@ -233,7 +234,7 @@ class ServerLease:
 
     def _owner_record(self) -> dict[str, Any]:
         metadata = {**_owner(), "token": self.token, "expires": time.time() + self.ttl}
-        return {"ids": [LEASE_RECORD_ID], "metadatas": [metadata], "embeddings": [[0.0]]}
+        return {"ids": [LEASE_RECORD_ID], "metadatas": [metadata], "embeddings": [chroma.SIDE_RECORD_VECTOR]}
 
     def _holder(self) -> dict[str, Any] | None:
         got = self._collection().get(ids=[LEASE_RECORD_ID], include=["metadatas"])
@@ -241,7 +242,7 @@ class ServerLease:
 
     def _collection(self) -> Any:
         if self._side is None:
-            self._side = self._client.get_or_create_collection(self.side_name)
+            self._side = chroma.side_collection(self._client, self.side_name)
         return self._side
 
     @contextmanager

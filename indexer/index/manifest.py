@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from indexer.errors import IndexMismatchError, StoreError
+from indexer.index import chroma
 from indexer.index.store import Committed
 from indexer.index.write_errors import write_error
 
@@ -252,7 +253,7 @@ def check_compatible(manifest: Manifest, embedding: dict[str, Any], chunking: di
 
 class ManifestFileForServer(ManifestFile):
     """The manifest of an index on a Chroma server, kept on that server so every machine sharing
-    the index sees it: one record in a side collection (Chroma requires a vector; it is a dummy).
+    the index sees it: one record in a side collection (``chroma.side_collection``).
     A single-record upsert is atomic, so it is a commit point like the file's rename."""
 
     _RECORD_ID = "manifest"
@@ -271,7 +272,7 @@ class ManifestFileForServer(ManifestFile):
                 return action(self._side)
             except Exception:
                 self._side = None
-        self._side = self._client.get_or_create_collection(self._name)
+        self._side = chroma.side_collection(self._client, self._name)
         return action(self._side)
 
     def load(self) -> Manifest | None:
@@ -305,7 +306,7 @@ class ManifestFileForServer(ManifestFile):
                     ids=[self._RECORD_ID],
                     documents=[record],
                     metadatas=[{"revision": manifest.revision}],
-                    embeddings=[[0.0]],
+                    embeddings=[chroma.SIDE_RECORD_VECTOR],
                 )
             )
         except Exception as exc:

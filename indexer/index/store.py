@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.errors import StoreError
+from indexer.index import chroma
 from indexer.index.write_errors import is_disk_full, write_error
 
 if TYPE_CHECKING:
@@ -90,9 +91,7 @@ class ChunkStore:
 
     def index_settings(self) -> dict[str, Any]:
         """The collection's HNSW settings, as Chroma reports them."""
-        from indexer.components.vector_store import hnsw_settings
-
-        return hnsw_settings(self._collection)
+        return chroma.hnsw_settings(self._collection)
 
     def count(self) -> int:
         """The chunks stored; it reads Chroma's vector segment, so it also tells whether that
@@ -136,7 +135,7 @@ class ChunkStore:
         """Remove every chunk of these documents, in a few calls rather than one per document."""
         with self._writing("remove chunks"):
             for start in range(0, len(doc_ids), 256):
-                self._collection.delete(where={DOC_ID: {"$in": list(doc_ids[start : start + 256])}})  # type: ignore[dict-item]
+                self._collection.delete(where=chroma.where_in(DOC_ID, doc_ids[start : start + 256]))  # type: ignore[arg-type]
 
     def delete_ids(self, ids: Sequence[str]) -> None:
         with self._writing("remove chunks"):
@@ -158,15 +157,14 @@ class ChunkStore:
 
     def delete_document(self, doc_id: str, *, keep_hash: str | None = None) -> None:
         """Remove a document's chunks; with ``keep_hash``, only those of other versions."""
-        where: dict[str, Any] = {DOC_ID: doc_id}
+        clauses: list[chroma.Where] = [{DOC_ID: doc_id}]
         if keep_hash is not None:
-            where = {"$and": [{DOC_ID: doc_id}, {FILE_HASH: {"$ne": keep_hash}}]}
+            clauses.append(chroma.where_not_equal(FILE_HASH, keep_hash))
+        where = chroma.where_all(clauses)
         with self._writing("remove chunks"):
             self._collection.delete(where=where)  # type: ignore[arg-type]
 
-    def search(
-        self, embedding: Sequence[float], top_k: int, where: dict[str, Any] | None = None
-    ) -> list[Hit]:
+    def search(self, embedding: Sequence[float], top_k: int, where: chroma.Where | None = None) -> list[Hit]:
         """The ``top_k`` committed chunks nearest to ``embedding`` (cosine similarity as score).
 
         Chunks a build has written but not yet committed are skipped, and the fetch widens until it
@@ -185,7 +183,7 @@ class ChunkStore:
                 return visible[:top_k]
             wanted *= 4
 
-    def _query(self, embedding: Sequence[float], n: int, where: dict[str, Any] | None) -> list[Hit]:
+    def _query(self, embedding: Sequence[float], n: int, where: chroma.Where | None) -> list[Hit]:
         query: list[Sequence[float] | Sequence[int]] = [list(embedding)]
         try:
             result = self._collection.query(
@@ -218,7 +216,7 @@ class ChunkStore:
         """The committed chunks of one document, in reading order."""
         try:
             got = self._collection.get(
-                where={DOC_ID: doc_id},
+                where=chroma.where_equal(DOC_ID, doc_id),
                 include=["documents", "metadatas"],  # type: ignore[list-item]
             )
         except Exception as exc:
@@ -237,7 +235,7 @@ class ChunkStore:
             part = list(doc_ids[start : start + 256])
             try:
                 got = self._collection.get(
-                    where={DOC_ID: {"$in": part}},  # type: ignore[dict-item]
+                    where=chroma.where_in(DOC_ID, part),  # type: ignore[arg-type]
                     include=["documents", "metadatas"],  # type: ignore[list-item]
                 )
             except Exception as exc:

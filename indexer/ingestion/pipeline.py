@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.components import Components
-from indexer.errors import DataError, StoreError
+from indexer.errors import DataError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import VectorIndexDamaged
@@ -131,25 +130,9 @@ def build_index(
         return _dry_run_summary(plan, previous, rebuild, started)
 
     with index.writer() as writer:
-        if rebuild and config.vector_store.persist_dir is not None:
-            _set_aside_unopenable_database(index, config.vector_store.persist_dir)
+        if rebuild:
+            index.set_aside_damaged()
         return _Build(components, writer, rebuild, strict, show_progress, started, discovery).run()
-
-
-def _set_aside_unopenable_database(index: Index, persist_dir: Path) -> None:
-    """``--rebuild`` over a Chroma database that will not open (damaged on disk): its files are
-    moved aside, never deleted, and the index is built into a new one."""
-    from indexer.components.vector_store import UnwritableStore, set_aside_database
-
-    try:
-        index.client  # noqa: B018 - opening it is the test
-    except UnwritableStore:
-        raise  # a full disk or a read-only folder: the database is sound, and stays where it is
-    except StoreError:
-        kept = set_aside_database(persist_dir)
-        if kept is None:
-            raise
-        log.warning("the Chroma database cannot be opened; rebuilding (its files are kept in %s)", kept)
 
 
 def check_before_work(config: Config, previous: Manifest) -> None:

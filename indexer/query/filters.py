@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from indexer.errors import ConfigError
+from indexer.index import chroma
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH
 from indexer.query.text import unicode_problem, value_problem
 
@@ -177,18 +178,14 @@ class Filters:
                 return False
         return True
 
-    def chroma_where(self, indexed_files: Iterable[str]) -> dict[str, Any] | None:
+    def chroma_where(self, indexed_files: Iterable[str]) -> chroma.Where | None:
         """The filter as a Chroma ``where`` (``None``: no filter). Callers check ``allowed_files``
         first: an empty ``$in`` would be an error in Chroma rather than an empty result."""
-        clauses: list[dict[str, Any]] = []
+        clauses: list[chroma.Where] = []
         if self.path or self.types:
-            clauses.append({DOC_ID: {"$in": sorted(self.allowed_files(indexed_files))}})
-        for key, forms in self.fields:
-            alternatives = [{key: f} for f in forms]
-            clauses.append(alternatives[0] if len(alternatives) == 1 else {"$or": alternatives})
-        if not clauses:
-            return None
-        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+            clauses.append(chroma.where_in(DOC_ID, sorted(self.allowed_files(indexed_files))))
+        clauses += [chroma.where_any(key, forms) for key, forms in self.fields]
+        return chroma.where_all(clauses)
 
     def allowed_files(self, indexed_files: Iterable[str]) -> list[str]:
         return [f for f in indexed_files if self.file_allowed(f)]

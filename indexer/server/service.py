@@ -13,9 +13,9 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from indexer.api import Indexer
-from indexer.components.vector_store import describe
 from indexer.config.models import RetrievalMode
 from indexer.errors import IndexerError
+from indexer.index.chroma import describe
 from indexer.index.store import ChunkStore
 from indexer.server.queue import Generation
 

@@ -41,7 +41,7 @@ def _save_a_vector_segment(storage: Path) -> Path:
 
 def _forget_open_databases(storage: Path) -> None:
     # This process's chromadb keeps the segment it loaded; a new process would read the files.
-    from indexer.components.vector_store import _forget_system
+    from indexer.index.chroma import _forget_system
 
     _forget_system(storage)
 

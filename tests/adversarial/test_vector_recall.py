@@ -11,8 +11,8 @@ import chromadb
 from chromadb.config import Settings
 
 from benchmarks.hnsw_recall import TOP_K, exact_top_k, make_vectors
-from indexer.components.vector_store import get_collection, hnsw_settings
 from indexer.config.models import VectorStoreConfig
+from indexer.index.chroma import get_collection, hnsw_settings
 from tests.adversarial.helpers import cli, small_config, write_docs
 
 

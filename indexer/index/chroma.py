@@ -1,10 +1,15 @@
-"""The Chroma client and collection, embedded on disk or on a Chroma server."""
+"""Everything indexer knows about Chroma, in one place: the client (embedded on disk or on a Chroma
+server) and its collections, the files of an embedded database (and setting a damaged one aside),
+the side collections that hold one record (the manifest and the writer lease on a server), and the
+``where`` dialect that filters are written in. No other module imports chromadb.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +23,16 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.collection_configuration import CreateCollectionConfiguration
     from chromadb.api.models.Collection import Collection
+
+# The file an embedded Chroma (1.x) keeps its records in, inside persist_dir.
+DATABASE_FILE = "chroma.sqlite3"
+
+# Chroma requires a vector on every record; the one-record side collections (manifest, lease) carry
+# this one.
+SIDE_RECORD_VECTOR: list[float] = [0.0]
+
+Where = dict[str, Any]
+"""A Chroma ``where`` clause."""
 
 
 def describe(config: VectorStoreConfig, *, reveal_paths: bool = True) -> str:
@@ -147,7 +162,8 @@ def remove_snapshot(snapshot: Path) -> None:
 
 # Chroma's own files in a persist folder: its SQLite database and one folder per vector segment.
 _CHROMA_FILE_RE = re.compile(
-    r"^chroma\.sqlite3(-wal|-shm|-journal)?$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    rf"^{re.escape(DATABASE_FILE)}(-wal|-shm|-journal)?$"
+    r"|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
 
 
@@ -253,3 +269,38 @@ def _bound_http_timeout(client: Any, seconds: float) -> None:
         import httpx
 
         session.timeout = httpx.Timeout(seconds, connect=min(seconds, 10.0))
+
+
+def side_collection(client: ClientAPI, name: str) -> Collection:
+    """A side collection of one record (the manifest, the writer lease on a server), made on first use."""
+    return client.get_or_create_collection(name)
+
+
+# -- the where dialect ---------------------------------------------------------------------------
+
+
+def where_in(key: str, values: Iterable[Any]) -> Where:
+    """``key`` is one of ``values``. Chroma refuses an empty ``$in``: callers check for none first."""
+    return {key: {"$in": list(values)}}
+
+
+def where_any(key: str, values: Sequence[Any]) -> Where:
+    """``key`` equals one of ``values``, compared with their types (Chroma compares types strictly:
+    a filter value may be stored as a string or as a number, so each form is its own clause)."""
+    alternatives: list[Where] = [{key: v} for v in values]
+    return alternatives[0] if len(alternatives) == 1 else {"$or": alternatives}
+
+
+def where_all(clauses: Sequence[Where]) -> Where | None:
+    """Every clause holds (``None``: no clause, no filter)."""
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": list(clauses)}
+
+
+def where_equal(key: str, value: Any) -> Where:
+    return {key: value}
+
+
+def where_not_equal(key: str, value: Any) -> Where:
+    return {key: {"$ne": value}}
