@@ -258,6 +258,8 @@ class _Build:
             dtype, reason = resolve_dtype(config.embedding)
             self.summary.dtype = {"dtype": dtype, "reason": reason}
             self._index(plan)
+            if config.build.engine == "local":
+                self.components.prepare_query_route()
         for done in self.summary.changes.values():
             done.sort()
 
