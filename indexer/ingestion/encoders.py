@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from indexer.components import Components
     from indexer.components.embedding import PassageTokenizer
+    from indexer.components.onnx_direct import OnnxEmbedder
     from indexer.config.models import Config, EmbeddingConfig
 
 Passages = list[str] | list[Any]
@@ -237,9 +238,90 @@ def resolve_tokenize_in_workers(config: Config) -> tuple[bool, str]:
     return False, "build.tokenize_in_workers auto: on a CPU the workers share the encoder's cores"
 
 
+# The most chunks a CPU build embeds on the torch-free ONNX route (``onnx_direct.py``) before it
+# loads torch for the bfloat16 streams. Importing torch and sentence-transformers and loading the
+# model costs more than the ONNX route loses to the streams on up to this many chunks:
+# benchmarks/cold_start.py --switch-point measures both routes, cold, by chunks embedded (its
+# docstring has the table this was chosen from).
+ONNX_ROUTE_MAX_CHUNKS = 512
+
+
+class SmallBuildEncoder:
+    """A CPU build's encoder that embeds on the torch-free ONNX route (float32, the vectors of the
+    model's own up to rounding) while the build has embedded at most ``ONNX_ROUTE_MAX_CHUNKS``
+    chunks, and hands larger builds, from their first call over it, to the torch streams."""
+
+    ahead = 0
+
+    def __init__(self, components: Components, direct: OnnxEmbedder) -> None:
+        self.components = components
+        self.direct = direct
+        self.embedded = {"onnx": 0, "torch": 0}
+        self._torch: InProcessEncoder | None = None
+        self._done: list[tuple[Any, float]] = []
+
+    def facts(self) -> ModelFacts:
+        # The recipe's tokenizer is the model's own (chunking lifts its truncation), so chunks are
+        # cut alike on either route.
+        recipe = self.direct.recipe
+        return ModelFacts(recipe.tokenizer_json, recipe.max_tokens, None)
+
+    def submit(self, passages: Passages) -> None:
+        if self._torch is None and sum(self.embedded.values()) + len(passages) <= ONNX_ROUTE_MAX_CHUNKS:
+            started = time.perf_counter()
+            texts = [str(p) for p in passages]
+            vectors = self.direct.embed_passages(texts, self.components.config.embedding.batch_size)
+            self._done.append((vectors, time.perf_counter() - started))
+            self.embedded["onnx"] += len(passages)
+            return
+        if self._torch is None:
+            self._torch = InProcessEncoder(self.components)
+        self._torch.submit(passages)
+        self._done.append(self._torch.result())
+        self.embedded["torch"] += len(passages)
+
+    def result(self) -> tuple[Any, float]:
+        return self._done.pop(0)
+
+    def close(self) -> None:
+        pass
+
+    def route(self) -> dict[str, str] | None:
+        """How the build embedded, for its summary; ``None`` when torch did it all."""
+        onnx, torch = self.embedded["onnx"], self.embedded["torch"]
+        if not onnx:
+            return None
+        reason = (
+            f"{onnx} chunks on the torch-free ONNX route (builds of up to {ONNX_ROUTE_MAX_CHUNKS} chunks)"
+        )
+        if torch:
+            return {
+                "dtype": "float32 and bfloat16",
+                "reason": f"{reason}, {torch} on the torch streams",
+                "route": "onnx+torch",
+            }
+        return {"dtype": "float32", "reason": reason, "route": "onnx"}
+
+
+def direct_route(config: Config) -> OnnxEmbedder | None:
+    """The torch-free embedder a CPU build may start on, or ``None``: a GPU, another backend, a
+    dtype set by hand, or a model without its ONNX recipe yet (the first build writes it)."""
+    embedding = config.embedding
+    if device_kind(embedding.device) != "cpu" or embedding.backend != "torch":
+        return None
+    if embedding.quantization != "none" or embedding.dtype not in ("auto", "float32"):
+        return None
+    from indexer.components.onnx_direct import load_direct
+
+    return load_direct(embedding.model_copy(update={"backend": "onnx", "query_backend": "onnx"}))
+
+
 def make_encoder(components: Components) -> Encoder:
     apart, _ = resolve_encoder_process(components.config)
-    return _encoder_process(components.config.embedding) if apart else InProcessEncoder(components)
+    if apart:
+        return _encoder_process(components.config.embedding)
+    direct = direct_route(components.config)
+    return InProcessEncoder(components) if direct is None else SmallBuildEncoder(components, direct)
 
 
 # -- in the encoder process -------------------------------------------------------------------------

@@ -363,6 +363,9 @@ class _Build:
             # queued after a failure are dropped: the next build indexes those files.
             thread.stop(discard=True)
             engine.close()
+            route = getattr(getattr(engine, "encoder", None), "route", None)
+            if route is not None and route() is not None:
+                self.summary.dtype = route()
             for stage, seconds in engine.seconds.items():
                 self.summary.stages[stage] = round(seconds, 3)
 

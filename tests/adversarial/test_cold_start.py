@@ -50,3 +50,40 @@ def test_retrieve_only_query_imports_neither_torch_nor_sentence_transformers(tmp
     answer = json.loads(done.stdout.splitlines()[0])
     assert answer["sources"][0]["file"] == "mast.txt"
     assert heavy == [], f"the retrieve-only path imported {heavy}"
+
+
+def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_path: Path) -> None:
+    import numpy as np
+
+    from indexer import Indexer
+    from indexer.components.embedding import encode_passages
+    from indexer.index.store import DOC_ID, TEXT
+
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs)
+    first = cli("build", str(config), "--json")
+    assert first.returncode == 0, first.stderr
+    # A build that loads torch leaves the model's ONNX recipe (onnx_direct.py) for the calls after it.
+    (docs / "radio.md").write_text(
+        "# Radio\n\nThe mast radio now transmits on 915 MHz in the Americas, with hopping.\n",
+        encoding="utf-8",
+    )
+
+    edited = cli("build", str(config), "--json")
+
+    assert edited.returncode == 0, edited.stderr
+    summary = edited.json()
+    assert summary["updated"] == 1 and summary["chunks_embedded"] >= 1
+    assert summary["dtype"]["route"] == "onnx", summary["dtype"]
+    ix = Indexer.from_config(config)
+    store = ix.index.chunk_store(create=False)
+    assert store is not None
+    got = store._collection.get(where={DOC_ID: "radio.md"}, include=["embeddings", "metadatas"])
+    stored = np.asarray(got["embeddings"], dtype=np.float32)
+    by_torch = encode_passages(ix.components.embed_model, [str(m[TEXT]) for m in got["metadatas"]])
+    cosine = (stored * by_torch).sum(axis=1) / (
+        np.linalg.norm(stored, axis=1) * np.linalg.norm(by_torch, axis=1)
+    )
+    assert "OnnxTransformer" not in type(ix.components.embed_model._model[0].model).__name__
+    assert cosine.min() > 0.999, cosine
+    assert ix.retrieve("Which frequency does the radio use in the Americas?", top_k=1)[0].file == "radio.md"
