@@ -257,6 +257,7 @@ class SmallBuildEncoder:
         self.components = components
         self.direct = direct
         self.embedded = {"onnx": 0, "torch": 0}
+        self.max_chunks = onnx_max_chunks(components.config)
         self._torch: InProcessEncoder | None = None
         self._done: list[tuple[Any, float]] = []
 
@@ -267,7 +268,7 @@ class SmallBuildEncoder:
         return ModelFacts(recipe.tokenizer_json, recipe.max_tokens, None)
 
     def submit(self, passages: Passages) -> None:
-        if self._torch is None and sum(self.embedded.values()) + len(passages) <= ONNX_ROUTE_MAX_CHUNKS:
+        if self._torch is None and sum(self.embedded.values()) + len(passages) <= self.max_chunks:
             started = time.perf_counter()
             texts = [str(p) for p in passages]
             vectors = self.direct.embed_passages(texts, self.components.config.embedding.batch_size)
@@ -291,9 +292,7 @@ class SmallBuildEncoder:
         onnx, torch = self.embedded["onnx"], self.embedded["torch"]
         if not onnx:
             return None
-        reason = (
-            f"{onnx} chunks on the torch-free ONNX route (builds of up to {ONNX_ROUTE_MAX_CHUNKS} chunks)"
-        )
+        reason = f"{onnx} chunks on the torch-free ONNX route (builds of up to {self.max_chunks} chunks)"
         if torch:
             return {
                 "dtype": "float32 and bfloat16",
@@ -303,11 +302,17 @@ class SmallBuildEncoder:
         return {"dtype": "float32", "reason": reason, "route": "onnx"}
 
 
+def onnx_max_chunks(config: Config) -> int:
+    """``build.onnx_max_chunks``, ``auto`` resolved."""
+    wanted = config.build.onnx_max_chunks
+    return ONNX_ROUTE_MAX_CHUNKS if wanted == "auto" else wanted
+
+
 def direct_route(config: Config) -> OnnxEmbedder | None:
     """The torch-free embedder a CPU build may start on, or ``None``: a GPU, another backend, a
     dtype set by hand, or a model without its ONNX recipe yet (the first build writes it)."""
     embedding = config.embedding
-    if device_kind(embedding.device) != "cpu" or embedding.backend != "torch":
+    if not onnx_max_chunks(config) or device_kind(embedding.device) != "cpu" or embedding.backend != "torch":
         return None
     if embedding.quantization != "none" or embedding.dtype not in ("auto", "float32"):
         return None
