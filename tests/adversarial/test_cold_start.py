@@ -50,6 +50,21 @@ def test_retrieve_only_query_imports_neither_torch_nor_sentence_transformers(tmp
     answer = json.loads(done.stdout.splitlines()[0])
     assert answer["sources"][0]["file"] == "mast.txt"
     assert heavy == [], f"the retrieve-only path imported {heavy}"
+    doctor = cli("doctor", str(config), "--json")
+    route = doctor.json()["sections"]["Embedding"]["embedding route"]
+    assert "questions: onnxruntime + tokenizers, torch not imported" in route, route
+
+
+def test_doctor_states_the_prompt_eval_time_of_the_config(tmp_path: Path, smollm2_gguf: Path) -> None:
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs, llm={"provider": "llama_cpp"}, query={"top_k": 2})
+
+    doctor = cli("doctor", str(config), "--set", f"llm.model_path={smollm2_gguf}", "--json")
+
+    report = doctor.json()
+    row = report["sections"]["Model"]["prompt eval (est.)"]
+    assert f"the {report['prompt_tokens']}-token prompt of query.top_k 2 chunks" in row, row
+    assert float(row.split(" s ")[0]) > 0
 
 
 def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_path: Path) -> None:
