@@ -22,7 +22,13 @@ reported, each with the median 1-minute load while it was measured.
 ``--switch-point`` times, each in a cold process, a build's embedding of N sample chunks on the
 torch-free ONNX route (``components/onnx_direct.py``) and on torch's CPU streams (import, model
 load and embedding): ``ingestion/encoders.py ONNX_ROUTE_MAX_CHUNKS`` is where torch starts to win.
-(The measured table is filled in from a run of --switch-point.)
+On 2 cores of an AMD EPYC (avx512_bf16), shared with other work, 2026-12-06 (the figures behind
+``ONNX_ROUTE_MAX_CHUNKS = 64``; rerun on a quiet machine)::
+
+    chunks   onnx cold s   torch cold s   load
+        32       7.99          15.21       6.34
+       128      17.25          13.33       4.85
+       512      65.27          24.68       4.30
 """
 
 from __future__ import annotations

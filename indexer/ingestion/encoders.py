@@ -239,11 +239,12 @@ def resolve_tokenize_in_workers(config: Config) -> tuple[bool, str]:
 
 
 # The most chunks a CPU build embeds on the torch-free ONNX route (``onnx_direct.py``) before it
-# loads torch for the bfloat16 streams. Importing torch and sentence-transformers and loading the
-# model costs more than the ONNX route loses to the streams on up to this many chunks:
-# benchmarks/cold_start.py --switch-point measures both routes, cold, by chunks embedded (its
-# docstring has the table this was chosen from).
-ONNX_ROUTE_MAX_CHUNKS = 512
+# loads torch for the bfloat16 streams. Measured by benchmarks/cold_start.py --switch-point, each
+# route cold in a new process (imports, model load, embedding), on 2 shared cores of an AMD EPYC
+# with avx512_bf16 at load 4 to 6: 32 chunks took 8.0 s on ONNX against 15.2 s on torch, 128 took
+# 17.3 against 13.3, 512 took 65.3 against 24.7. ONNX costs ~0.1 s a chunk more, torch ~7 s more
+# to start: they cross near 70 chunks. A one-file edit is a few chunks.
+ONNX_ROUTE_MAX_CHUNKS = 64
 
 
 class SmallBuildEncoder:
