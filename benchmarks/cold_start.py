@@ -1,14 +1,34 @@
-"""Cold start: what a CLI call costs before it does anything, against a bare interpreter and
-against the same work warm, all measured in this run.
+"""Cold start: what each CLI call costs in a new process, beside the same work warm, all measured
+in this run, with the CPU and the load beside every figure.
 
-    python -m benchmarks.cold_start               # 5 rounds
-    python -m benchmarks.cold_start --rounds 9
+    python -m benchmarks.cold_start                   # 3 rounds of every call
+    python -m benchmarks.cold_start --rounds 5
+    python -m benchmarks.cold_start --switch-point    # the build's ONNX/torch switch point
 
-Each cold call is a new process, as a user's shell starts it: ``python -c pass`` (the floor no
-CLI can go under), ``indexer --help``, and ``indexer query CONFIG Q --retrieve-only`` on the sample
-index built here in a temporary folder. Its warm twin is the same retrieval repeated inside one
-``Indexer``. Rounds take turns between the calls, so a noisy neighbour slows each about equally;
-medians are reported, with each cold call as a ratio to the bare interpreter.
+Each cold call is a new process, as a user's shell starts it, and each has a warm twin: the same
+work repeated inside one ``Indexer`` of this process, whose models are loaded.
+
+- ``python -c pass`` and ``indexer --help``: the floor no CLI goes under.
+- ``query --retrieve-only``: sources for a question (warm: ``Indexer.retrieve``).
+- first token: ``indexer query`` answered by SmolLM2 (``bundled:smollm2``), timed to the first
+  byte of the answer on stdout (warm: the first token of ``Indexer.stream``, the KV cache emptied
+  first, so that the whole prompt is evaluated each time: warm is retrieval plus prompt eval, and
+  cold minus warm is what starting costs on top).
+- build after editing one file of the sample folder, and an unchanged build.
+
+Rounds take turns between the calls, so a noisy neighbour slows each about equally; medians are
+reported, each with the median 1-minute load while it was measured.
+
+``--switch-point`` times, each in a cold process, a build's embedding of N sample chunks on the
+torch-free ONNX route (``components/onnx_direct.py``) and on torch's CPU streams (import, model
+load and embedding): ``ingestion/encoders.py ONNX_ROUTE_MAX_CHUNKS`` is where torch starts to win.
+On 2 cores of an AMD EPYC (avx512_bf16), shared with other work, 2026-12-06 (the figures behind
+``ONNX_ROUTE_MAX_CHUNKS = 64``; rerun on a quiet machine)::
+
+    chunks   onnx cold s   torch cold s   load
+        32       7.99          15.21       6.34
+       128      17.25          13.33       4.85
+       512      65.27          24.68       4.30
 """
 
 from __future__ import annotations
@@ -16,74 +36,238 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 QUESTION = "How often should the silica gel desiccant pack in the mast be replaced?"
+EDITED = "glossary.txt"  # the file each "build after editing one file" appends a line to
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1"}
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
 
 
 def _wall(argv: list[str]) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, check=True, capture_output=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(argv, check=True, capture_output=True, env=_env())
     return time.perf_counter() - started
+
+
+def _first_byte(argv: list[str]) -> float:
+    """Seconds from starting ``argv`` to the first byte it writes on stdout (the first token of a
+    streamed answer; notes go to stderr)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=_env())
+    assert process.stdout is not None
+    first = process.stdout.read(1)
+    seconds = time.perf_counter() - started
+    process.stdout.read()
+    if process.wait() != 0 or not first:
+        raise RuntimeError(f"{argv} failed or printed nothing")
+    return seconds
+
+
+def _edit(docs: Path, n: int) -> None:
+    with (docs / EDITED).open("a", encoding="utf-8") as fh:
+        fh.write(f"\nBenchmark note {n}: the anemometer bearing was checked.\n")
 
 
 def measure(rounds: int) -> dict[str, Any]:
     from indexer import Indexer
+    from indexer.components.llm import bundled_model_path
     from tests.conftest import SAMPLE_DIR, write_config
 
-    with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
-        config = write_config(Path(tmp), SAMPLE_DIR, llm={"provider": "none"})
+    cli = [sys.executable, "-m", "indexer"]
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp_name:
+        tmp = Path(tmp_name)
+        docs = tmp / "docs"
+        shutil.copytree(SAMPLE_DIR, docs)
+        config = write_config(tmp, docs, llm={"provider": "none"})
+        (tmp / "smol").mkdir()
+        smol = write_config(
+            tmp / "smol",
+            docs,
+            llm={"model_path": str(bundled_model_path("smollm2")), "max_new_tokens": 16, "n_ctx": 4096},
+            vector_store={"persist_dir": str(tmp / "storage"), "collection": "test"},
+            query={"top_k": 2},
+        )
         warm = Indexer.from_config(config)
-        warm.build()
-        calls = {
-            "python -c pass": [sys.executable, "-c", "pass"],
-            "indexer --help": [sys.executable, "-m", "indexer", "--help"],
-            "query --retrieve-only (cold)": [
-                sys.executable, "-m", "indexer", "query", str(config), QUESTION, "--retrieve-only",
-            ],
-        }
-        times: dict[str, list[float]] = {name: [] for name in calls}
-        times["query --retrieve-only (warm, in-process)"] = []
-        warm.retrieve(QUESTION)
-        for _ in range(rounds):
-            for name, argv in calls.items():
-                times[name].append(_wall(argv))
+        warm.build()  # loads torch, and writes the model's ONNX recipe for the cold calls
+        warm_llm = Indexer.from_config(smol)
+        llama = warm_llm.components.llm
+        assert llama is not None
+
+        def warm_first_token() -> float:
+            llama.llama.reset()  # no KV cache reuse: the whole prompt is evaluated, as cold
             started = time.perf_counter()
-            warm.retrieve(QUESTION)
-            times["query --retrieve-only (warm, in-process)"].append(time.perf_counter() - started)
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    floor = medians["python -c pass"]
-    return {
-        "rounds": rounds,
-        "median_s": {name: round(value, 3) for name, value in medians.items()},
-        "ratio_to_bare_interpreter": {name: round(value / floor, 1) for name, value in medians.items()},
-    }
+            stream = warm_llm.stream(QUESTION)
+            tokens = iter(stream)
+            next(tokens)
+            seconds = time.perf_counter() - started
+            for _ in tokens:
+                pass
+            return seconds
+
+        edits = iter(range(10**6))
+
+        def cold_edit_build() -> float:
+            _edit(docs, next(edits))
+            return _wall([*cli, "build", str(config)])
+
+        def warm_edit_build() -> float:
+            _edit(docs, next(edits))
+            started = time.perf_counter()
+            warm.build()
+            return time.perf_counter() - started
+
+        def warm_call(work: Callable[[], Any]) -> Callable[[], float]:
+            def timed() -> float:
+                started = time.perf_counter()
+                work()
+                return time.perf_counter() - started
+
+            return timed
+
+        # (name, cold, warm twin or None)
+        calls: list[tuple[str, Callable[[], float], Callable[[], float] | None]] = [
+            ("python -c pass", lambda: _wall([sys.executable, "-c", "pass"]), None),
+            ("indexer --help", lambda: _wall([*cli, "--help"]), None),
+            (
+                "query --retrieve-only",
+                lambda: _wall([*cli, "query", str(config), QUESTION, "--retrieve-only"]),
+                warm_call(lambda: warm.retrieve(QUESTION)),
+            ),
+            (
+                "first token, SmolLM2",
+                lambda: _first_byte([*cli, "query", str(smol), QUESTION]),
+                warm_first_token,
+            ),
+            ("build, one file edited", cold_edit_build, warm_edit_build),
+            ("build, unchanged", lambda: _wall([*cli, "build", str(config)]), warm_call(warm.build)),
+        ]
+        # One untimed pass of each, so that every cold call finds the files in the page cache.
+        warm.retrieve(QUESTION)
+        for _, cold, twin in calls:
+            cold()
+            if twin is not None:
+                twin()
+        times: dict[str, dict[str, list[float]]] = {
+            name: {"cold": [], "warm": [], "load": []} for name, _, _ in calls
+        }
+        for _ in range(rounds):
+            for name, cold, twin in calls:
+                times[name]["load"].append(_load())
+                times[name]["cold"].append(cold())
+                if twin is not None:
+                    times[name]["warm"].append(twin())
+    rows = {}
+    for name, got in times.items():
+        rows[name] = {
+            "cold_s": round(statistics.median(got["cold"]), 3),
+            "warm_s": round(statistics.median(got["warm"]), 3) if got["warm"] else None,
+            "load_1min": round(statistics.median(got["load"]), 2),
+        }
+    return {"rounds": rounds, "calls": rows}
+
+
+_SWITCH_PROBE = """
+import json, sys, time
+started = time.perf_counter()
+route, n, texts = sys.argv[1], int(sys.argv[2]), json.loads(sys.stdin.read())
+from indexer.config.models import EmbeddingConfig
+config = EmbeddingConfig()
+if route == "onnx":
+    from indexer.components.onnx_direct import load_direct
+    direct = load_direct(config.model_copy(update={"backend": "onnx", "query_backend": "onnx"}))
+    assert direct is not None, "no ONNX recipe: build once first"
+    direct.embed_passages(texts, config.batch_size)
+else:
+    from indexer.components import embedding
+    model = embedding.load_embedding(config)
+    embedding.embed_texts(model, embedding.passage_tokenizer(model), texts)
+print(json.dumps({"seconds": time.perf_counter() - started}))
+"""
+
+
+def switch_point(sizes: list[int]) -> dict[str, Any]:
+    """Each route, cold, on ``n`` chunks of the sample folder (repeated to ``n``), timed from the
+    interpreter's start: imports, model load and embedding, as a build pays them."""
+    from indexer import Indexer
+    from tests.conftest import SAMPLE_DIR, write_config
+
+    with tempfile.TemporaryDirectory(prefix="switch-point-") as tmp_name:
+        config = write_config(Path(tmp_name), SAMPLE_DIR, llm={"provider": "none"})
+        ix = Indexer.from_config(config)
+        ix.build()
+        store = ix.index.chunk_store(create=False)
+        assert store is not None
+        texts = [hit.text for hit in store.iter_chunks()]
+    rows = []
+    for n in sizes:
+        batch = [texts[i % len(texts)] for i in range(n)]
+        row: dict[str, Any] = {"chunks": n, "load_1min": round(_load(), 2)}
+        for route in ("onnx", "torch"):
+            started = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", _SWITCH_PROBE, route, str(n)],
+                input=json.dumps(batch),
+                text=True,
+                check=True,
+                capture_output=True,
+                env=_env(),
+            )
+            row[f"{route}_cold_s"] = round(time.perf_counter() - started, 2)
+        rows.append(row)
+    return {"switch_point": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--switch-point", action="store_true", help="time the build's two routes by chunks")
+    parser.add_argument("--sizes", default="32,128,512,1024,2048", help="chunk counts for --switch-point")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = parser.parse_args()
 
-    from benchmarks.machine import cpu_description
+    # Exported models and their recipes go to a folder of this run, not the user's cache.
+    cache = tempfile.mkdtemp(prefix="cold-start-cache-")
+    os.environ["INDEXER_CACHE_DIR"] = cache
+    try:
+        from benchmarks.machine import cpu_description
 
-    report = {"cpu": cpu_description(), **measure(args.rounds)}
+        if args.switch_point:
+            result = switch_point([int(n) for n in args.sizes.split(",")])
+        else:
+            result = measure(args.rounds)
+        report = {"cpu": cpu_description(), **result}
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     if args.json:
         print(json.dumps(report, indent=2))
         return
     cpu = report["cpu"]
-    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, load {cpu['load_1min']}")
-    print(f"CPU flags: {' '.join(cpu['flags'])}")
-    print(f"{'call':45} {'median s':>9} {'x bare python':>14}")
-    for name, seconds in report["median_s"].items():
-        print(f"{name:45} {seconds:9.3f} {report['ratio_to_bare_interpreter'][name]:14.1f}")
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}")
+    if args.switch_point:
+        print(f"{'chunks':>7} {'onnx cold s':>12} {'torch cold s':>13} {'load':>6}")
+        for row in report["switch_point"]:
+            onnx, torch = row["onnx_cold_s"], row["torch_cold_s"]
+            print(f"{row['chunks']:>7} {onnx:>12.2f} {torch:>13.2f} {row['load_1min']:>6.2f}")
+        return
+    print(f"{'call':28} {'cold s':>8} {'warm s':>8} {'load':>6}   (medians of {report['rounds']} rounds)")
+    for name, row in report["calls"].items():
+        warm = f"{row['warm_s']:8.3f}" if row["warm_s"] is not None else f"{'-':>8}"
+        print(f"{name:28} {row['cold_s']:8.3f} {warm} {row['load_1min']:6.2f}")
 
 
 if __name__ == "__main__":

@@ -204,6 +204,7 @@ def _embedding(report: DoctorReport, config: Config) -> None:
         if embedding.backend == "onnx":
             passes = "one at a time, on onnxruntime's own threads"
         rows.append(("build forward passes", passes))
+    rows.append(("embedding route", _embedding_route(config)))
     if config.build.engine == "local":
         apart, why = resolve_encoder_process(config)
         where = "a process of its own" if apart else "the build process"
@@ -216,6 +217,27 @@ def _embedding(report: DoctorReport, config: Config) -> None:
     slow = _slow_dtype_on_cpu(dtype, device)
     if slow:
         report.warnings.append(slow)
+
+
+def _embedding_route(config: Config) -> str:
+    """Which route questions and small builds take (``components/onnx_direct.py``), found without
+    loading the model: the torch-free route needs the recipe a build or a query writes once."""
+    from indexer.components.embedding import query_config
+    from indexer.components.onnx_direct import load_direct
+    from indexer.ingestion.encoders import direct_route, onnx_max_chunks
+
+    wanted = query_config(config.embedding)
+    if wanted.backend != "onnx":
+        questions = "questions: torch"
+    elif load_direct(wanted) is not None:
+        questions = "questions: onnxruntime + tokenizers, torch not imported"
+    else:
+        questions = "questions: torch + onnxruntime until the next build or query writes the ONNX recipe"
+    if config.build.engine != "local" or not onnx_max_chunks(config):
+        return questions
+    if direct_route(config) is None:
+        return f"{questions}; builds: torch"
+    return f"{questions}; builds of up to {onnx_max_chunks(config)} chunks: ONNX, larger: torch"
 
 
 def _slow_dtype_on_cpu(dtype: str, device: str) -> str | None:
@@ -307,6 +329,7 @@ def _model(report: DoctorReport, config: Config) -> None:
             f"llm.n_ctx {llm_config.n_ctx} is above the {llm.n_ctx_train} tokens the model was trained on"
         )
     _sample_prompt(report, config, llm)
+    _prompt_eval_time(report, config, llm)
 
 
 def _sample_prompt(report: DoctorReport, config: Config, llm: Any) -> None:
@@ -331,3 +354,38 @@ def _sample_prompt(report: DoctorReport, config: Config, llm: Any) -> None:
             f"and llm.max_new_tokens {config.llm.max_new_tokens} more. Raise llm.n_ctx, or lower "
             "query.top_k or chunking.chunk_size"
         )
+
+
+# Tokens evaluated to time the model's prompt processing: enough for a steady rate, little enough
+# that doctor stays quick with a large model.
+_PROMPT_EVAL_SAMPLE = 128
+
+
+def _prompt_eval_time(report: DoctorReport, config: Config, llm: Any) -> None:
+    """What a cold answer waits for besides loading: llama.cpp evaluating the prompt of
+    ``query.top_k`` chunk-sized passages, timed here on a sample of it and scaled to its length."""
+    import time
+
+    if not report.prompt_tokens:
+        return
+    words = _FILLER.split()
+    text = " ".join(words[i % len(words)] for i in range(4 * _PROMPT_EVAL_SAMPLE))
+    tokens = llm.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:_PROMPT_EVAL_SAMPLE]
+    llm.llama.reset()
+    llm.llama.eval(tokens[:8])  # the first evaluation also sets up llama.cpp's buffers
+    llm.llama.reset()
+    started = time.perf_counter()
+    llm.llama.eval(tokens)
+    seconds = time.perf_counter() - started
+    llm.llama.reset()
+    rate = len(tokens) / max(seconds, 1e-6)
+    estimate = report.prompt_tokens / rate
+    row = (
+        "prompt eval (est.)",
+        f"{estimate:.2f} s for the {report.prompt_tokens}-token prompt of query.top_k "
+        f"{config.query.top_k} chunks ({rate:.0f} tokens/s, measured now): what a cold answer's "
+        "first token waits for after start-up",
+    )
+    for title, rows in report.sections:
+        if title == "Model":
+            rows.append(row)

@@ -153,7 +153,8 @@ def test_questions_go_through_onnx_by_default_without_loading_the_passage_model(
     hits = ix.retrieve("rain gauge calibration", top_k=2)
     assert hits[0].file == "guides/calibration.md"
     components = ix.components
-    assert type(components.query_embed_model._model[0].model).__name__ == "OnnxTransformer"
+    # The build wrote the model's ONNX recipe: questions skip torch and sentence-transformers.
+    assert type(components.query_embed_model).__name__ == "OnnxEmbedder"
     assert "embed_model" not in components.__dict__  # a query process loads one model
 
     # float32, as onnxruntime computes; questions in the CPU's bfloat16 score within ~1e-3.

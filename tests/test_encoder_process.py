@@ -23,7 +23,12 @@ def _index(folder, encoder_process: bool):
         SAMPLE_DIR,
         llm={"provider": "none"},
         # A process of its own is handed token ids, as on a GPU, where both are the default.
-        build={"encoder_process": encoder_process, "tokenize_in_workers": encoder_process},
+        # onnx_max_chunks 0: both builds on torch, though the sample is a small build.
+        build={
+            "encoder_process": encoder_process,
+            "tokenize_in_workers": encoder_process,
+            "onnx_max_chunks": 0,
+        },
         # Calls of 16 chunks: several wait queued in the encoder process. float32: the two builds
         # group chunks into calls as they come, and bfloat16 vectors differ with the padding.
         embedding={"batch_size": 2, "dtype": "float32"},

@@ -123,7 +123,13 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
         tmp_path,
         SAMPLE_DIR,
         llm={"provider": "none"},
-        build={"workers": 1, "encoder_process": False, "tokenize_in_workers": tokenize_in_workers},
+        # onnx_max_chunks 0: the torch route, whose input this test follows, for a build this small.
+        build={
+            "workers": 1,
+            "encoder_process": False,
+            "tokenize_in_workers": tokenize_in_workers,
+            "onnx_max_chunks": 0,
+        },
         embedding={"dtype": "float32", "batch_size": 4},
     )
     ix = Indexer.from_config(config)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from indexer.components.chat_model import ChatModel
     from indexer.components.embedding import EmbeddingIdentity, PassageTokenizer
+    from indexer.components.onnx_direct import OnnxEmbedder
 
 
 class Components:
@@ -38,13 +39,20 @@ class Components:
         return load_embedding(self.config.embedding)
 
     @cached_property
-    def query_embed_model(self) -> HuggingFaceEmbedding:
+    def query_embed_model(self) -> HuggingFaceEmbedding | OnnxEmbedder:
         """The model that embeds questions: the passage model, or the same model run by another
-        backend (``embedding.query_backend``), whose vectors lie in the same space."""
+        backend (``embedding.query_backend``), whose vectors lie in the same space. On the ONNX
+        backend, once the model has a recipe (``onnx_direct.py``), without importing torch."""
         from indexer.components.embedding import load_embedding, query_config
         from indexer.errors import ModelError
 
         wanted = query_config(self.config.embedding)
+        if wanted.backend == "onnx":
+            from indexer.components.onnx_direct import load_direct
+
+            direct = load_direct(wanted)
+            if direct is not None:
+                return direct
         if wanted == self.config.embedding:
             return self.embed_model
         try:
@@ -55,6 +63,22 @@ class Components:
             # auto is a speed-up, not a requirement: a model that will not export still answers.
             log.warning("questions are embedded with torch instead of onnxruntime: %s", exc)
             return self.embed_model
+
+    def prepare_query_route(self) -> None:
+        """Give questions the torch-free route (``onnx_direct.py``) where ``embedding.query_backend``
+        picks ONNX and the model has no recipe yet: a build, which loaded torch anyway, pays the
+        export once, not the first cold query."""
+        from indexer.components.embedding import load_embedding, query_config
+        from indexer.components.onnx_direct import load_direct
+        from indexer.errors import ModelError
+
+        wanted = query_config(self.config.embedding)
+        if wanted.backend != "onnx" or load_direct(wanted) is not None:
+            return
+        try:
+            load_embedding(wanted)
+        except ModelError as exc:  # the query falls back to torch and says so
+            log.debug("no ONNX route for questions: %s", exc)
 
     @cached_property
     def embedding_identity(self) -> EmbeddingIdentity:
@@ -69,9 +93,31 @@ class Components:
     def query_identity(self) -> EmbeddingIdentity:
         """The identity a query process checks against the index: taken from the query model, so
         such a process never loads the passage model."""
-        from indexer.components.embedding import embedding_identity
+        from indexer.components.embedding import EmbeddingIdentity, config_identity, embedding_identity
+        from indexer.components.onnx_direct import OnnxEmbedder
 
-        return embedding_identity(self.config.embedding, self.query_embed_model)
+        model = self.query_embed_model
+        if isinstance(model, OnnxEmbedder):
+            identity = config_identity(self.config.embedding)
+            if "fingerprint" in identity:  # found on disk, as the recipe's file name says
+                return EmbeddingIdentity(
+                    **identity, dimension=model.dimension, backend=self.config.embedding.backend
+                )
+        return embedding_identity(self.config.embedding, model)  # type: ignore[arg-type]
+
+    @property
+    def query_route(self) -> str:
+        """How questions are embedded, for ``doctor``: the torch-free ONNX route, or torch."""
+        from indexer.components.onnx_direct import OnnxEmbedder
+
+        model = self.query_embed_model
+        if isinstance(model, OnnxEmbedder):
+            return "onnxruntime + tokenizers (torch not imported)"
+        inner = getattr(getattr(model, "_model", None), "__getitem__", None)
+        first = inner(0) if inner is not None else None
+        if getattr(getattr(first, "model", None), "runs_own_threads", False):
+            return "sentence-transformers + onnxruntime (torch imported: no torch-free recipe for this model)"
+        return "sentence-transformers + torch"
 
     def tokenize(self, text: str) -> list[int]:
         """The embedding model's tokenizer, which defines what ``chunk_size`` counts."""
@@ -145,6 +191,10 @@ class Components:
     @property
     def llm(self) -> ChatModel | None:
         """The LLM, or ``None`` (with ``llm_notice`` set) when none is configured or found."""
+        if not self._llm_resolved and self.config.llm.provider == "none":
+            # Not through load_llm: its module loads llama.cpp and LlamaIndex (1 s or more), which
+            # a retrieve-only query never needs.
+            self._llm_resolved = True
         if not self._llm_resolved:
             from indexer.components.llm_loader import load_llm
 

@@ -142,6 +142,10 @@ def _load_cached(config_json: str) -> HuggingFaceEmbedding:
         fingerprint = _loaded_fingerprint(location, display_name(config.model))
         path = model_file(fingerprint, config.quantization, config.backend_file)
         use_onnx(model._model, path, config.quantization)
+        from indexer.components.onnx_direct import write_recipe
+
+        # This process has the model loaded anyway: the next one embeds without torch.
+        write_recipe(model, path, config)
         return model
     dtype, _ = resolve_dtype(config)
     if dtype != "float32":

@@ -492,6 +492,14 @@ class BuildConfig(StrictModel):
         "encoder's one thread does, and not on a CPU, where the workers share the encoder's cores and "
         "tokenizing there costs them more than it saves it.",
     )
+    onnx_max_chunks: int | Literal["auto"] = Field(
+        "auto",
+        ge=0,
+        description="local, CPU, embedding.backend torch: a build embeds its first this many chunks on "
+        "the torch-free ONNX route (float32, torch's vectors to rounding; no torch import), and hands "
+        "larger builds to torch's bfloat16 streams; 0: always torch. auto: the measured switch point "
+        "(ingestion/encoders.py ONNX_ROUTE_MAX_CHUNKS).",
+    )
     ray: RayConfig = Field(default_factory=RayConfig)
 
     @field_validator("workers")

@@ -6,10 +6,12 @@ the side collections that hold one record (the manifest and the writer lease on 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,9 +54,35 @@ def location(config: VectorStoreConfig) -> str:
     return str(config.persist_dir)
 
 
+@contextlib.contextmanager
+def _unchecked_overrides() -> Iterator[None]:
+    """While chromadb loads: its ``@override`` decorators mark methods without checking each
+    signature against the base class's. The check (``typing.get_type_hints`` on ~160 methods)
+    is a development aid of chromadb's, whose own tests run it; it was a third of chromadb's
+    import time, 0.25 of 0.7 s of CPU, in every cold CLI call (benchmarks/cold_start.py)."""
+    if "chromadb" in sys.modules:
+        yield
+        return
+    import overrides
+
+    def unchecked(method: Any = None, **_: Any) -> Any:
+        if method is None:
+            return unchecked
+        method.__override__ = True  # what EnforceOverrides looks for
+        return method
+
+    saved = overrides.override, overrides.overrides
+    overrides.override = overrides.overrides = unchecked
+    try:
+        yield
+    finally:
+        overrides.override, overrides.overrides = saved
+
+
 def open_client(config: VectorStoreConfig) -> ClientAPI:
-    import chromadb
-    from chromadb.config import Settings
+    with _unchecked_overrides():
+        import chromadb
+        from chromadb.config import Settings
 
     # Telemetry off: no document, question or usage event may leave the machine.
     settings = Settings(anonymized_telemetry=False)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from indexer.components import Components
     from indexer.components.embedding import PassageTokenizer
+    from indexer.components.onnx_direct import OnnxEmbedder
     from indexer.config.models import Config, EmbeddingConfig
 
 Passages = list[str] | list[Any]
@@ -237,9 +238,96 @@ def resolve_tokenize_in_workers(config: Config) -> tuple[bool, str]:
     return False, "build.tokenize_in_workers auto: on a CPU the workers share the encoder's cores"
 
 
+# The most chunks a CPU build embeds on the torch-free ONNX route (``onnx_direct.py``) before it
+# loads torch for the bfloat16 streams. Measured by benchmarks/cold_start.py --switch-point, each
+# route cold in a new process (imports, model load, embedding), on 2 shared cores of an AMD EPYC
+# with avx512_bf16 at load 4 to 6: 32 chunks took 8.0 s on ONNX against 15.2 s on torch, 128 took
+# 17.3 against 13.3, 512 took 65.3 against 24.7. ONNX costs ~0.1 s a chunk more, torch ~7 s more
+# to start: they cross near 70 chunks. A one-file edit is a few chunks.
+ONNX_ROUTE_MAX_CHUNKS = 64
+
+
+class SmallBuildEncoder:
+    """A CPU build's encoder that embeds on the torch-free ONNX route (float32, the vectors of the
+    model's own up to rounding) while the build has embedded at most ``ONNX_ROUTE_MAX_CHUNKS``
+    chunks, and hands larger builds, from their first call over it, to the torch streams."""
+
+    ahead = 0
+
+    def __init__(self, components: Components, direct: OnnxEmbedder) -> None:
+        self.components = components
+        self.direct = direct
+        self.embedded = {"onnx": 0, "torch": 0}
+        self.max_chunks = onnx_max_chunks(components.config)
+        self._torch: InProcessEncoder | None = None
+        self._done: list[tuple[Any, float]] = []
+
+    def facts(self) -> ModelFacts:
+        # The recipe's tokenizer is the model's own (chunking lifts its truncation), so chunks are
+        # cut alike on either route.
+        recipe = self.direct.recipe
+        return ModelFacts(recipe.tokenizer_json, recipe.max_tokens, None)
+
+    def submit(self, passages: Passages) -> None:
+        if self._torch is None and sum(self.embedded.values()) + len(passages) <= self.max_chunks:
+            started = time.perf_counter()
+            texts = [str(p) for p in passages]
+            vectors = self.direct.embed_passages(texts, self.components.config.embedding.batch_size)
+            self._done.append((vectors, time.perf_counter() - started))
+            self.embedded["onnx"] += len(passages)
+            return
+        if self._torch is None:
+            self._torch = InProcessEncoder(self.components)
+        self._torch.submit(passages)
+        self._done.append(self._torch.result())
+        self.embedded["torch"] += len(passages)
+
+    def result(self) -> tuple[Any, float]:
+        return self._done.pop(0)
+
+    def close(self) -> None:
+        pass
+
+    def route(self) -> dict[str, str] | None:
+        """How the build embedded, for its summary; ``None`` when torch did it all."""
+        onnx, torch = self.embedded["onnx"], self.embedded["torch"]
+        if not onnx:
+            return None
+        reason = f"{onnx} chunks on the torch-free ONNX route (builds of up to {self.max_chunks} chunks)"
+        if torch:
+            return {
+                "dtype": "float32 and bfloat16",
+                "reason": f"{reason}, {torch} on the torch streams",
+                "route": "onnx+torch",
+            }
+        return {"dtype": "float32", "reason": reason, "route": "onnx"}
+
+
+def onnx_max_chunks(config: Config) -> int:
+    """``build.onnx_max_chunks``, ``auto`` resolved."""
+    wanted = config.build.onnx_max_chunks
+    return ONNX_ROUTE_MAX_CHUNKS if wanted == "auto" else wanted
+
+
+def direct_route(config: Config) -> OnnxEmbedder | None:
+    """The torch-free embedder a CPU build may start on, or ``None``: a GPU, another backend, a
+    dtype set by hand, or a model without its ONNX recipe yet (the first build writes it)."""
+    embedding = config.embedding
+    if not onnx_max_chunks(config) or device_kind(embedding.device) != "cpu" or embedding.backend != "torch":
+        return None
+    if embedding.quantization != "none" or embedding.dtype not in ("auto", "float32"):
+        return None
+    from indexer.components.onnx_direct import load_direct
+
+    return load_direct(embedding.model_copy(update={"backend": "onnx", "query_backend": "onnx"}))
+
+
 def make_encoder(components: Components) -> Encoder:
     apart, _ = resolve_encoder_process(components.config)
-    return _encoder_process(components.config.embedding) if apart else InProcessEncoder(components)
+    if apart:
+        return _encoder_process(components.config.embedding)
+    direct = direct_route(components.config)
+    return InProcessEncoder(components) if direct is None else SmallBuildEncoder(components, direct)
 
 
 # -- in the encoder process -------------------------------------------------------------------------

@@ -274,6 +274,8 @@ class _Build:
             dtype, reason = resolve_dtype(config.embedding)
             self.summary.dtype = {"dtype": dtype, "reason": reason}
             self._index(plan)
+            if config.build.engine == "local":
+                self.components.prepare_query_route()
         for done in self.summary.changes.values():
             done.sort()
 
@@ -379,6 +381,9 @@ class _Build:
             # queued after a failure are dropped: the next build indexes those files.
             thread.stop(discard=True)
             engine.close()
+            route = getattr(getattr(engine, "encoder", None), "route", None)
+            if route is not None and route() is not None:
+                self.summary.dtype = route()
             for stage, seconds in engine.seconds.items():
                 self.summary.stages[stage] = round(seconds, 3)
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from typing import TYPE_CHECKING, Any
 
 from indexer.components import Components
 from indexer.components.chat_model import TokenStream, Usage
@@ -35,7 +33,12 @@ _TAG_TEXT_RE = re.compile(r"[\r\n<>]+")
 # Tokens the condensed question may take: a question, not an essay.
 _CONDENSE_MAX_TOKENS = 96
 
-History = Sequence[ChatMessage | tuple[str, str] | Mapping[str, str]]
+if TYPE_CHECKING:
+    # LlamaIndex's chat types load all of llama_index.core (1 to 4 s): only answering needs them,
+    # never a retrieve-only query.
+    from llama_index.core.base.llms.types import ChatMessage
+
+History = Sequence["ChatMessage | tuple[str, str] | Mapping[str, str]"]
 
 
 @dataclass
@@ -319,6 +322,8 @@ class QueryEngine:
         if llm is None:
             last_user = next((text for role, text in reversed(turns) if role == "user"), "")
             return f"{last_user} {question}".strip()
+        from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
         budget = self.config.llm.n_ctx - _CONDENSE_MAX_TOKENS
         while True:
             lines = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns)
@@ -390,6 +395,8 @@ class QueryEngine:
 
 def prompt_messages(query: QueryConfig, question: str, sources: Sequence[Source]) -> list[ChatMessage]:
     """The system and user turns for a question over numbered passages."""
+    from llama_index.core.base.llms.types import ChatMessage, MessageRole
+
     context = "\n\n".join(passage_block(s) for s in sources)
     user = fill_placeholders(query.qa_prompt, context=context, question=question)
     return [
@@ -418,9 +425,9 @@ def _shortened(source: Source, chars: int) -> Source:
 
 
 def _turn(turn: ChatMessage | tuple[str, str] | Mapping[str, str]) -> tuple[str, str]:
-    if isinstance(turn, ChatMessage):
-        role = turn.role.value if isinstance(turn.role, MessageRole) else str(turn.role)
-        return role, turn.content or ""
+    if not isinstance(turn, Mapping | tuple | list):  # a ChatMessage, without importing its module
+        role = getattr(turn.role, "value", turn.role)
+        return str(role), turn.content or ""
     if isinstance(turn, Mapping):
         return str(turn["role"]), str(turn["content"])
     role, text = turn

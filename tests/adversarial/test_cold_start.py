@@ -1,0 +1,104 @@
+"""A cold CLI call does only the imports its work needs: a retrieve-only question is embedded by
+onnxruntime and tokenizers, never torch or sentence-transformers (5 to 10 s of imports on a small
+CPU). Times are measured by benchmarks/cold_start.py, not here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.adversarial.helpers import cli, small_config, write_docs
+from tests.conftest import ROOT
+
+HEAVY = ("torch", "sentence_transformers", "transformers", "llama_index.embeddings.huggingface")
+
+# The console script's own code path, in a fresh interpreter, reporting what it imported.
+_RUN_CLI = """
+import json, sys
+heavy = json.loads(sys.argv[2])
+sys.argv = ["indexer", *json.loads(sys.argv[1])]
+from indexer.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print("MODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy)))
+"""
+
+
+def _cli_in_subprocess(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    argv = [sys.executable, "-c", _RUN_CLI, json.dumps(args), json.dumps(HEAVY)]
+    done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=300)
+    marker = [line for line in done.stdout.splitlines() if line.startswith("MODULES=")]
+    assert marker, (done.stdout, done.stderr)
+    return done, json.loads(marker[-1].removeprefix("MODULES="))
+
+
+def test_retrieve_only_query_imports_neither_torch_nor_sentence_transformers(tmp_path: Path) -> None:
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs)
+    assert cli("build", str(config)).returncode == 0
+
+    done, heavy = _cli_in_subprocess(
+        "query", str(config), "How often is the desiccant replaced?", "--retrieve-only", "--json"
+    )
+
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.splitlines()[0])
+    assert answer["sources"][0]["file"] == "mast.txt"
+    assert heavy == [], f"the retrieve-only path imported {heavy}"
+    doctor = cli("doctor", str(config), "--json")
+    route = doctor.json()["sections"]["Embedding"]["embedding route"]
+    assert "questions: onnxruntime + tokenizers, torch not imported" in route, route
+
+
+def test_doctor_states_the_prompt_eval_time_of_the_config(tmp_path: Path, smollm2_gguf: Path) -> None:
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs, llm={"provider": "llama_cpp"}, query={"top_k": 2})
+
+    doctor = cli("doctor", str(config), "--set", f"llm.model_path={smollm2_gguf}", "--json")
+
+    report = doctor.json()
+    row = report["sections"]["Model"]["prompt eval (est.)"]
+    assert f"the {report['prompt_tokens']}-token prompt of query.top_k 2 chunks" in row, row
+    assert float(row.split(" s ")[0]) > 0
+
+
+def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_path: Path) -> None:
+    import numpy as np
+
+    from indexer import Indexer
+    from indexer.components.embedding import encode_passages
+    from indexer.index.store import DOC_ID, TEXT
+
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs)
+    first = cli("build", str(config), "--json")
+    assert first.returncode == 0, first.stderr
+    # A build that loads torch leaves the model's ONNX recipe (onnx_direct.py) for the calls after it.
+    (docs / "radio.md").write_text(
+        "# Radio\n\nThe mast radio now transmits on 915 MHz in the Americas, with hopping.\n",
+        encoding="utf-8",
+    )
+
+    edited = cli("build", str(config), "--json")
+
+    assert edited.returncode == 0, edited.stderr
+    summary = edited.json()
+    assert summary["updated"] == 1 and summary["chunks_embedded"] >= 1
+    assert summary["dtype"]["route"] == "onnx", summary["dtype"]
+    ix = Indexer.from_config(config)
+    store = ix.index.chunk_store(create=False)
+    assert store is not None
+    got = store._collection.get(where={DOC_ID: "radio.md"}, include=["embeddings", "metadatas"])
+    stored = np.asarray(got["embeddings"], dtype=np.float32)
+    by_torch = encode_passages(ix.components.embed_model, [str(m[TEXT]) for m in got["metadatas"]])
+    cosine = (stored * by_torch).sum(axis=1) / (
+        np.linalg.norm(stored, axis=1) * np.linalg.norm(by_torch, axis=1)
+    )
+    assert "OnnxTransformer" not in type(ix.components.embed_model._model[0].model).__name__
+    assert cosine.min() > 0.999, cosine
+    assert ix.retrieve("Which frequency does the radio use in the Americas?", top_k=1)[0].file == "radio.md"
