@@ -275,11 +275,15 @@ class PassageTokenizer:
 
     def batch(self, ids: Sequence[Any]) -> dict[str, Any]:
         """The model's input for a batch of passages' ids: padded on the right to the longest."""
+        import numpy as np
         import torch
 
-        from indexer.components.onnx_direct import pad_right
-
-        input_ids, mask = pad_right(ids, self.pad_id)
+        width = max(len(row) for row in ids)
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for at, row in enumerate(ids):
+            input_ids[at, : len(row)] = row
+            mask[at, : len(row)] = 1
         features: dict[str, Any] = {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(mask),

@@ -149,7 +149,12 @@ class OnnxEmbedder:
         recipe = self.recipe
         if not ids:
             return np.empty((0, recipe.dimension), dtype=np.float32)
-        input_ids, mask = pad_right(ids, recipe.pad_id)
+        width = max(len(row) for row in ids)
+        input_ids = np.full((len(ids), width), recipe.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for at, row in enumerate(ids):
+            input_ids[at, : len(row)] = row
+            mask[at, : len(row)] = 1
         feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         names = [i.name for i in self._session.get_inputs()]
         (hidden,) = self._session.run(["last_hidden_state"], {n: feed[n] for n in names})
@@ -253,17 +258,3 @@ def _describe(model: HuggingFaceEmbedding) -> Recipe | None:
         dimension=int(dimension),
         max_tokens=max_tokens(model),
     )
-
-
-def pad_right(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
-    """Token ids padded on the right to the longest row, and the attention mask, as int64 numpy
-    arrays: the input of the ONNX session here and of torch in ``embedding.py``."""
-    import numpy as np
-
-    width = max(len(row) for row in ids)
-    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(ids), width), dtype=np.int64)
-    for at, row in enumerate(ids):
-        input_ids[at, : len(row)] = row
-        mask[at, : len(row)] = 1
-    return input_ids, mask
