@@ -14,8 +14,11 @@ from indexer.ingestion.pipeline import BuildSummary, build_index
 from indexer.ingestion.status import IndexStatus
 
 if TYPE_CHECKING:
+    from indexer.components.embedding import EmbeddingIdentity
+
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
     from indexer.config.models import RetrievalMode
+    from indexer.index.store import Hit
     from indexer.query.chat import ChatSession
     from indexer.query.engine import Answer, AnswerStream, History, Passages, QueryEngine
     from indexer.query.filters import FilterValue
@@ -68,6 +71,75 @@ class Indexer:
         from indexer.ingestion.status import index_status
 
         return index_status(self.config, self.index)
+
+    # -- what the ways in (HTTP service, MCP) need, so that they need nothing else -------------
+
+    def warm_up(self) -> None:
+        """Load everything a first question would (embedder, manifest, LLM), so that a server
+        fails now, with an ``IndexerError``, if the index cannot be served."""
+        self.retrieve("warm-up", top_k=1)
+        _ = self.components.llm
+
+    @property
+    def has_llm(self) -> bool:
+        """Whether answers come from an LLM (loading it on first use); see ``llm_notice``."""
+        return self.components.llm is not None
+
+    @property
+    def embedding_identity(self) -> EmbeddingIdentity:
+        """The model questions are embedded with: its ``name`` and ``dimension``."""
+        return self.components.query_identity
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Vectors for ``texts`` from the index's own embedding model (as passages are embedded),
+        and the tokens they took."""
+        vectors = self.components.embed_model.get_text_embedding_batch(texts)
+        tokens = sum(len(self.components.tokenize(text)) for text in texts)
+        return [list(map(float, v)) for v in vectors], tokens
+
+    def info(self, *, reveal_paths: bool = True) -> dict[str, Any]:
+        """The built index described: where it lives, its live collection, counts (vectors
+        included), whether an LLM answers, and the manifest. Without ``reveal_paths`` the store's
+        folder is named by its last part. ``IndexerError`` when nothing is built yet."""
+        from indexer.errors import IndexerError
+        from indexer.index.chroma import describe
+
+        manifest = self.index.current()
+        if manifest is None:
+            raise IndexerError("the index has no manifest: run `indexer build CONFIG`")
+
+        def count() -> int:
+            store = self.index.chunk_store(create=False)
+            return store.count() if store is not None else 0
+
+        return {
+            "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
+            # The live collection (NAME-gN after a --rebuild), not the configured base name.
+            "collection": self.index.collection_name(),
+            "counts": {**manifest.counts(), "vectors": self.index.reading(count)},
+            "llm": self.has_llm,
+            "manifest": manifest.model_dump(mode="json"),
+        }
+
+    def indexed_files(self) -> dict[str, int]:
+        """Each indexed file's passage count, by its path relative to ``data.input_dir``, sorted;
+        empty before the first build."""
+        manifest = self.index.current()
+        files = manifest.files if manifest is not None else {}
+        return {doc_id: files[doc_id].chunks for doc_id in sorted(files)}
+
+    def file_passages(self, path: str) -> list[Hit] | None:
+        """An indexed file's passages in reading order, by its path relative to
+        ``data.input_dir``; None when it is not an indexed file."""
+        manifest = self.index.current()
+        if manifest is None or path not in manifest.files:
+            return None
+
+        def passages() -> list[Hit]:
+            store = self.index.chunk_store(create=False)
+            return store.document(path) if store is not None else []
+
+        return self.index.reading(passages)
 
     def retrieve(
         self,

@@ -2,8 +2,9 @@
 
 Built on the official ``mcp`` SDK (v2, ``MCPServer``); needs the ``mcp`` extra
 (``pip install 'indexer[mcp]'``). Tools ``search`` and ``ask`` and the resources are thin calls into
-``indexer.api.Indexer``, the same core as the CLI and the HTTP server. stdio by default; streamable
-HTTP on loopback with ``--http``.
+``indexer.api.Indexer``, the same core as the CLI and the HTTP server, under the same policy as the
+HTTP server (``indexer.ways_in``: its limits, generation queue and error mapping). stdio by default;
+streamable HTTP on loopback with ``--http``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import logging
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -25,11 +25,11 @@ from indexer.config.models import RetrievalMode
 from indexer.errors import IndexerError
 from indexer.query.filters import FilterValue as ScalarFilterValue
 from indexer.query.filters import check_filters
+from indexer.ways_in import Refused, check_question, check_top_k, ways_in
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
-
-    from indexer.index.store import Hit
+    from mcp_types import Resource
 
 log = logging.getLogger("indexer.mcp")
 
@@ -72,25 +72,117 @@ def file_uri(doc_id: str) -> str:
     return FILE_URI_PREFIX + quote(doc_id, safe="/")
 
 
+class IndexTools:
+    """The tools and resources over one ``Indexer``, with the policy it shares with the HTTP
+    service (``indexer.ways_in``): the same limits, generation queue and error mapping. Methods, so
+    the SDK reads each tool's schema from its signature; ``create_server`` registers them."""
+
+    def __init__(self, indexer: Indexer) -> None:
+        self.indexer = indexer
+        self.ways_in = ways_in(indexer)
+
+    async def search(
+        self, question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
+    ) -> dict[str, Any]:
+        """Find the passages of the indexed documents that best match the question, best first:
+        each with its file, page or section, score and text."""
+        with _as_tool_error():
+            question, top_k = self._checked(question, top_k)
+            found = await self.ways_in.in_thread(
+                lambda: self.indexer.retrieve(question, top_k, filters=_checked_filters(filters), mode=mode)
+            )
+        result: dict[str, Any] = {"passages": [_passage(s) for s in found]}
+        if found.notice:
+            result["notice"] = found.notice
+        return result
+
+    async def ask(
+        self, question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
+    ) -> dict[str, Any]:
+        """Answer the question from the indexed documents, citing passages as [n] (n = a source's
+        rank). Without an LLM, `answer` is null, `notice` says why, and the sources are returned."""
+
+        def answer() -> dict[str, Any]:
+            result = self.indexer.query(question, top_k, filters=_checked_filters(filters), mode=mode)
+            data = result.to_dict()
+            data["sources"] = [_passage(s) for s in result.sources]
+            if result.answer is None:  # llm.provider none carries no notice of its own
+                data["notice"] = result.notice or "no LLM is configured (llm.provider: none): sources only"
+            return data
+
+        with _as_tool_error():
+            question, top_k = self._checked(question, top_k)
+            return await self.ways_in.generated(answer)
+
+    async def status(self) -> str:
+        """The index's manifest summary, counts, and files changed since the last build."""
+        with _as_resource_error():
+            report = await self.ways_in.in_thread(self.indexer.status)
+        return json.dumps(report.to_dict(), indent=1)
+
+    async def indexed_file(self, path: str) -> str:
+        """An indexed file's passages, in reading order, by its path relative to data.input_dir."""
+        with _as_resource_error():
+            hits = await self.ways_in.in_thread(self.indexer.file_passages, path)
+        if hits is None:
+            from mcp.server.mcpserver.exceptions import ResourceError
+
+            raise ResourceError(f"{path!r} is not an indexed file (see the resource list)")
+        parts = []
+        for n, hit in enumerate(hits, start=1):
+            where = ", ".join(f"{k} {hit.metadata[k]}" for k in ("page", "section") if hit.metadata.get(k))
+            parts.append(f"--- passage {n}{f' ({where})' if where else ''} ---\n{hit.text}")
+        return f"{path}: {len(hits)} passages\n\n" + "\n\n".join(parts)
+
+    async def file_resources(self) -> list[Resource]:
+        """One resource per indexed file: the set changes with every build."""
+        from mcp_types import Resource
+
+        files = await self.ways_in.in_thread(self.indexer.indexed_files)
+        return [
+            Resource(
+                uri=file_uri(doc_id),
+                name=doc_id,
+                description=f"The indexed passages of {doc_id} ({chunks} chunks)",
+                mime_type="text/plain",
+            )
+            for doc_id, chunks in files.items()
+        ]
+
+    def _checked(self, question: str, top_k: int | None) -> tuple[str, int | None]:
+        settings = self.ways_in.settings
+        return check_question(question, settings), check_top_k(top_k, settings)
+
+
+@contextlib.contextmanager
+def _as_tool_error() -> Iterator[None]:
+    """A refusal is what the HTTP service would answer, worded as an MCP tool error."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    try:
+        yield
+    except Refused as exc:
+        raise ToolError(exc.message) from None
+
+
+@contextlib.contextmanager
+def _as_resource_error() -> Iterator[None]:
+    from mcp.server.mcpserver.exceptions import ResourceError
+
+    try:
+        yield
+    except Refused as exc:
+        raise ResourceError(exc.message) from None
+
+
 def create_server(indexer: Indexer) -> MCPServer:
     """An ``MCPServer`` over ``indexer``: tools ``search`` and ``ask``, resources for the index's
     status and for each indexed file (by its path relative to ``data.input_dir``)."""
-    import anyio
     from mcp.server.mcpserver import MCPServer
-    from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-    from mcp_types import Resource
 
     from indexer import __version__
 
-    max_top_k = indexer.config.server.max_top_k
-    # llama.cpp runs one generation at a time; retrieval alone may run alongside.
-    generation = threading.Lock()
-
-    async def in_thread(fn: Any, *args: Any) -> Any:
-        try:
-            return await anyio.to_thread.run_sync(fn, *args)
-        except IndexerError as exc:
-            raise ToolError(str(exc)) from None
+    tools = IndexTools(indexer)
 
     class IndexServer(MCPServer):
         async def run_stdio_async(self) -> None:
@@ -100,19 +192,7 @@ def create_server(indexer: Indexer) -> MCPServer:
             await serve_stdio(self)
 
         async def list_resources(self) -> list[Resource]:
-            """The static resources, and one per indexed file: the set changes with every build."""
-            listed = await super().list_resources()
-            manifest = await anyio.to_thread.run_sync(indexer.index.current)
-            for doc_id, record in sorted((manifest.files if manifest else {}).items()):
-                listed.append(
-                    Resource(
-                        uri=file_uri(doc_id),
-                        name=doc_id,
-                        description=f"The indexed passages of {doc_id} ({record.chunks} chunks)",
-                        mime_type="text/plain",
-                    )
-                )
-            return listed
+            return [*(await super().list_resources()), *(await tools.file_resources())]
 
     server = IndexServer(
         "indexer",
@@ -124,82 +204,10 @@ def create_server(indexer: Indexer) -> MCPServer:
         ),
         log_level="WARNING",
     )
-
-    def checked(top_k: int | None) -> int | None:
-        if top_k is not None and top_k > max_top_k:
-            raise ToolError(f"top_k: must be at most {max_top_k} (server.max_top_k), got {top_k}")
-        return top_k
-
-    @server.tool()
-    async def search(
-        question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
-    ) -> dict[str, Any]:
-        """Find the passages of the indexed documents that best match the question, best first:
-        each with its file, page or section, score and text."""
-        top_k = checked(top_k)
-        found = await in_thread(
-            lambda: indexer.retrieve(question, top_k, filters=_checked_filters(filters), mode=mode)
-        )
-        result: dict[str, Any] = {"passages": [_passage(s) for s in found]}
-        if found.notice:
-            result["notice"] = found.notice
-        return result
-
-    @server.tool()
-    async def ask(
-        question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
-    ) -> dict[str, Any]:
-        """Answer the question from the indexed documents, citing passages as [n] (n = a source's
-        rank). Without an LLM, `answer` is null, `notice` says why, and the sources are returned."""
-        top_k = checked(top_k)
-
-        def answer() -> dict[str, Any]:
-            with generation:
-                result = indexer.query(question, top_k, filters=_checked_filters(filters), mode=mode)
-            data = result.to_dict()
-            data["sources"] = [_passage(s) for s in result.sources]
-            if result.answer is None:  # llm.provider none carries no notice of its own
-                data["notice"] = result.notice or "no LLM is configured (llm.provider: none): sources only"
-            return data
-
-        return await in_thread(answer)
-
-    @server.resource(STATUS_URI, name="index-status", mime_type="application/json")
-    async def status() -> str:
-        """The index's manifest summary, counts, and files changed since the last build."""
-        try:
-            report = await anyio.to_thread.run_sync(indexer.status)
-        except IndexerError as exc:
-            raise ResourceError(str(exc)) from None
-        return json.dumps(report.to_dict(), indent=1)
-
-    @server.resource(FILE_URI_TEMPLATE, name="indexed-file", mime_type="text/plain")
-    async def indexed_file(path: str) -> str:
-        """An indexed file's passages, in reading order, by its path relative to data.input_dir."""
-
-        def read() -> str:
-            manifest = indexer.index.current()
-            if manifest is None or path not in manifest.files:
-                raise ResourceError(f"{path!r} is not an indexed file (see the resource list)")
-
-            def passages() -> list[Hit]:
-                store = indexer.index.chunk_store(create=False)
-                return store.document(path) if store is not None else []
-
-            hits = indexer.index.reading(passages)
-            parts = []
-            for n, hit in enumerate(hits, start=1):
-                where = ", ".join(
-                    f"{k} {hit.metadata[k]}" for k in ("page", "section") if hit.metadata.get(k)
-                )
-                parts.append(f"--- passage {n}{f' ({where})' if where else ''} ---\n{hit.text}")
-            return f"{path}: {len(hits)} passages\n\n" + "\n\n".join(parts)
-
-        try:
-            return await anyio.to_thread.run_sync(read)
-        except IndexerError as exc:
-            raise ResourceError(str(exc)) from None
-
+    server.add_tool(tools.search)
+    server.add_tool(tools.ask)
+    server.resource(STATUS_URI, name="index-status", mime_type="application/json")(tools.status)
+    server.resource(FILE_URI_TEMPLATE, name="indexed-file", mime_type="text/plain")(tools.indexed_file)
     return server
 
 
@@ -230,8 +238,7 @@ def run(indexer: Indexer, *, http: bool = False, port: int = 8765) -> None:
     serve MCP over stdio, or streamable HTTP on 127.0.0.1:``port`` (path ``/mcp``)."""
     require_mcp_extra()
     with _stdout_to_stderr():
-        indexer.retrieve("warm-up", top_k=1)
-        _ = indexer.components.llm
+        indexer.warm_up()
         server = create_server(indexer)
     if http:
         print(

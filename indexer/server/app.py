@@ -1,6 +1,7 @@
 """The FastAPI app: the feature routers (``routes/``) over ``RagService``, with auth, body limits,
-the generation queue and JSON errors. ``create_app`` takes an ``Indexer`` (or a config path) and
-loads everything up front, so a server that starts is a server that can answer."""
+the generation queue (shared with MCP: ``indexer.ways_in``) and JSON errors. ``create_app`` takes
+an ``Indexer`` (or a config path) and loads everything up front, so a server that starts is a
+server that can answer."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from indexer.server.errors import error_body, install_handlers
 from indexer.server.hosts import HostAllowListMiddleware, allowed_names
 from indexer.server.limits import BodyLimitMiddleware
 from indexer.server.page import mount_page
-from indexer.server.queue import GenerationQueue
 from indexer.server.routes import openai, rag, service
 from indexer.server.service import RagService
+from indexer.ways_in import ways_in
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/json": {"example": error_body(code, text)}}}
@@ -43,13 +44,14 @@ def create_app(
     rag_service = RagService(indexer)
     settings = indexer.config.server
     if warm_up:
-        rag_service.warm_up()
-    queue = GenerationQueue(max_waiting=settings.queue_size, wait_timeout_s=settings.queue_timeout_s)
+        indexer.warm_up()
+    # Shared with an MCP server over the same Indexer: one generation queue, one policy.
+    policy = ways_in(indexer)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        queue.shutdown()
+        policy.queue.shutdown()
 
     app = FastAPI(
         title="indexer",
@@ -61,7 +63,7 @@ def create_app(
         docs_url="/docs" if settings.docs else None,
         redoc_url="/redoc" if settings.docs else None,
     )
-    app.state.context = ServerContext(rag_service, queue, settings, started=int(time.time()))
+    app.state.context = ServerContext(rag_service, policy, started=int(time.time()))
     install_handlers(app)
     # Added last = runs first: the key is checked before any body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

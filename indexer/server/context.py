@@ -1,5 +1,6 @@
-"""What every route works with, made once by ``create_app``: the service, the generation queue and
-the ``server`` settings, and the two ways a route runs the service's work from the event loop."""
+"""What every route works with, made once by ``create_app``: the service, the policy it shares with
+MCP (``indexer.ways_in``: the generation queue, the ``server`` settings, the error mapping), and the
+two ways a route runs the service's work from the event loop."""
 
 from __future__ import annotations
 
@@ -7,15 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from fastapi import Depends, Request
 
 from indexer.config.models import ServerConfig
-from indexer.errors import IndexerError
-from indexer.server.errors import APIError, api_error_from
-from indexer.server.queue import Generation, GenerationQueue, QueueFull
+from indexer.server.queue import Generation, GenerationQueue
 from indexer.server.service import AnswerRequest, RagService
 from indexer.server.streaming import until_disconnect
+from indexer.ways_in import WaysIn
 
 T = TypeVar("T")
 
@@ -28,27 +27,26 @@ BUSY_RESPONSE: dict[int | str, dict[str, Any]] = {
 @dataclass
 class ServerContext:
     service: RagService
-    queue: GenerationQueue
-    settings: ServerConfig
+    ways_in: WaysIn
     started: int
     """When the app was made (Unix seconds): the ``created`` of its models."""
 
+    @property
+    def settings(self) -> ServerConfig:
+        return self.ways_in.settings
+
+    @property
+    def queue(self) -> GenerationQueue:
+        return self.ways_in.queue
+
     async def in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """A blocking service call on a worker thread, so retrieval runs beside generation."""
-        try:
-            return await anyio.to_thread.run_sync(fn, *args)
-        except IndexerError as exc:
-            raise api_error_from(exc) from None
+        return await self.ways_in.in_thread(fn, *args)
 
     async def start_answer(self, request: AnswerRequest, http: Request) -> Generation:
         """Queue an answer; 503 with Retry-After when the queue is full."""
-        try:
-            # A client that gives up while waiting for the model leaves the line at once.
-            return await until_disconnect(http, self.queue.submit(self.service.answer_job(request)))
-        except QueueFull as exc:
-            raise APIError(
-                503, str(exc), code="queue_full", headers={"Retry-After": str(exc.retry_after)}
-            ) from None
+        # A client that gives up while waiting for the model leaves the line at once.
+        return await until_disconnect(http, self.ways_in.generation(self.service.answer_job(request)))
 
 
 def _server_context(request: Request) -> ServerContext:

@@ -4,7 +4,6 @@ the ``openai`` client and most UIs already parse; never a stack trace in a respo
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from indexer.errors import IndexerError, ModelError, StoreError
+from indexer.errors import IndexerError
+from indexer.ways_in import Refused, refusal_from
 
 log = logging.getLogger("indexer.server")
 
@@ -26,24 +26,8 @@ _TYPES = {
 }
 
 
-class APIError(Exception):
-    """A request the server answers with a 4xx/5xx JSON error."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.headers = dict(headers or {})
+# A request the server answers with a 4xx/5xx JSON error: the refusal every way in shares.
+APIError = Refused
 
 
 def error_body(
@@ -73,12 +57,8 @@ def error_response(error: APIError) -> JSONResponse:
     )
 
 
-def api_error_from(exc: IndexerError) -> APIError:
-    """The engine's user-facing errors: a store or model that is unavailable is the server's
-    problem (503); anything else was caused by the request (400)."""
-    if isinstance(exc, StoreError | ModelError):
-        return APIError(503, str(exc), code="unavailable")
-    return APIError(400, str(exc))
+# The engine's errors mean the same over HTTP as over MCP.
+api_error_from = refusal_from
 
 
 def explain_validation(exc: RequestValidationError) -> APIError:

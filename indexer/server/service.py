@@ -14,9 +14,6 @@ from typing import Any
 
 from indexer.api import Indexer
 from indexer.config.models import RetrievalMode
-from indexer.errors import IndexerError
-from indexer.index.chroma import describe
-from indexer.index.store import ChunkStore
 from indexer.server.queue import Generation
 
 
@@ -46,14 +43,6 @@ class RagService:
         self.indexer = indexer
         self.config = indexer.config
 
-    # -- start-up ---------------------------------------------------------------------------
-
-    def warm_up(self) -> None:
-        """Load everything a first request would (embedder, manifest, LLM) and fail now, with an
-        ``IndexerError``, if the index cannot be served."""
-        self.indexer.retrieve("warm-up", top_k=1)
-        _ = self.indexer.components.llm
-
     # -- identities -------------------------------------------------------------------------
 
     @property
@@ -62,15 +51,15 @@ class RagService:
 
     @property
     def embedding_model_id(self) -> str:
-        return str(self.indexer.components.query_identity.name)
+        return str(self.indexer.embedding_identity.name)
 
     @property
     def embedding_dimension(self) -> int:
-        return int(self.indexer.components.query_identity.dimension)
+        return int(self.indexer.embedding_identity.dimension)
 
     @property
     def has_llm(self) -> bool:
-        return self.indexer.components.llm is not None
+        return self.indexer.has_llm
 
     # -- retrieval (runs concurrently, on worker threads) -------------------------------------
 
@@ -131,33 +120,13 @@ class RagService:
     # -- embeddings and index description --------------------------------------------------------
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        components = self.indexer.components
-        vectors = components.embed_model.get_text_embedding_batch(texts)
-        tokens = sum(len(components.tokenize(text)) for text in texts)
-        return [list(map(float, v)) for v in vectors], tokens
+        return self.indexer.embed(texts)
 
     def index_info(self, reveal_paths: bool = True) -> dict[str, Any]:
         """The manifest and counts; without ``reveal_paths``, every absolute path is cut to its
         last part (folder or file name), so the machine's layout stays private."""
-        index = self.indexer.index
-        manifest = index.current()
-        if manifest is None:
-            raise IndexerError("the index has no manifest: run `indexer build CONFIG`")
-        vectors = index.reading(lambda: _count(index.chunk_store(create=False)))
-        info = {
-            "model": self.model_id,
-            "vector_store": describe(self.config.vector_store, reveal_paths=reveal_paths),
-            # The live collection (NAME-gN after a --rebuild), not the configured base name.
-            "collection": index.collection_name(),
-            "counts": {**manifest.counts(), "vectors": vectors},
-            "llm": self.has_llm,
-            "manifest": manifest.model_dump(mode="json"),
-        }
+        info = {"model": self.model_id, **self.indexer.info(reveal_paths=reveal_paths)}
         return info if reveal_paths else _without_absolute_paths(info)
-
-
-def _count(store: ChunkStore | None) -> int:
-    return store.count() if store is not None else 0
 
 
 _ABSOLUTE_RE = re.compile(r"^(/|~/|[A-Za-z]:[\\/]|\\\\)")

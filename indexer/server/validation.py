@@ -5,43 +5,20 @@ Each failure is a 400 (or 404) ``APIError`` naming the field."""
 from __future__ import annotations
 
 from indexer.config.models import ServerConfig
-from indexer.query.text import unicode_problem
 from indexer.server.errors import APIError
 from indexer.server.schemas import ChatCompletionRequest, EmbeddingsRequest
 
+# The limits every way in keeps (MCP too) are defined once, in ``indexer.ways_in``.
+from indexer.ways_in import check_question, check_top_k, check_unicode
 
-def check_unicode(text: str, param: str) -> None:
-    """JSON may carry a lone surrogate (``"\\ud800"``), which is no Unicode character: the
-    tokenizers cannot encode it. A 400 naming the field, not a 500 from deep inside the model."""
-    problem = unicode_problem(text)
-    if problem is not None:
-        raise APIError(400, f"{param}: {problem}", param=param)
-
-
-def check_question(question: str, settings: ServerConfig, param: str = "question") -> str:
-    """The question, stripped."""
-    check_unicode(question, param)
-    text = question.strip()
-    if not text:
-        raise APIError(400, f"{param}: must not be empty or only whitespace", param=param)
-    if len(text) > settings.max_question_chars:
-        raise APIError(
-            400,
-            f"{param}: is {len(text)} characters; the limit is {settings.max_question_chars} "
-            "(server.max_question_chars)",
-            param=param,
-        )
-    return text
-
-
-def check_top_k(top_k: int | None, settings: ServerConfig) -> int | None:
-    if top_k is not None and top_k > settings.max_top_k:
-        raise APIError(
-            400,
-            f"top_k: must be at most {settings.max_top_k} (server.max_top_k), got {top_k}",
-            param="top_k",
-        )
-    return top_k
+__all__ = [
+    "check_model",
+    "check_question",
+    "check_top_k",
+    "check_unicode",
+    "embedding_texts",
+    "split_messages",
+]
 
 
 def check_model(model: str, expected: str) -> None:
