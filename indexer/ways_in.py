@@ -130,14 +130,17 @@ class WaysIn:
     async def generated(self, work: Callable[[], T]) -> T:
         """``work``'s result, run on the generation thread in its turn: a whole answer at once."""
         generation = await self.generation(lambda g: g.emit("result", work()))
+        import anyio
+
         result: Any = None
         try:
             async for _kind, payload in generation.events():
                 result = payload
         except IndexerError as exc:
             raise refusal_from(exc) from None
-        finally:
-            generation.cancel()  # a no-op once done; otherwise a caller gone while it ran
+        except anyio.get_cancelled_exc_class():
+            generation.cancel()  # the caller went away: counted so, as an HTTP client that left
+            raise
         return result  # type: ignore[no-any-return]
 
 

@@ -66,14 +66,15 @@ def test_mcp_and_http_wait_in_one_generation_queue(indexer: Indexer, url: str) -
         held = await ways_in(indexer).generation(lambda generation: release.wait(120) and None)
         try:
             async with httpx.AsyncClient(base_url=url, timeout=120) as http, _mcp(indexer) as mcp:
-                queued = asyncio.ensure_future(http.post("/v1/query", json={"question": QUESTION, "top_k": 1}))
+                one = {"question": QUESTION, "top_k": 1}
+                queued = asyncio.ensure_future(http.post("/v1/query", json=one))
                 with anyio.fail_after(30):
                     while await _waiting(http) != 1:
                         await anyio.sleep(0.05)
 
                 # The line (server.queue_size: 1) is full for MCP too, with the HTTP refusal's words.
-                turned_away = _tool_error(await mcp.call_tool("ask", {"question": QUESTION, "top_k": 1}))
-                busy = await http.post("/v1/query", json={"question": QUESTION, "top_k": 1})
+                turned_away = _tool_error(await mcp.call_tool("ask", one))
+                busy = await http.post("/v1/query", json=one)
                 assert busy.status_code == 503 and busy.json()["error"]["code"] == "queue_full"
                 assert turned_away == busy.json()["error"]["message"]
                 # Retrieval does not wait for the model, over either way in.
@@ -84,7 +85,7 @@ def test_mcp_and_http_wait_in_one_generation_queue(indexer: Indexer, url: str) -
                 answered = await queued
                 assert answered.status_code == 200, answered.text
                 assert answered.json()["answer"] and answered.json()["sources"]
-                asked = await mcp.call_tool("ask", {"question": QUESTION, "top_k": 1})
+                asked = await mcp.call_tool("ask", one)
                 assert not asked.is_error, asked.content
 
                 stats = (await http.get("/health")).json()["generation"]
