@@ -39,6 +39,8 @@ from tests.support.corpus import work_items, write_corpus
 from tests.support.live_server import free_port
 from tests.support.ray_cluster import RayCluster, running_ray_cluster, token_auth_env
 
+pytestmark = pytest.mark.cluster  # a two-node Ray cluster and a `chroma run` server
+
 if importlib.util.find_spec("ray") is None:
     pytest.skip("the ray extra is not installed: pip install 'indexer[ray]'", allow_module_level=True)
 
@@ -58,8 +60,6 @@ _WITHOUT_RAY_CLI = """
 import sys
 sys.modules["ray"] = None
 from indexer.cli import main
-
-pytestmark = pytest.mark.cluster  # a two-node Ray cluster and a `chroma run` server
 sys.argv = ["indexer", *{args!r}]
 main()
 """
