@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from llama_index.core.base.llms.types import ChatMessage
+if TYPE_CHECKING:
+    # Annotations only: importing it loads all of llama_index.core (about 0.9 s), which a
+    # retrieve-only query never needs.
+    from llama_index.core.base.llms.types import ChatMessage
 
 
 @dataclass(frozen=True)
