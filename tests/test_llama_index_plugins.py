@@ -53,6 +53,18 @@ class Rescore(BaseNodePostprocessor):
         return nodes
 
 
+class NeedsKey(BaseNodePostprocessor):
+    """Refuses its key, quoting it, as a careless client library might."""
+
+    api_key: str
+
+    def model_post_init(self, context):
+        raise ValueError(f"key {self.api_key} was refused by the server")
+
+    def _postprocess_nodes(self, nodes, query_bundle=None):
+        return nodes
+
+
 class PickyReader(BaseReader):
     """Reads a log file in upper case; fails on one that says BROKEN."""
 
@@ -217,3 +229,19 @@ def test_llama_index_builtin_postprocessors(built: Path) -> None:
         built, _postprocessors({"class": replace, "kwargs": {"target_metadata_key": "file"}})
     ).retrieve(QUESTION, top_k=2)
     assert [p.text for p in named] == [p.file for p in named]
+
+
+def test_a_component_that_cannot_be_made_is_one_paragraph_without_its_secret(
+    built: Path, user_module: str
+) -> None:
+    from tests.adversarial.helpers import assert_one_paragraph_error
+
+    cutoff = "llama_index.core.postprocessor.SimilarityPostprocessor"
+    bad = json.dumps([{"class": cutoff, "kwargs": {"similarity_cutoff": "high"}}])
+    result = cli("query", str(built), QUESTION, "--retrieve-only", "--set", f"query.postprocessors={bad}")
+    assert_one_paragraph_error(result, str(built), "query.postprocessors.0", cutoff, "similarity_cutoff")
+
+    secret = json.dumps([{"class": f"{user_module}.NeedsKey", "kwargs": {"api_key": "sk-12345-secret"}}])
+    result = cli("query", str(built), QUESTION, "--retrieve-only", "--set", f"query.postprocessors={secret}")
+    assert_one_paragraph_error(result, str(built), "query.postprocessors.0", "NeedsKey", "***")
+    assert "sk-12345" not in result.stderr + result.stdout

@@ -318,10 +318,20 @@ def _explain(exc: ValidationError, path: Path, overrides: Mapping[str, Any]) -> 
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] not in ("value_error", "assertion_error"):
                 message += f" (got {error['input']!r})"
-        lines.append(f"{source}: {loc or 'top level'}: {message}")
+        lines.append(f"{source}: {_shown_loc(error['loc']) or 'top level'}: {message}")
     count = len(lines)
     header = f"invalid config ({count} problem{'s' if count > 1 else ''}):\n  "
     return header + "\n  ".join(lines)
+
+
+def _shown_loc(loc: tuple[int | str, ...]) -> str:
+    """A field's dotted name, with a key that holds a dot (an extension of data.readers) in
+    brackets: data.readers[.log].class, not data.readers..log.class."""
+    shown = ""
+    for part in loc:
+        text = str(part)
+        shown += f"[{text}]" if "." in text else (f".{text}" if shown else text)
+    return shown
 
 
 def _source_of(loc: str, path: Path, overrides: Mapping[str, Any]) -> str:

@@ -439,7 +439,7 @@ def configured_reader(ref: ReaderRef, where: str = "the config") -> Any:
     key = repr((path, sorted(kwargs.items())))
     made = _CONFIGURED.get(key)
     if made is None:
-        made = build(path, kwargs, base=READER_BASE, field=f"data.readers.{ext}", where=where)
+        made = build(path, kwargs, base=READER_BASE, field=f"data.readers[{ext}]", where=where)
         _CONFIGURED[key] = made
     return made
 
