@@ -245,3 +245,26 @@ def test_a_component_that_cannot_be_made_is_one_paragraph_without_its_secret(
     result = cli("query", str(built), QUESTION, "--retrieve-only", "--set", f"query.postprocessors={secret}")
     assert_one_paragraph_error(result, str(built), "query.postprocessors.0", "NeedsKey", "***")
     assert "sk-12345" not in result.stderr + result.stdout
+
+
+def test_mock_llm_answers_over_http(built: Path) -> None:
+    import httpx
+
+    from indexer.server import create_app
+    from tests.support.live_server import live_server, sse_events
+
+    with (
+        live_server(create_app(Indexer.from_config(built))) as url,
+        httpx.Client(base_url=url, timeout=60) as http,
+    ):
+        response = http.post("/v1/query", json={"question": QUESTION, "top_k": 2})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["answer"] == "text text text text text" and len(body["sources"]) == 2
+        # Streamed, and capped by the request's max_tokens below MockLLM's own five.
+        payload = {"question": QUESTION, "top_k": 2, "max_tokens": 3, "stream": True}
+        with http.stream("POST", "/v1/query", json=payload) as streamed:
+            events = list(sse_events(streamed))
+        done = json.loads(events[-1][1])
+        assert [name for name, _ in events][-2:] == ["sources", "done"]
+        assert done["answer"] == "text text text " and done["finish_reason"] == "length"

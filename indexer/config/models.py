@@ -126,6 +126,17 @@ class DataConfig(StrictModel):
             normalised[key] = spec
         return normalised
 
+    @model_validator(mode="after")
+    def _readers_within_required_exts(self) -> DataConfig:
+        if self.required_exts is not None:
+            left_out = sorted(set(self.readers) - set(self.required_exts))
+            if left_out:
+                raise ValueError(
+                    f"data.readers names {', '.join(left_out)}, which data.required_exts "
+                    f"({', '.join(self.required_exts)}) leaves out: add it there, or remove the reader"
+                )
+        return self
+
     @field_validator("required_exts")
     @classmethod
     def _dotted_lowercase(cls, exts: list[str] | None) -> list[str] | None:

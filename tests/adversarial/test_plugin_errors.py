@@ -63,6 +63,16 @@ def _config(tmp_path: Path, **sections: Any) -> Path:
             id="user-module-missing",
         ),
         pytest.param(
+            {
+                "data": {
+                    "required_exts": [".txt"],
+                    "readers": {".log": {"class": "llama_index.readers.file.FlatReader"}},
+                }
+            },
+            ["data", ".log", "required_exts"],
+            id="reader-for-an-excluded-extension",
+        ),
+        pytest.param(
             {"data": {"readers": {".log": {"class": "FlatReader"}}}},
             ["data.readers", "'FlatReader'", "package.module.ClassName"],
             id="not-a-dotted-path",
@@ -96,3 +106,25 @@ def test_secret_kwargs_are_masked_when_the_config_is_shown(tmp_path: Path) -> No
     assert reader == {"class": flat, "kwargs": {"api_key": "***", "auth_token": "***", "max_tokens": 7}}
     # What the index keeps of it is as masked (issue 26: never recorded).
     assert load_config(config).data.readers[".log"].record()["kwargs"]["api_key"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("api_key", True),
+        ("apiKey", True),
+        ("key", True),
+        ("hf_token", True),
+        ("password", True),
+        ("client_secret", True),
+        ("aws_access_key_id", True),
+        ("max_tokens", False),
+        ("target_metadata_key", False),
+        ("model", False),
+        ("similarity_cutoff", False),
+    ],
+)
+def test_secret_names(name: str, secret: bool) -> None:
+    from indexer.config.plugins import is_secret
+
+    assert is_secret(name) is secret
