@@ -28,6 +28,7 @@ QUESTION = "anemometer cup bearing noise"
 USER_MODULE = '''
 from pathlib import Path
 
+from llama_index.core.llms import CustomLLM, LLMMetadata
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.readers.base import BaseReader
 from llama_index.core.schema import Document
@@ -63,6 +64,22 @@ class NeedsKey(BaseNodePostprocessor):
 
     def _postprocess_nodes(self, nodes, query_bundle=None):
         return nodes
+
+
+class DownLLM(CustomLLM):
+    """An LLM of the user's own whose server is down; its error quotes the key."""
+
+    api_key: str = ""
+
+    @property
+    def metadata(self):
+        return LLMMetadata()
+
+    def complete(self, prompt, formatted=False, **kwargs):
+        raise ConnectionError(f"connection refused for key {self.api_key}")
+
+    def stream_complete(self, prompt, formatted=False, **kwargs):
+        raise ConnectionError(f"connection refused for key {self.api_key}")
 
 
 class PickyReader(BaseReader):
@@ -268,3 +285,15 @@ def test_mock_llm_answers_over_http(built: Path) -> None:
         done = json.loads(events[-1][1])
         assert [name for name, _ in events][-2:] == ["sources", "done"]
         assert done["answer"] == "text text text " and done["finish_reason"] == "length"
+
+
+def test_an_llm_that_cannot_be_made_or_reached_is_one_paragraph(built: Path, user_module: str) -> None:
+    from tests.adversarial.helpers import assert_one_paragraph_error
+
+    result = cli("query", str(built), QUESTION, "--set", "llm.kwargs={max_tokens: many}")
+    assert_one_paragraph_error(result, str(built), "llm.class", MOCK_LLM, "max_tokens")
+
+    down = [f"llm.class={user_module}.DownLLM", "llm.kwargs={api_key: sk-6789-secret}"]
+    result = cli("query", str(built), QUESTION, *(arg for pair in down for arg in ("--set", pair)))
+    assert_one_paragraph_error(result, f"{user_module}.DownLLM", "llm.class", "ConnectionError", "***")
+    assert "sk-6789" not in result.stderr + result.stdout
