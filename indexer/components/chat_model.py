@@ -1,8 +1,9 @@
-"""What the rest of indexer asks of an LLM: one interface, two backends.
+"""What the rest of indexer asks of an LLM: one interface, three backends.
 
-``ChatLlamaCPP`` (a GGUF in-process) and ``OpenAILikeLLM`` (a local OpenAI-compatible server) both
-implement it; the query engine, eval, the judge, question drafting and the HTTP server use nothing
-else, so every feature works on either backend.
+``ChatLlamaCPP`` (a GGUF in-process), ``OpenAILikeLLM`` (a local OpenAI-compatible server) and
+``LlamaIndexChatModel`` (any LlamaIndex ``LLM`` class, ``llm.provider: llama_index``) implement
+it; the query engine, eval, the judge, question drafting and the HTTP server use nothing else, so
+every feature works on each backend.
 """
 
 from __future__ import annotations
