@@ -67,12 +67,17 @@ browser:
 	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "warning: could not install chromium and chromium-driver (run as root?): the web page test will fail"
 
+# Two workers, each taking whole test files (a module's fixtures are built once); then the tests
+# marked cluster (a two-node Ray cluster, `chroma run` servers) alone, because a cluster beside
+# another worker's crash and Ctrl-C tests is more than a shared 2-core machine gives both in time.
+PYTEST_WORKERS ?= 2
 test: setup browser
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not cluster"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m cluster
 
 # The inner loop: every test that no tier marker (pyproject.toml) sets aside; a few minutes.
 test-fast: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not browser and not cluster and not real_models"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow and not browser and not cluster and not real_models"
 
 lint: setup
 	$(BIN)/ruff check indexer tests benchmarks tools

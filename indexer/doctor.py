@@ -82,6 +82,8 @@ def diagnose(config: Config) -> DoctorReport:
         _llama_cpp(report, config)
     elif config.llm.provider == "openai_like":
         report.add("LLM", [("provider", f"openai_like at {config.llm.base_url}, model {config.llm.model}")])
+    elif config.llm.provider == "llama_index":
+        report.add("LLM", [("provider", f"llama_index: {config.llm.class_}")])
     else:
         report.add("LLM", [("provider", "none (retrieval only)")])
     return report

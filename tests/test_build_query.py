@@ -48,6 +48,7 @@ def test_sources_carry_citation_metadata(built_sample: Path) -> None:
     assert data["text"] and data["doc_id"] == data["file"]
 
 
+@pytest.mark.slow
 def test_reload_in_a_fresh_process_gives_the_same_top_sources(built_sample: Path) -> None:
     questions = [q["question"] for q in sample_questions()]
     here = [[s.chunk_id for s in Indexer.from_config(built_sample).retrieve(q, top_k=3)] for q in questions]
@@ -80,6 +81,7 @@ def test_query_answers_with_the_tiny_model_and_streams(built_sample: Path) -> No
     assert [s.file for s in answer.sources] == [s.file for s in stream.sources]
 
 
+@pytest.mark.slow
 def test_missing_model_falls_back_to_retrieval_with_a_notice(make_config) -> None:
     config = make_config()
     ix = Indexer.from_config(config)
@@ -90,6 +92,7 @@ def test_missing_model_falls_back_to_retrieval_with_a_notice(make_config) -> Non
     assert answer.notice and "llm.model_path" in answer.notice and "llm.repo_id" in answer.notice
 
 
+@pytest.mark.slow
 def test_missing_model_is_an_error_when_required(make_config) -> None:
     config = make_config()
     ix = Indexer.from_config(config, {"llm.required": True})
@@ -98,6 +101,7 @@ def test_missing_model_is_an_error_when_required(make_config) -> None:
         ix.query("How is the rain gauge calibrated?")
 
 
+@pytest.mark.slow
 def test_unchanged_rebuild_embeds_nothing_and_changes_are_synced(sample_copy: Path, make_config) -> None:
     ix = Indexer.from_config(make_config(sample_copy))
     first = ix.build()
@@ -120,6 +124,7 @@ def test_unchanged_rebuild_embeds_nothing_and_changes_are_synced(sample_copy: Pa
     assert all(s.file != "CHANGELOG.md" for s in ix.retrieve("firmware release notes", top_k=10))
 
 
+@pytest.mark.slow
 def test_binary_and_empty_files_are_skipped_and_listed(sample_copy: Path, make_config) -> None:
     (sample_copy / "blob.txt").write_bytes(bytes(range(256)) * 8)
     (sample_copy / "empty.md").write_text("")
@@ -144,6 +149,7 @@ def test_query_before_build_is_a_clear_error(make_config) -> None:
         Indexer.from_config(make_config()).retrieve("anything")
 
 
+@pytest.mark.slow
 def test_changed_embedding_settings_refuse_to_mix_vector_spaces(sample_copy: Path, make_config) -> None:
     config = make_config(sample_copy)
     Indexer.from_config(config).build()
@@ -164,6 +170,7 @@ def test_changed_embedding_settings_refuse_to_mix_vector_spaces(sample_copy: Pat
     assert summary.added == 10 and summary.deleted == 0
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_builds_with_chunking_workers(make_config, tmp_path: Path) -> None:
     """The README's Python API example saved as a file: multiprocessing would run the script again
     in each chunking worker (a build inside every worker, which fails), had the workers not been

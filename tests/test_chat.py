@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from indexer import Indexer
 from indexer.query.engine import QueryEngine
 from tests.conftest import ROOT
@@ -26,6 +28,7 @@ def _chat(config: Path, lines: list[str], *args: str) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.slow
 def test_chat_session_in_the_terminal(built_sample: Path) -> None:
     result = _chat(
         built_sample,
@@ -44,6 +47,7 @@ def test_chat_session_in_the_terminal(built_sample: Path) -> None:
     assert "No matching passages." in after_reset and "Sources:" not in after_reset
 
 
+@pytest.mark.slow
 def test_chat_ends_at_end_of_input_and_works_without_a_model(built_sample: Path) -> None:
     result = _chat(built_sample, [FIRST], "--set", "llm.provider=none")
     assert result.returncode == 0, result.stderr

@@ -30,6 +30,7 @@ def server_index(chroma_port: int, tmp_path_factory: pytest.TempPathFactory, tin
     return config
 
 
+@pytest.mark.slow
 def test_build_and_query_on_a_chroma_server(server_index: Path) -> None:
     ix = Indexer.from_config(server_index)
     sources = ix.retrieve("How is the rain gauge calibrated?", top_k=3)
@@ -44,6 +45,7 @@ def test_build_and_query_on_a_chroma_server(server_index: Path) -> None:
     assert status.index.startswith("chroma://127.0.0.1:") and status.index.endswith("/shared")
 
 
+@pytest.mark.slow
 def test_a_second_machine_sees_the_same_index_through_the_cli(server_index: Path, tmp_path: Path) -> None:
     copy = tmp_path / "elsewhere.yaml"
     copy.write_text(server_index.read_text())  # same server, another folder: nothing local

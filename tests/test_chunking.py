@@ -99,6 +99,7 @@ def test_chunking_workers_start_with_the_sentence_splitter_loaded() -> None:
         assert pool.submit(punkt_loaded).result(timeout=120)
 
 
+@pytest.mark.slow
 def test_the_chunking_workers_fork_server_loads_no_threaded_library() -> None:
     """The fork server forks every worker, which is safe only while it runs one thread: torch
     (threads once used) and the bm25s package (it imports and runs JAX where JAX is installed, and

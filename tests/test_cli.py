@@ -11,6 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -48,6 +49,7 @@ def test_help_lists_commands() -> None:
         assert command in result.stdout
 
 
+@pytest.mark.slow
 def test_build_query_and_config_with_json(sample_copy: Path, make_config, tiny_gguf: Path) -> None:
     config = make_config(sample_copy, model_path=tiny_gguf)
 
@@ -99,6 +101,7 @@ def test_query_streams_text_then_numbered_sources(built_sample: Path) -> None:
     assert "[1] " in sources and "[4] " in sources and "score" in sources
 
 
+@pytest.mark.slow
 def test_query_without_a_model_shows_sources_and_one_notice(make_config) -> None:
     config = make_config()
     assert cli("build", str(config)).returncode == 0
@@ -128,6 +131,7 @@ def test_errors_exit_2_with_one_paragraph_and_no_traceback(tmp_path: Path, make_
     assert_user_error(cli("config", str(tmp_path / "nope.yaml")), "config file not found")
 
 
+@pytest.mark.slow
 def test_required_model_missing_fails_before_answering(make_config) -> None:
     config = make_config()
     assert cli("build", str(config)).returncode == 0
@@ -135,6 +139,7 @@ def test_required_model_missing_fails_before_answering(make_config) -> None:
     assert_user_error(result, "llm.model_path is not set", "llm.required")
 
 
+@pytest.mark.slow
 def test_failed_build_leaves_the_index_intact(sample_copy: Path, make_config) -> None:
     config = make_config(sample_copy)
     assert cli("build", str(config)).returncode == 0

@@ -74,6 +74,7 @@ def test_a_failure_in_a_stream_is_raised_in_the_caller(two_torch_threads) -> Non
     assert len(done) < 499  # the streams stopped taking items after the failure
 
 
+@pytest.mark.slow
 def test_vectors_from_streams_equal_one_streams(two_torch_threads, monkeypatch) -> None:
     from indexer.components import cpu_streams
 

@@ -96,6 +96,7 @@ def test_the_identity_records_the_dtype_which_the_index_does_not_check() -> None
     assert "dtype" not in EMBEDDING_KEYS
 
 
+@pytest.mark.slow
 def test_an_index_built_in_float32_is_queried_and_appended_to_in_bfloat16(
     sample_copy: Path, make_config
 ) -> None:
@@ -120,6 +121,7 @@ def test_loading_a_local_model_leaves_hf_hub_offline_alone(monkeypatch: pytest.M
     assert "HF_HUB_OFFLINE" not in os.environ  # a later llm.repo_id download is still allowed
 
 
+@pytest.mark.slow
 def test_openmp_wait_policy_is_set_before_torch_loads_not_at_import() -> None:
     script = (
         "import os, sys\n"

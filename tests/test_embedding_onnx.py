@@ -60,6 +60,7 @@ def test_onnx_vectors_equal_torch_vectors(exported: Path) -> None:
     assert q_cos[0] > 0.9999
 
 
+@pytest.mark.slow
 def test_int8_vectors_stay_close_and_the_file_is_smaller(exported: Path) -> None:
     torch_model = load_embedding(EmbeddingConfig(dtype="float32"))
     path = exported / "minilm-int8.onnx"
@@ -69,6 +70,7 @@ def test_int8_vectors_stay_close_and_the_file_is_smaller(exported: Path) -> None
     assert path.stat().st_size < (exported / "minilm.onnx").stat().st_size / 2
 
 
+@pytest.mark.slow
 def test_onnx_queries_a_torch_built_index_but_int8_is_refused(
     sample_copy: Path, make_config, exported: Path
 ) -> None:
@@ -102,6 +104,7 @@ def test_onnx_queries_a_torch_built_index_but_int8_is_refused(
     ]
 
 
+@pytest.mark.slow
 def test_an_int8_index_builds_records_its_backend_and_answers(
     sample_copy: Path, make_config, exported: Path
 ) -> None:
@@ -124,6 +127,7 @@ def test_an_int8_index_builds_records_its_backend_and_answers(
     assert "guides/calibration.md" in [h.file for h in hits[:3]], [(h.file, h.score) for h in hits]
 
 
+@pytest.mark.slow
 def test_a_corrupt_model_file_is_a_clear_error(tmp_path: Path, make_config) -> None:
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not an onnx model")

@@ -38,6 +38,7 @@ def _index(folder, encoder_process: bool):
     return config, ix, summary
 
 
+@pytest.mark.slow
 def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_the_build(tmp_path) -> None:
     here_config, here, here_summary = _index(tmp_path / "here", False)
     apart_config, apart, apart_summary = _index(tmp_path / "apart", True)
@@ -53,6 +54,7 @@ def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_t
         np.testing.assert_allclose([s.score for s in got], [s.score for s in want], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_next_build_of_the_process_reuses_the_idle_encoder_process(tmp_path) -> None:
     from indexer.ingestion import encoders
 
@@ -66,6 +68,7 @@ def test_the_next_build_of_the_process_reuses_the_idle_encoder_process(tmp_path)
     assert "embed_model" not in ix.components.__dict__
 
 
+@pytest.mark.slow
 def test_a_cli_build_ends_its_idle_encoder_process_cleanly(tmp_path) -> None:
     config = write_config(tmp_path, SAMPLE_DIR, llm={"provider": "none"}, build={"encoder_process": True})
     result = run_cli("build", str(config))
@@ -73,6 +76,7 @@ def test_a_cli_build_ends_its_idle_encoder_process_cleanly(tmp_path) -> None:
     assert "leaked" not in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_model_that_will_not_load_in_the_encoder_process_fails_the_build_clearly(tmp_path) -> None:
     config = write_config(
         tmp_path,

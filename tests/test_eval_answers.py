@@ -21,6 +21,7 @@ PAUL_GRAHAM = SHARED_DATA / "paul_graham_essay"
 ONE_THREAD = {"n_threads": 1}
 
 
+@pytest.mark.slow
 def test_answers_are_timed_scored_and_judged(tmp_path: Path, tiny_gguf: Path) -> None:
     config = write_config(tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm=ONE_THREAD, query={"top_k": 1})
     spec = make_spec(config, datasets=[SAMPLE_QUESTIONS], limit=2, judge=True)
@@ -89,6 +90,7 @@ def test_a_reply_cut_off_before_the_json_closes_is_a_structured_failure(tiny_ggu
         ask_json(llm, _messages("Is this fine?"), VERDICT_SCHEMA, max_tokens=4)
 
 
+@pytest.mark.slow
 def test_reference_contexts_are_matched_against_retrieved_text(tmp_path: Path) -> None:
     dataset = tmp_path / "rag_dataset.json"
     example = {
@@ -117,6 +119,7 @@ def test_reference_contexts_are_matched_against_retrieved_text(tmp_path: Path) -
     assert result["counts"]["answered"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data(PAUL_GRAHAM)
 def test_the_paul_graham_set_over_the_essay(tmp_path: Path, tiny_gguf: Path) -> None:
     config = write_config(
@@ -139,6 +142,7 @@ def test_the_paul_graham_set_over_the_essay(tmp_path: Path, tiny_gguf: Path) -> 
     assert set(result["summary"]) == {"hit@1", "f1", "semantic_similarity"}
 
 
+@pytest.mark.slow
 def test_generate_drafts_questions_that_always_parse(tmp_path: Path, tiny_gguf: Path) -> None:
     config = write_config(
         tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm={"max_new_tokens": 16, **ONE_THREAD}
@@ -166,6 +170,7 @@ def test_generate_drafts_questions_that_always_parse(tmp_path: Path, tiny_gguf: 
     assert failed.returncode == 2 and "llm.model_path" in failed.stderr and "Traceback" not in failed.stderr
 
 
+@pytest.mark.slow
 def test_variants_sharing_an_index_answer_with_their_own_settings(tmp_path: Path, tiny_gguf: Path) -> None:
     write_config(tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm={"max_new_tokens": 4, **ONE_THREAD})
     spec_path = tmp_path / "spec.yaml"

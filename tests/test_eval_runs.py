@@ -73,6 +73,7 @@ def two_sweeps(workspace: Path) -> tuple[EvalOutcome, EvalOutcome]:
     return first, second
 
 
+@pytest.mark.slow
 def test_variants_that_share_embedding_and_chunking_share_one_index(
     two_sweeps: tuple[EvalOutcome, EvalOutcome], workspace: Path
 ) -> None:
@@ -246,6 +247,7 @@ def test_compare_finds_the_questions_that_flipped(tmp_path: Path) -> None:
     assert "base -> chunk_size=128 @ d" in text and "+ q2: 0.000 -> 1.000" in text and "- q1" in text
 
 
+@pytest.mark.slow
 def test_cli_eval_a_config_with_a_gate_that_fails(workspace: Path, mini_msmarco: Path) -> None:
     result = run_cli(
         "eval",
@@ -277,6 +279,7 @@ def test_cli_eval_a_config_with_a_gate_that_fails(workspace: Path, mini_msmarco:
     assert "ndcg@10" in compare.stdout and "0 improved, 0 regressed" in compare.stdout
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_paragraph_before_any_work(workspace: Path, tmp_path: Path) -> None:
     spec = tmp_path / "modes.yaml"
     spec.write_text(

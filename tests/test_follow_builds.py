@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ROOT, run_cli, write_config
 from tests.support.live_server import free_port, wait_for_http
@@ -90,6 +91,7 @@ def _retrieve(url: str, question: str, mode: str) -> list[dict[str, str]]:
     return response.json()["sources"]
 
 
+@pytest.mark.slow
 def test_serve_and_chat_follow_another_processs_builds_in_every_mode(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     for name, text in FILES.items():

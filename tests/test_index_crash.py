@@ -56,6 +56,7 @@ def _retrieve(config: Path, question: str, top_k: int) -> list[dict]:
     return json.loads(result.stdout)["sources"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder_process", [False, True], ids=["encoder-in-build", "encoder-process"])
 def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(
     tmp_path: Path, encoder_process: bool
@@ -137,6 +138,7 @@ STALL_AFTER_SECOND_WRITE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_one_writer_at_a_time_and_queries_during_a_build(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_corpus(docs, files=24, sentences=12)
@@ -190,6 +192,7 @@ CRASH_AFTER_FIRST_WRITE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_chunks_written_but_not_committed_never_show_and_never_stay(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_corpus(docs, files=6, sentences=20)

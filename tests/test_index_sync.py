@@ -34,6 +34,7 @@ def _assert_store_matches_manifest(ix: Indexer) -> None:
     assert stored == expected
 
 
+@pytest.mark.slow
 def test_add_change_delete_rename_and_unchanged(sample_copy: Path, make_config) -> None:
     ix = Indexer.from_config(make_config(sample_copy))
     first = ix.build()
@@ -69,6 +70,7 @@ def test_add_change_delete_rename_and_unchanged(sample_copy: Path, make_config) 
     assert heater.metadata["title"] == "Winter mode"
 
 
+@pytest.mark.slow
 def test_dry_run_and_status_report_changes_and_touch_nothing(sample_copy: Path, make_config) -> None:
     ix = Indexer.from_config(make_config(sample_copy))
     ix.build()
@@ -115,6 +117,7 @@ def test_manifest_describes_the_index(built_sample: Path) -> None:
     assert manifest["pending"] == [] and manifest["collection"] == "test"
 
 
+@pytest.mark.slow
 def test_mismatched_model_is_refused_naming_both_values(sample_copy: Path, make_config) -> None:
     config = make_config(sample_copy)
     ix = Indexer.from_config(config)
@@ -138,6 +141,7 @@ def test_mismatched_model_is_refused_naming_both_values(sample_copy: Path, make_
     assert "guides/calibration.md" in [s.file for s in top]
 
 
+@pytest.mark.slow
 def test_rebuild_keeps_the_old_index_until_the_new_one_is_complete(sample_copy: Path, make_config) -> None:
     config = make_config(sample_copy)
     ix = Indexer.from_config(config)
@@ -164,6 +168,7 @@ def test_rebuild_keeps_the_old_index_until_the_new_one_is_complete(sample_copy: 
     _assert_store_matches_manifest(fresh)
 
 
+@pytest.mark.slow
 def test_search_shows_only_committed_chunks_and_the_next_build_sweeps_the_rest(
     sample_copy: Path, make_config
 ) -> None:
@@ -204,6 +209,7 @@ def test_a_second_writer_fails_at_once(sample_copy: Path, make_config) -> None:
     assert ix.index.manifest_file.load() is None  # nothing was written
 
 
+@pytest.mark.slow
 def test_a_foreign_collection_is_not_adopted(sample_copy: Path, make_config) -> None:
     ix = Indexer.from_config(make_config(sample_copy))
     store = ix.index.chunk_store(create=True)

@@ -113,6 +113,7 @@ def _subset_config(make_config) -> Path:
     return make_config(FILES, data={"input_dir": str(FILES), "exclude": exclude}, llm={"provider": "none"})
 
 
+@pytest.mark.slow
 def test_a_build_of_the_fixtures_lists_skips_and_cites_every_chunk(make_config) -> None:
     ix = Indexer.from_config(_subset_config(make_config))
     summary = ix.build()

@@ -39,6 +39,7 @@ def _json(result: Any) -> dict[str, Any]:
     return json.loads(result.content[0].text)
 
 
+@pytest.mark.slow
 def test_mcp_over_stdio_lists_calls_and_reads(built_sample: Path) -> None:
     async def session() -> None:
         async with _client(built_sample) as client:
@@ -105,6 +106,7 @@ def test_mcp_over_stdio_lists_calls_and_reads(built_sample: Path) -> None:
     anyio.run(session)
 
 
+@pytest.mark.slow
 def test_mcp_without_a_model_returns_sources_only(built_sample: Path) -> None:
     async def session() -> None:
         async with _client(built_sample, "--set", "llm.provider=none") as client:
@@ -123,6 +125,7 @@ def test_mcp_without_an_index_is_a_clear_error(make_config) -> None:
     assert "run `indexer build CONFIG` first" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_mcp_over_streamable_http_on_loopback(built_sample: Path) -> None:
     import signal
     import subprocess

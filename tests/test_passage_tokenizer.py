@@ -31,6 +31,7 @@ def _model(**settings):
     return embedding.load_embedding(EmbeddingConfig(dtype="float32", **settings))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefix", ["", "passage: "])
 def test_the_passage_tokenizer_gives_the_models_own_input_and_its_vectors(prefix) -> None:
     import torch
@@ -91,6 +92,7 @@ def test_forward_batches_cut_a_cpu_call_for_the_fewest_padded_tokens_within_its_
             assert padded[0] <= padded[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tokenize_in_workers", [True, "auto"])
 def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
     tmp_path, monkeypatch, tokenize_in_workers

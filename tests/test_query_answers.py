@@ -146,6 +146,7 @@ def test_the_unchanging_prompt_prefix_is_not_evaluated_again(built_sample: Path)
     assert _evaluated(ix) - before <= len(second) - shared + 1  # only what follows them
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_cli_answer_and_still_prints_the_sources(built_sample: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "indexer", "query", str(built_sample), QUESTION, "-k", "1",

@@ -93,6 +93,7 @@ class _SilentServerFault:
             conn.close()
 
 
+@pytest.mark.slow
 def test_a_hung_server_times_out_within_llm_timeout(built_sample: Path) -> None:
     fault = _SilentServerFault()
     try:
@@ -119,6 +120,7 @@ def _server_config(folder: Path, base_url: str) -> Path:
     return write_config(folder, SAMPLE_DIR, llm=llm, query={"top_k": 1})
 
 
+@pytest.mark.slow
 def test_eval_answers_and_judges_through_the_server(tmp_path: Path, llama_server: str) -> None:
     """Eval, its usage counts and the judge use only the ChatModel interface, so an openai_like
     LLM works as the in-process one does (this crashed with an AttributeError before)."""
@@ -141,6 +143,7 @@ def test_eval_answers_and_judges_through_the_server(tmp_path: Path, llama_server
     assert result["counts"]["judge"]["faithfulness"]["failed"] == 0
 
 
+@pytest.mark.slow
 def test_generate_drafts_questions_through_the_server(tmp_path: Path, llama_server: str) -> None:
     import json
 

@@ -39,6 +39,8 @@ from tests.support.corpus import work_items, write_corpus
 from tests.support.live_server import free_port
 from tests.support.ray_cluster import RayCluster, running_ray_cluster, token_auth_env
 
+pytestmark = pytest.mark.cluster  # a two-node Ray cluster and a `chroma run` server
+
 if importlib.util.find_spec("ray") is None:
     pytest.skip("the ray extra is not installed: pip install 'indexer[ray]'", allow_module_level=True)
 
@@ -192,6 +194,7 @@ def run_in_terminal(args: list[str], env: dict[str, str], timeout: float = 600) 
 # -- end to end: `indexer build` ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sigkilled_driver_then_the_next_build_ends_as_a_clean_build(
     cluster: RayCluster, chroma_port: int, corpus: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -237,6 +240,7 @@ def test_a_sigkilled_driver_then_the_next_build_ends_as_a_clean_build(
     assert_same_index(config, reference)
 
 
+@pytest.mark.slow
 def test_a_ray_build_equals_a_local_build_and_shows_chunks_embedded(
     cluster: RayCluster, chroma_port: int, corpus: Path, local_build: Path, tmp_path: Path
 ) -> None:
@@ -278,6 +282,7 @@ def test_an_unreachable_cluster_is_a_one_paragraph_error(
     assert "ray start --head" in message
 
 
+@pytest.mark.slow
 def test_a_worker_that_cannot_load_the_model_is_a_one_paragraph_error(
     cluster: RayCluster, chroma_port: int, tmp_path: Path
 ) -> None:
@@ -407,6 +412,7 @@ class KillTheReaderOnce(threading.Thread):
                 os.close(writer)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_batch_is_retried_with_the_same_result(
     cluster: RayCluster, tmp_path: Path
 ) -> None:

@@ -19,6 +19,8 @@ from indexer.config.models import LLMConfig
 from tests.conftest import run_cli
 from tests.support.live_server import live_server, llama_cpp_server
 
+pytestmark = pytest.mark.real_models  # SmolLM2 and Gemma 3 270M through llama.cpp
+
 QUESTION = "How often should the silica gel desiccant pack in the mast be replaced?"
 SHORT = [
     ChatMessage(role=MessageRole.SYSTEM, content="You answer in one short sentence."),
@@ -50,6 +52,7 @@ def _token(llm: ChatLlamaCPP, text: str) -> int:
     return ids[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["smollm2", "gemma"])
 def test_real_models_load_and_stream_through_the_engine(
     model: str, built_sample: Path, request: pytest.FixtureRequest
@@ -143,6 +146,7 @@ def test_stop_strings_and_a_configured_template(smollm2_gguf: Path) -> None:
     assert "Paris" not in text
 
 
+@pytest.mark.slow
 def test_doctor_reports_the_build_the_model_and_a_rendered_prompt(
     built_sample: Path, smollm2_gguf: Path
 ) -> None:
@@ -158,6 +162,7 @@ def test_doctor_reports_the_build_the_model_and_a_rendered_prompt(
     assert "<|im_start|>system" in out and 'n="4"' in out  # top_k 4 passages, rendered
 
 
+@pytest.mark.slow
 def test_doctor_fails_with_one_line_per_problem(built_sample: Path, gemma_gguf: Path, tmp_path: Path) -> None:
     result = run_cli("doctor", str(built_sample), "--set", f"llm.model_path={gemma_gguf}",
                      "--set", "llm.chat_template=chatml", "--set", "llm.n_ctx=256")  # fmt: skip
@@ -179,6 +184,7 @@ def smollm2_server(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory)
         yield base_url
 
 
+@pytest.mark.slow
 def test_openai_like_against_llama_cpp_server_running_smollm2(
     built_sample: Path, smollm2_server: str
 ) -> None:
@@ -193,6 +199,7 @@ def test_openai_like_against_llama_cpp_server_running_smollm2(
     assert "<|im_end|>" not in stream.answer
 
 
+@pytest.mark.slow
 def test_the_servers_openai_endpoint_answers_with_smollm2(built_sample: Path, smollm2_gguf: Path) -> None:
     from indexer.server import create_app
 

@@ -150,6 +150,7 @@ def test_max_per_document(corpus_config: Path) -> None:
     assert len(files) == len(set(files)) == 7
 
 
+@pytest.mark.slow
 def test_keyword_index_follows_incremental_builds_and_survives_restarts(tmp_path: Path) -> None:
     docs = write_corpus(tmp_path / "docs")
     config = write_config(tmp_path, docs, llm={"provider": "none"})
@@ -272,6 +273,7 @@ def test_bm25_scores_equal_a_from_scratch_lucene_bm25(tmp_path: Path) -> None:
         assert all(abs(got[k] - want[k]) < 1e-4 for k in want), query
 
 
+@pytest.mark.slow
 def test_cli_filter_top_k_and_mode(corpus_config: Path) -> None:
     result = run_cli(
         "query", str(corpus_config), "part number", "--retrieve-only", "--json",

@@ -15,6 +15,7 @@ from tests.conftest import ROOT, run_cli
 from tests.support.live_server import free_port, wait_for_http
 
 
+@pytest.mark.slow
 def test_serve_answers_over_http_and_stops_cleanly(built_sample: Path) -> None:
     port = free_port()
     process = subprocess.Popen(

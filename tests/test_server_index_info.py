@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from indexer import Indexer
 from tests.support.live_server import live_server
 
 
+@pytest.mark.slow
 def test_index_names_the_live_collection_after_a_rebuild(make_config) -> None:
     from indexer.server import create_app
 

@@ -73,6 +73,7 @@ def test_a_second_build_fails_at_once_naming_the_holder(chroma_port: int, tmp_pa
     assert _lease(client, "busy") is None
 
 
+@pytest.mark.slow
 def test_an_expired_lease_of_a_dead_holder_does_not_block(chroma_port: int, tmp_path: Path) -> None:
     config = _server_config(tmp_path, chroma_port, "orphaned")
     client = _client(chroma_port)
@@ -98,6 +99,7 @@ def test_the_lock_is_released_after_a_failed_build(chroma_port: int, tmp_path: P
     assert _lease(client, "foreign") is None
 
 
+@pytest.mark.slow
 def test_the_lease_is_renewed_while_it_is_held(chroma_port: int) -> None:
     client = _client(chroma_port)
     with writer_lock(None, client=client, collection="renewed", ttl=3.0):

@@ -111,6 +111,7 @@ def watching(folder: Path, tmp_path: Path) -> Iterator[Running]:
         assert not thread.is_alive(), "the watcher did not stop"
 
 
+@pytest.mark.slow
 def test_add_change_delete_and_rename_land(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _seed(folder)
@@ -143,6 +144,7 @@ def test_add_change_delete_and_rename_land(tmp_path: Path) -> None:
         assert all(r.error is None for r in w.results), [r.error for r in w.results]
 
 
+@pytest.mark.slow
 def test_a_burst_of_200_files_is_synced_in_few_builds(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _seed(folder)
@@ -156,6 +158,7 @@ def test_a_burst_of_200_files_is_synced_in_few_builds(tmp_path: Path) -> None:
         _assert_equals_clean_build(w.watcher.indexer, folder, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_file_written_slowly_ends_whole(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _seed(folder)
@@ -177,6 +180,7 @@ def test_a_file_written_slowly_ends_whole(tmp_path: Path) -> None:
         _assert_equals_clean_build(w.watcher.indexer, folder, tmp_path)
 
 
+@pytest.mark.slow
 def test_the_write_lock_is_respected(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _seed(folder)
@@ -230,6 +234,7 @@ def test_a_long_running_process_follows_another_processs_build_in_keyword_search
     assert [s.file for s in answer.sources] == ["anchor.md"] and answer.notice is None
 
 
+@pytest.mark.slow
 def test_serve_watch_and_watch_cli_stop_cleanly(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     _seed(folder)

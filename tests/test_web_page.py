@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import ROOT
 from tests.support.live_server import free_port, wait_for_http
 
+pytestmark = pytest.mark.browser  # Chromium drives the page
+
 QUESTION = "How often should the silica gel desiccant pack in the mast be replaced?"
 KEY = "page-test-key"
 CHROMIUM_FLAGS = (
@@ -164,6 +166,7 @@ def _check_passage_panel(driver: Any, source_button: Any) -> None:
     assert _by(driver, "#passage-text").text.strip()
 
 
+@pytest.mark.slow
 def test_page_streams_an_answer_with_sources_and_keeps_the_conversation(
     browser: Any, built_sample: Path
 ) -> None:
@@ -231,6 +234,7 @@ def test_page_streams_an_answer_with_sources_and_keeps_the_conversation(
         assert not _all(driver, ".turn")
 
 
+@pytest.mark.slow
 def test_page_asks_for_the_key_once_and_answers_from_sources_without_a_model(
     browser: Any, built_sample: Path, tmp_path: Path
 ) -> None:
@@ -274,6 +278,7 @@ def test_page_asks_for_the_key_once_and_answers_from_sources_without_a_model(
         assert turn.find_elements("css selector", "ol.sources button.source")
 
 
+@pytest.mark.slow
 def test_page_and_assets_are_served_without_the_key_and_the_api_still_needs_it(
     built_sample: Path, tmp_path: Path
 ) -> None:

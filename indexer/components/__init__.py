@@ -198,6 +198,6 @@ class Components:
         if not self._llm_resolved:
             from indexer.components.llm_loader import load_llm
 
-            self._llm, self.llm_notice = load_llm(self.config.llm)
+            self._llm, self.llm_notice = load_llm(self.config.llm, self.config.source)
             self._llm_resolved = True
         return self._llm

@@ -1,17 +1,21 @@
-"""What the rest of indexer asks of an LLM: one interface, two backends.
+"""What the rest of indexer asks of an LLM: one interface, three backends.
 
-``ChatLlamaCPP`` (a GGUF in-process) and ``OpenAILikeLLM`` (a local OpenAI-compatible server) both
-implement it; the query engine, eval, the judge, question drafting and the HTTP server use nothing
-else, so every feature works on either backend.
+``ChatLlamaCPP`` (a GGUF in-process), ``OpenAILikeLLM`` (a local OpenAI-compatible server) and
+``LlamaIndexChatModel`` (any LlamaIndex ``LLM`` class, ``llm.provider: llama_index``) implement
+it; the query engine, eval, the judge, question drafting and the HTTP server use nothing else, so
+every feature works on each backend.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from llama_index.core.base.llms.types import ChatMessage
+if TYPE_CHECKING:
+    # Annotations only: importing it loads all of llama_index.core (about 0.9 s), which a
+    # retrieve-only query never needs.
+    from llama_index.core.base.llms.types import ChatMessage
 
 
 @dataclass(frozen=True)

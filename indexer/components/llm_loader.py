@@ -23,9 +23,10 @@ HOW_TO_ADD_A_MODEL = (
 )
 
 
-def load_llm(config: LLMConfig) -> tuple[ChatModel | None, str | None]:
-    """The configured LLM (``ChatLlamaCPP``, or ``OpenAILikeLLM`` for a server), or
-    ``(None, notice)`` when answers are off or no model is configured.
+def load_llm(config: LLMConfig, where: str = "the config") -> tuple[ChatModel | None, str | None]:
+    """The configured LLM (``ChatLlamaCPP``, ``OpenAILikeLLM`` for a server, or
+    ``LlamaIndexChatModel`` over any LlamaIndex LLM class), or ``(None, notice)`` when answers are
+    off or no model is configured. ``where`` is the config file, for errors that name it.
 
     Sources only is the answer only when no model is configured at all (no ``llm.model_path``,
     no ``llm.repo_id``), and then only while ``llm.required`` is false. A model that is configured
@@ -39,6 +40,10 @@ def load_llm(config: LLMConfig) -> tuple[ChatModel | None, str | None]:
         from indexer.components.openai_like import OpenAILikeLLM
 
         return OpenAILikeLLM(config), None
+    if config.provider == "llama_index":
+        from indexer.components.llama_index_llm import LlamaIndexChatModel
+
+        return LlamaIndexChatModel(config, where), None
     from indexer.components.llm import ChatLlamaCPP, resolve_model_path
 
     path = resolve_model_path(config)

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from indexer.config.models import Config
+from indexer.config.plugins import redact
 from indexer.errors import ConfigError
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
@@ -53,9 +54,11 @@ def load_config(
             value = str(Path(value).expanduser().resolve())
         _set_dotted(raw, key, value, config_path)
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, config_path, override_map)) from None
+    config._source = str(config_path)
+    return config
 
 
 def parse_set_options(options: Iterable[str]) -> dict[str, Any]:
@@ -74,8 +77,17 @@ def parse_set_options(options: Iterable[str]) -> dict[str, Any]:
 
 
 def config_to_yaml(config: Config) -> str:
-    """The resolved config as YAML, as ``indexer config`` prints it."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The resolved config as YAML, as ``indexer config`` prints it (and eval reports keep it), with
+    the secrets of components' ``kwargs`` masked."""
+    return yaml.safe_dump(_masked(config.model_dump(mode="json")), sort_keys=False, allow_unicode=True)
+
+
+def _masked(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: redact(v) if k == "kwargs" else _masked(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_masked(v) for v in node]
+    return node
 
 
 def _normalise_overrides(overrides: Mapping[str, Any] | Iterable[str] | None) -> dict[str, Any]:
@@ -306,10 +318,20 @@ def _explain(exc: ValidationError, path: Path, overrides: Mapping[str, Any]) -> 
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] not in ("value_error", "assertion_error"):
                 message += f" (got {error['input']!r})"
-        lines.append(f"{source}: {loc or 'top level'}: {message}")
+        lines.append(f"{source}: {_shown_loc(error['loc']) or 'top level'}: {message}")
     count = len(lines)
     header = f"invalid config ({count} problem{'s' if count > 1 else ''}):\n  "
     return header + "\n  ".join(lines)
+
+
+def _shown_loc(loc: tuple[int | str, ...]) -> str:
+    """A field's dotted name, with a key that holds a dot (an extension of data.readers) in
+    brackets: data.readers[.log].class, not data.readers..log.class."""
+    shown = ""
+    for part in loc:
+        text = str(part)
+        shown += f"[{text}]" if "." in text else (f".{text}" if shown else text)
+    return shown
 
 
 def _source_of(loc: str, path: Path, overrides: Mapping[str, Any]) -> str:
@@ -322,12 +344,18 @@ def _source_of(loc: str, path: Path, overrides: Mapping[str, Any]) -> str:
 
 def _unknown_key_message(loc: tuple[int | str, ...]) -> str:
     model: type[BaseModel] = Config
-    for part in loc[:-1]:
-        annotation = model.model_fields[str(part)].annotation
+    parts = list(loc[:-1])
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
+        annotation = field.annotation if field is not None else None
+        args = typing.get_args(annotation)
+        if args and isinstance(args[-1], type) and issubclass(args[-1], BaseModel) and parts:
+            annotation = args[-1]  # a list or dict of sections: the next part is its index or key
+            parts.pop(0)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation
-    allowed = list(model.model_fields)
+    allowed = [field.alias or name for name, field in model.model_fields.items()]
     unknown = str(loc[-1])
     close = difflib.get_close_matches(unknown, allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""

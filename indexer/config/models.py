@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from indexer.config.plugins import LLM_BASE, PostprocessorSpec, ReaderSpec, check_class
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful assistant that answers questions about the user's own documents. "
@@ -101,6 +103,39 @@ class DataConfig(StrictModel):
         "and listed, whatever its format: its chunks would take hours to embed. The default is "
         "what a plain text file of data.max_file_bytes can hold.",
     )
+    readers: dict[str, ReaderSpec] = Field(
+        default_factory=dict,
+        description="Readers by file extension, over the built-in ones: {'.log': {class: "
+        "llama_index.readers.file.FlatReader, kwargs: {}}}. Any LlamaIndex BaseReader (or your own), "
+        "called as load_data(path) in the build's workers; a file it fails on is skipped and listed.",
+    )
+
+    @field_validator("readers", mode="before")
+    @classmethod
+    def _reader_extensions(cls, readers: Any) -> Any:
+        if not isinstance(readers, dict):
+            return readers
+        normalised: dict[str, Any] = {}
+        for ext, spec in readers.items():
+            key = str(ext).strip().lower()
+            key = key if key.startswith(".") else f".{key}"
+            if len(key) < 2 or "/" in key or any(c.isspace() for c in key):
+                raise ValueError(f"{ext!r} is not a file extension (write it as .log)")
+            if key in normalised:
+                raise ValueError(f"extension {key} is given twice ({ext!r})")
+            normalised[key] = spec
+        return normalised
+
+    @model_validator(mode="after")
+    def _readers_within_required_exts(self) -> DataConfig:
+        if self.required_exts is not None:
+            left_out = sorted(set(self.readers) - set(self.required_exts))
+            if left_out:
+                raise ValueError(
+                    f"data.readers names {', '.join(left_out)}, which data.required_exts "
+                    f"({', '.join(self.required_exts)}) leaves out: add it there, or remove the reader"
+                )
+        return self
 
     @field_validator("required_exts")
     @classmethod
@@ -235,11 +270,33 @@ class VectorStoreConfig(StrictModel):
 
 
 class LLMConfig(StrictModel):
-    provider: Literal["llama_cpp", "openai_like", "none"] = Field(
+    # llm.class is a Python keyword: the field is class_, read and written as "class".
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        validate_by_alias=True,
+        validate_by_name=True,
+        serialize_by_alias=True,
+    )
+
+    provider: Literal["llama_cpp", "openai_like", "llama_index", "none"] = Field(
         "llama_cpp",
         description="'llama_cpp' for a local GGUF in-process, 'openai_like' for a local "
         "OpenAI-compatible server (llama.cpp server, llamafile, Ollama /v1, LM Studio, vLLM), "
-        "'none' for retrieval only.",
+        "'llama_index' for any LlamaIndex LLM class (llm.class, llm.kwargs), 'none' for "
+        "retrieval only.",
+    )
+    class_: str | None = Field(
+        None,
+        alias="class",
+        description="llama_index: dotted path of a LlamaIndex LLM class, e.g. "
+        "llama_index.llms.ollama.Ollama (pip install llama-index-llms-ollama), or your own subclass.",
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="llama_index: keyword arguments the LLM class is made with (model, base_url, "
+        "...). Secret-looking keys (api_key, token...) are never printed or recorded: give them as "
+        "${VAR}.",
     )
     base_url: str | None = Field(
         None, description="openai_like: the server's API root, e.g. http://127.0.0.1:8080/v1."
@@ -311,6 +368,21 @@ class LLMConfig(StrictModel):
             raise ValueError("provider openai_like needs base_url (e.g. http://127.0.0.1:8080/v1) and model")
         return self
 
+    @model_validator(mode="after")
+    def _llama_index_class(self) -> LLMConfig:
+        if self.provider != "llama_index":  # kept, unused: --retrieve-only sets provider none
+            return self
+        if not self.class_:
+            raise ValueError(
+                "provider llama_index needs llm.class, the dotted path of a LlamaIndex LLM class "
+                "(e.g. llama_index.core.llms.MockLLM)"
+            )
+        try:
+            check_class(self.class_, LLM_BASE, self.kwargs)
+        except ValueError as exc:
+            raise ValueError(f"llm.class: {exc}") from None
+        return self
+
 
 class QueryConfig(StrictModel):
     top_k: int = Field(4, gt=0, le=1000, description="Passages retrieved per question.")
@@ -320,6 +392,14 @@ class QueryConfig(StrictModel):
         DEFAULT_CONDENSE_PROMPT,
         description="Turns a chat follow-up into a standalone question; must contain {history} and "
         "{question}.",
+    )
+    postprocessors: list[PostprocessorSpec] = Field(
+        default_factory=list,
+        description="LlamaIndex node postprocessors (any BaseNodePostprocessor, or your own), applied "
+        "in order to the retrieved passages after fusion (and retrieval.rerank) and before they are "
+        "fitted to the prompt: [{class: llama_index.core.postprocessor.SimilarityPostprocessor, "
+        "kwargs: {similarity_cutoff: 0.3}}]. They see the top_k passages (retrieval.rerank.candidates "
+        "with a rerank), and the first top_k they return are kept; those they drop are not replaced.",
     )
 
     @field_validator("qa_prompt")
@@ -511,6 +591,9 @@ class BuildConfig(StrictModel):
 
 
 class Config(StrictModel):
+    _source: str | None = PrivateAttr(None)
+    """The file this config was loaded from, for errors found after loading (``source``)."""
+
     data: DataConfig
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
@@ -520,6 +603,11 @@ class Config(StrictModel):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
+
+    @property
+    def source(self) -> str:
+        """The config file, as an error found after loading names it."""
+        return self._source or "the config"
 
     @model_validator(mode="after")
     def _index_outside_documents(self) -> Config:

@@ -116,17 +116,18 @@ def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> l
     """The config's documents, read and chunked by the build's own step (``prepare.read_and_chunk``),
     without embedding them: the chunk ids are those a build of the same files gives."""
     from indexer.ingestion.chunking import make_splitter
-    from indexer.ingestion.plan import chunk_settings_key
+    from indexer.ingestion.plan import settings_keys
     from indexer.ingestion.prepare import WorkItem, read_and_chunk
     from indexer.ingestion.readers import ReadLimits
     from indexer.ingestion.sources import discover
 
     splitter = make_splitter(config.chunking, components.token_spans)
-    limits, settings_key = ReadLimits.of(config.data), chunk_settings_key(config)
+    limits, settings_key = ReadLimits.of(config.data), settings_keys(config)
     chunks = []
     for source in discover(config.data).sources:
         # The hash is read_and_chunk's to make, from the bytes it reads.
-        item = WorkItem(source.doc_id, str(source.path), "", source.size, settings_key, limits)
+        key = settings_key(source.path.suffix)
+        item = WorkItem(source.doc_id, str(source.path), "", source.size, key, limits)
         for chunk in read_and_chunk(item, splitter).chunks:  # an unreadable file has none
             if len(components.tokenize(chunk.text)) >= min_tokens:
                 chunks.append(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import logging
 import shutil
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -98,6 +99,10 @@ class Index:
         # be written (read-only, or a full disk): see ``chroma.open_snapshot``.
         self.snapshot: Path | None = None
         self._writing = False
+        # A reader's reopen closes the client, which a write in another thread of this process
+        # (`serve --watch`'s sync) may be using: reopens and the start of a write take turns, and
+        # no reader reopens while a write runs (its own client sees its writes anyway).
+        self._client_turn = threading.RLock()
 
     # -- handles ----------------------------------------------------------------------------------
 
@@ -131,12 +136,20 @@ class Index:
         just removed chunks the old copy still names)."""
         if self.config.persist_dir is None:
             return work()
-        if "client" in self.__dict__ and self.manifest_file.version_token() != self._client_seen:
-            self._reopen()
+        with self._client_turn:
+            if (
+                not self._writing
+                and "client" in self.__dict__
+                and self.manifest_file.version_token() != self._client_seen
+            ):
+                self._reopen()
         try:
             return work()
         except StoreError:
-            self._reopen()
+            with self._client_turn:
+                if self._writing:
+                    raise
+                self._reopen()
             return work()
 
     def _reopen(self) -> None:
@@ -282,12 +295,13 @@ class Index:
         with writer_lock(
             folder, client=self.client if folder is None else None, collection=self.config.collection
         ):
-            if self.snapshot is not None:
-                # This process opened the index for reading from a copy: a write must reach the
-                # folder itself, so open it afresh (and fail there, with the reason, if it still
-                # cannot be written).
-                self._reopen()
-            self._writing = True
+            with self._client_turn:
+                if self.snapshot is not None:
+                    # This process opened the index for reading from a copy: a write must reach
+                    # the folder itself, so open it afresh (and fail there, with the reason, if it
+                    # still cannot be written).
+                    self._reopen()
+                self._writing = True
             writer = IndexWriter(self)
             try:
                 yield writer

@@ -31,9 +31,9 @@ from indexer.errors import DataError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import VectorIndexDamaged
-from indexer.ingestion.plan import SyncPlan, chunk_settings_key, plan_sync, refuse_unreadable
+from indexer.ingestion.plan import SyncPlan, plan_sync, refuse_unreadable, settings_keys
 from indexer.ingestion.prepare import Engine, Prepared, WorkItem
-from indexer.ingestion.readers import ReadLimits
+from indexer.ingestion.readers import ReadLimits, configured_reader, readers_record
 from indexer.ingestion.sources import PIPELINE_VERSION, Discovery, discover, settings_digest
 from indexer.progress import progress_bar
 
@@ -288,6 +288,8 @@ class _Build:
         self.summary.seconds = round(time.perf_counter() - self.started, 3)
         manifest.build_seconds = self.summary.seconds
         manifest.versions = _versions()
+        manifest.loader.pop("readers", None)  # the readers of this build's config, as last built
+        manifest.loader.update(readers_record(config.data))
         manifest.last_build = {
             "started_at": self.started_at,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -317,6 +319,7 @@ class _Build:
                 "required_exts": data.required_exts,
                 "exclude": data.exclude,
                 "pipeline_version": PIPELINE_VERSION,
+                **readers_record(data),
             },
             config_hash=settings_digest(self.config.model_dump(mode="json")),
             collection=collection,
@@ -347,10 +350,16 @@ class _Build:
         assert self.writer.manifest is not None
         self.previously_indexed = set(self.writer.manifest.files)
         items = []
-        key, limits = chunk_settings_key(config), ReadLimits.of(config.data)
+        key, limits = settings_keys(config), ReadLimits.of(config.data)
+        for ref in limits.readers:  # one that cannot be made stops the build before any file is read
+            configured_reader(ref, config.source)
         for doc_id in plan.todo:
             source, digest = plan.current[doc_id]
-            items.append(WorkItem(doc_id, str(source.path.absolute()), digest, source.size, key, limits))
+            items.append(
+                WorkItem(
+                    doc_id, str(source.path.absolute()), digest, source.size, key(source.path.suffix), limits
+                )
+            )
         engine = make_engine(self.components)
         limit = flush_chunks(config)
         early = _EARLY_FLUSH_BATCHES * config.embedding.batch_size

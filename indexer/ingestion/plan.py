@@ -6,8 +6,9 @@ model and touches no index.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from indexer.config.models import Config
 from indexer.errors import DataError
@@ -67,22 +68,42 @@ class SyncPlan:
         return {"added": self.added + self.retried, "updated": self.updated, "deleted": self.deleted}
 
 
-def chunk_settings_key(config: Config) -> str:
-    """What, beside its bytes, decides a file's chunks and vectors; part of every file's hash."""
-    return settings_digest(
-        {"chunking": config.chunking.model_dump(), "passage_prefix": config.embedding.passage_prefix}
-    )
+def chunk_settings_key(config: Config, suffix: str | None = None) -> str:
+    """What, beside its bytes, decides a file's chunks and vectors; part of every file's hash. For
+    a file whose extension ``data.readers`` names a reader, that reader too (its class and kwargs,
+    secrets left out), so changing it reads those files again, and only those."""
+    settings: dict[str, Any] = {
+        "chunking": config.chunking.model_dump(),
+        "passage_prefix": config.embedding.passage_prefix,
+    }
+    spec = config.data.readers.get(suffix.lower()) if suffix else None
+    if spec is not None:
+        settings["reader"] = spec.record()
+    return settings_digest(settings)
+
+
+def settings_keys(config: Config) -> Callable[[str], str]:
+    """``chunk_settings_key`` by file extension, each computed once."""
+    keys: dict[str, str] = {}
+
+    def key(suffix: str) -> str:
+        suffix = suffix.lower() if suffix.lower() in config.data.readers else ""
+        if suffix not in keys:
+            keys[suffix] = chunk_settings_key(config, suffix or None)
+        return keys[suffix]
+
+    return key
 
 
 def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -> SyncPlan:
-    key = chunk_settings_key(config)
+    key = settings_keys(config)
     limits = ReadLimits.of(config.data)
     current: dict[str, tuple[SourceFile, str]] = {}
     refused = list(discovery.refused)
     unreadable = list(discovery.unreadable)
     for source in discovery.sources:
         try:
-            current[source.doc_id] = (source, file_hash(source.path, key))
+            current[source.doc_id] = (source, file_hash(source.path, key(source.path.suffix)))
         except FileNotFoundError as exc:  # removed meanwhile: gone, like a file never listed
             refused.append(Refused(source.doc_id, f"cannot read ({exc.strerror or exc})"))
         except OSError as exc:  # permission denied, an I/O error: still there, maybe readable later

@@ -5,10 +5,16 @@ Text formats are decoded here rather than by ``SimpleDirectoryReader``, whose te
 with ``errors="ignore"``: that silently drops non-UTF-8 characters and happily "reads" binary blobs
 as garbage.
 
-Every reader is handed the file's bytes, read once (``read_bytes``), never its path: the build
-hashes those same bytes, so a file rewritten meanwhile is recorded as it was read. Readers run
+Every built-in reader is handed the file's bytes, read once (``read_bytes``), never its path: the
+build hashes those same bytes, so a file rewritten meanwhile is recorded as it was read. Readers run
 behind one guard (``documents_from``) that turns whatever they raise into a one-line reason, and
 behind the bounds of ``ReadLimits``.
+
+``data.readers`` names a LlamaIndex ``BaseReader`` (or the user's own) for an extension, over the
+built-in reader if there is one. It travels in ``ReadLimits`` as its dotted path and kwargs, to
+chunking workers and Ray actors alike, and each process makes its own instance once. It is called
+as LlamaIndex's file readers are, ``load_data(path)``, behind the same guard and bounds; a file
+rewritten between its hash and its reading is read again by the next build, whose hash differs.
 
 A document may carry ``headings``: ``(char offset, heading)`` pairs in its text, from which each
 chunk gets the ``section`` it starts in (see ``chunking.py``).
@@ -21,8 +27,8 @@ import io
 import json
 import re
 import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -309,24 +315,42 @@ READERS: dict[str, Callable[[bytes], list[Document]]] = {
 }
 
 
-def is_supported(path: Path) -> bool:
-    return path.suffix.lower() in READERS
+def is_supported(path: Path, configured: Collection[str] = ()) -> bool:
+    """Whether a built-in reader, or one of the ``configured`` extensions (``data.readers``),
+    reads ``path``."""
+    suffix = path.suffix.lower()
+    return suffix in READERS or suffix in configured
+
+
+ReaderRef = tuple[str, str, dict[str, Any]]
+"""A ``data.readers`` entry as it travels to workers: extension, dotted class path, kwargs."""
 
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """How much one file may make a reader take in (``data.max_*``, see ``config/models.py``)."""
+    """How much one file may make a reader take in (``data.max_*``, see ``config/models.py``), and
+    the readers ``data.readers`` puts over the built-in ones."""
 
     max_file_bytes: int = _default("max_file_bytes")
     max_inflated_bytes: int = _default("max_inflated_bytes")
     max_inflation_ratio: float = _default("max_inflation_ratio")
     max_document_chars: int = _default("max_document_chars")
+    readers: tuple[ReaderRef, ...] = field(default=(), hash=False)
 
     @classmethod
     def of(cls, data: DataConfig) -> ReadLimits:
+        readers = tuple((ext, spec.class_, dict(spec.kwargs)) for ext, spec in sorted(data.readers.items()))
         return cls(
-            data.max_file_bytes, data.max_inflated_bytes, data.max_inflation_ratio, data.max_document_chars
+            data.max_file_bytes,
+            data.max_inflated_bytes,
+            data.max_inflation_ratio,
+            data.max_document_chars,
+            readers,
         )
+
+    def reader_for(self, suffix: str) -> ReaderRef | None:
+        suffix = suffix.lower()
+        return next((ref for ref in self.readers if ref[0] == suffix), None)
 
     def named(self, field: str) -> str:
         """``data.FIELD (VALUE)``, as a skip reason names the bound: a later plan reads a file
@@ -336,7 +360,7 @@ class ReadLimits:
 
     def changed_since(self, reason: str) -> bool:
         """Whether ``reason`` names a bound that these limits set to another value."""
-        names = [f.name for f in fields(self)]
+        names = [f.name for f in fields(self) if f.name != "readers"]
         return any(f"data.{name} (" in reason and self.named(name) not in reason for name in names)
 
 
@@ -356,21 +380,30 @@ def read_bytes(path: Path, limits: ReadLimits) -> bytes:
 def read_file(path: Path, limits: ReadLimits | None = None) -> list[Document]:
     """Read ``path`` into documents with no empty text; raise ``UnreadableFile`` otherwise."""
     limits = limits or ReadLimits()
-    return documents_from(read_bytes(path, limits), path.suffix, limits)
+    return documents_from(read_bytes(path, limits), path.suffix, limits, path)
 
 
-def documents_from(raw: bytes, suffix: str, limits: ReadLimits) -> list[Document]:
-    """The documents of a file of type ``suffix`` whose bytes are ``raw``, with no empty text;
-    raise ``UnreadableFile`` otherwise. Every reader runs here, in the build's chunking workers and
-    on Ray actors alike: whatever one raises on a malformed file (a ``LookupError`` for an unknown
-    charset, a ``RecursionError`` for deep nesting, a parser's own error) skips that file, with its
-    reason in one line, and never stops a build."""
+def documents_from(
+    raw: bytes, suffix: str, limits: ReadLimits, path: Path | None = None
+) -> list[Document]:
+    """The documents of a file of type ``suffix`` whose bytes are ``raw`` (read from ``path``), with
+    no empty text; raise ``UnreadableFile`` otherwise. Every reader runs here, in the build's
+    chunking workers and on Ray actors alike: whatever one raises on a malformed file (a
+    ``LookupError`` for an unknown charset, a ``RecursionError`` for deep nesting, a parser's own
+    error) skips that file, with its reason in one line, and never stops a build. A reader of
+    ``data.readers`` is given ``path``."""
+    configured = limits.reader_for(suffix) if path is not None else None
     reader = READERS.get(suffix.lower())
-    if reader is None:
+    if reader is None and configured is None:
         raise UnreadableFile(f"unsupported file type {suffix or '(no extension)'!r}")
     check_archive(raw, limits)
     try:
-        docs = reader(raw)
+        if configured is not None:
+            assert path is not None
+            docs = list(configured_reader(configured).load_data(path))
+        else:
+            assert reader is not None
+            docs = reader(raw)
     except UnreadableFile:
         raise
     except Exception as exc:
@@ -384,6 +417,31 @@ def documents_from(raw: bytes, suffix: str, limits: ReadLimits) -> list[Document
             f"{chars} characters of text, more than {limits.named('max_document_chars')}"
         )
     return docs
+
+
+def readers_record(data: DataConfig) -> dict[str, Any]:
+    """What the manifest's ``loader`` keeps of ``data.readers``: each class and its kwargs, without
+    secrets (nothing when none is configured, so older manifests read the same)."""
+    if not data.readers:
+        return {}
+    return {"readers": {ext: spec.record() for ext, spec in sorted(data.readers.items())}}
+
+
+_CONFIGURED: dict[str, Any] = {}
+
+
+def configured_reader(ref: ReaderRef, where: str = "the config") -> Any:
+    """The instance of a ``data.readers`` entry, made once per process (a ``ConfigError`` naming
+    the field if it cannot be made)."""
+    from indexer.config.plugins import READER_BASE, build
+
+    ext, path, kwargs = ref
+    key = repr((path, sorted(kwargs.items())))
+    made = _CONFIGURED.get(key)
+    if made is None:
+        made = build(path, kwargs, base=READER_BASE, field=f"data.readers[{ext}]", where=where)
+        _CONFIGURED[key] = made
+    return made
 
 
 def check_archive(raw: bytes, limits: ReadLimits) -> None:

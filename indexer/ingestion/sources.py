@@ -127,7 +127,7 @@ def discover(config: DataConfig) -> Discovery:
             )
             continue
         source = SourceFile(path=path, doc_id=rel, size=size)
-        (found if is_supported(path) else unsupported).append(source)
+        (found if is_supported(path, config.readers) else unsupported).append(source)
     if not found and not unreadable:  # an unreadable folder may hold what the index keeps
         where = "or its sub-folders " if config.recursive else ""
         what = f"with extensions {', '.join(sorted(exts))}" if exts is not None else "of a supported type"

@@ -4,7 +4,8 @@ Dense search goes through ``ChunkStore.search`` (Chroma), keyword search through
 (``index/keyword.py``); both show only what the manifest commits now;
 ``hybrid`` fuses the two (``indexer.query.fusion``: a convex combination of normalised scores, or
 reciprocal rank). Then: a similarity cutoff on the dense side, de-duplication, an optional
-cross-encoder, and exactly ``top_k`` results when the index holds that many eligible passages.
+cross-encoder, ``query.postprocessors`` (``indexer.query.postprocess``), and exactly ``top_k``
+results when the index holds that many eligible passages (and the postprocessors drop none).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from indexer.index.store import DOC_ID, ChunkStore, Hit
 from indexer.query import fusion
 from indexer.query.filters import Filters
 from indexer.query.fusion import Ranked
+from indexer.query.postprocess import Postprocessors
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ class Retriever:
         self.components = components
         self.index = index
         self._reranker: Any = None
+        config = components.config
+        self._postprocessors = Postprocessors(config.query.postprocessors, config.source)
 
     @property
     def config(self) -> Config:
@@ -104,6 +108,8 @@ class Retriever:
 
         if cfg.rerank and kept:
             kept = self._rerank(question, kept)
+        if self._postprocessors and kept:
+            kept = self._postprocessors.apply(question, kept)
         return Retrieved(kept[:top_k], notices)
 
     def _fuse(self, dense: list[Hit], sparse: list[Hit], mode: RetrievalMode) -> list[Ranked]:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from tests.adversarial.helpers import small_config, write_docs
+
 
 @pytest.fixture
 def fault_permission_denied(monkeypatch: pytest.MonkeyPatch) -> set[Path]:
@@ -26,3 +28,14 @@ def fault_permission_denied(monkeypatch: pytest.MonkeyPatch) -> set[Path]:
 
     monkeypatch.setattr(io, "open", open_or_deny)  # what pathlib opens files with
     return denied
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The config of ``helpers.DOCS``, built once per module (retrieval only); tests only read it."""
+    from indexer import Indexer
+
+    root = tmp_path_factory.mktemp("built")
+    config = small_config(root / "cfg", write_docs(root / "docs"))
+    Indexer.from_config(config).build()
+    return config

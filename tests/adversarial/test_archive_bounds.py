@@ -38,6 +38,7 @@ def _docx(paragraphs: int, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_archive_and_text_bounds_skip_files_with_a_reason(tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs")
     (docs / "ok.docx").write_bytes(_docx(5))

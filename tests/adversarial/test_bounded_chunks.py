@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from indexer import Indexer
 from indexer.ingestion.chunking import MAX_CHARS_PER_TOKEN
 from tests.adversarial.helpers import cli, small_config, write_docs
@@ -17,6 +19,7 @@ CHUNK = 64
 SLACK = 4
 
 
+@pytest.mark.slow
 def test_text_without_separators_is_cut_by_tokens_and_huge_files_are_skipped(tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs")
     (docs / "one_word.txt").write_text("a" * 150_000)  # one "word": a single [UNK] to wordpiece

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.adversarial.helpers import cli, small_config, write_docs
 from tests.conftest import ROOT
 
@@ -37,6 +39,7 @@ def _cli_in_subprocess(*args: str) -> tuple[subprocess.CompletedProcess[str], li
     return done, json.loads(marker[-1].removeprefix("MODULES="))
 
 
+@pytest.mark.slow
 def test_retrieve_only_query_imports_neither_torch_nor_sentence_transformers(tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs")
     config = small_config(tmp_path / "cfg", docs)

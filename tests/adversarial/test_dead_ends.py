@@ -19,14 +19,6 @@ from tests.support.live_server import live_server
 QUESTION = "How often is the desiccant replaced?"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dead-ends")
-    config = small_config(root / "cfg", write_docs(root / "docs"))
-    Indexer.from_config(config).build()
-    return config
-
-
 def test_unknown_filter_key_names_the_keys_that_exist_in_the_cli(built: Path) -> None:
     result = cli("query", str(built), QUESTION, "--retrieve-only", "--filter", "typ=pdf")
     assert_one_paragraph_error(result, "typ", "'type'", "path", "page", "title", "section")

@@ -12,18 +12,10 @@ import pytest
 
 from indexer import Indexer
 from indexer.errors import IndexerError
-from tests.adversarial.helpers import Result, assert_one_paragraph_error, cli, small_config, write_docs
+from tests.adversarial.helpers import Result, assert_one_paragraph_error, cli
 from tests.conftest import ROOT
 
 BAD = b"rain \xff\xfe gauge"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("bytes")
-    config = small_config(root / "cfg", write_docs(root / "docs"))
-    Indexer.from_config(config).build()
-    return config
 
 
 def _indexer(*args: str | bytes, stdin: bytes | None = None) -> Result:

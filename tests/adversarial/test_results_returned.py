@@ -22,6 +22,7 @@ NO_MATCH = "no indexed file matches the filters"
 CYCLE = "\nQu"
 
 
+@pytest.mark.slow
 def test_concurrent_retrievals_and_answers_keep_their_own_notices(built_sample: Path) -> None:
     ix = Indexer.from_config(built_sample)
     failures: list[str] = []

@@ -10,18 +10,9 @@ import httpx
 import pytest
 
 from indexer import Indexer
-from tests.adversarial.helpers import small_config, write_docs
 from tests.support.live_server import live_server
 
 QUESTION = {"question": "How often is the desiccant replaced?", "top_k": 2}
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hosts")
-    config = small_config(root / "cfg", write_docs(root / "docs"))
-    Indexer.from_config(config).build()
-    return config
 
 
 @pytest.fixture(scope="module")

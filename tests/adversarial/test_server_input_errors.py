@@ -12,18 +12,9 @@ import pytest
 
 from indexer import Indexer
 from indexer.errors import ConfigError
-from tests.adversarial.helpers import small_config, write_docs
 from tests.support.live_server import live_server
 
 QUESTION = "How often is the desiccant replaced?"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("input")
-    config = small_config(root / "cfg", write_docs(root / "docs"))
-    Indexer.from_config(config).build()
-    return config
 
 
 @pytest.fixture(scope="module", params=["vector", "bm25", "hybrid"])

@@ -179,6 +179,7 @@ def test_strict_fails_on_a_new_file_that_cannot_be_opened(
         assert again["skipped"] == [] and again["unreadable"] == []
 
 
+@pytest.mark.slow
 def test_a_real_chmod_000_folder_without_root_s_dac_override(tmp_path: Path) -> None:
     """No fault injected: ``indexer build`` and ``status`` run in a subprocess whose capabilities lack
     root's DAC override (``setpriv --bounding-set=-dac_override,-dac_read_search``), over a real
