@@ -34,6 +34,24 @@ except UnreadableFile as exc:
 """
 
 
+# MCP over an index, without touching the model: a top_k over the cap is refused by the policy the
+# HTTP service shares (indexer.ways_in), which must not need FastAPI.
+_MCP_REFUSAL = """
+import anyio
+from mcp import Client
+from indexer import Indexer
+from indexer.mcp_server import create_server
+
+async def ask():
+    async with Client(create_server(Indexer.from_config({config!r}))) as client:
+        result = await client.call_tool("search", {{"question": "x", "top_k": 100000}})
+        print(result.is_error, result.content[0].text)
+
+anyio.run(ask)
+assert "fastapi" not in {{name.split(".")[0] for name in sys.modules if sys.modules[name] is not None}}
+"""
+
+
 def _run_with_missing_package_fault(module: str, script: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", _MISSING_PACKAGE_FAULT.format(module=module) + script],
@@ -61,6 +79,15 @@ def _assert_names_extra(result: subprocess.CompletedProcess[str], extra: str) ->
 )
 def test_a_missing_extra_names_it(module: str, args: list[str], extra: str) -> None:
     _assert_names_extra(_run_with_missing_package_fault(module, _CLI.format(args=args)), extra)
+
+
+@pytest.mark.slow  # a fresh interpreter that imports the MCP SDK and indexer's query side
+def test_mcp_shares_the_servers_policy_without_the_server_extra(tmp_path: Path) -> None:
+    pytest.importorskip("mcp.server.mcpserver", reason="needs the mcp extra: pip install 'indexer[mcp]'")
+    config = write_config(tmp_path, SAMPLE_DIR)
+    result = _run_with_missing_package_fault("fastapi", _MCP_REFUSAL.format(config=str(config)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("True ") and "(server.max_top_k)" in result.stdout
 
 
 def test_the_eval_chart_without_matplotlib_names_the_eval_extra(tmp_path: Path) -> None:
