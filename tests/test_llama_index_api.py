@@ -261,3 +261,14 @@ def test_batch_eval_runner_runs_over_answers_from_the_llm(tiny: Indexer) -> None
     )
     assert len(results["hit_rate"]) == 3
     assert all(isinstance(r.response, str) and r.score in (0.0, 1.0) for r in results["hit_rate"])
+
+
+def test_llama_index_own_query_engine_runs_on_indexer_parts(tiny: Indexer) -> None:
+    from llama_index.core.query_engine import RetrieverQueryEngine
+
+    engine = RetrieverQueryEngine.from_args(tiny.as_retriever(similarity_top_k=2), llm=tiny.llm)
+    response = engine.query(QUESTION)
+    assert isinstance(response, Response) and isinstance(response.response, str)
+    assert [n.node.node_id for n in response.source_nodes] == [
+        s.chunk_id for s in tiny.retrieve(QUESTION, top_k=2)
+    ]
