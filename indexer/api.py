@@ -15,10 +15,19 @@ from indexer.ingestion.status import IndexStatus
 
 if TYPE_CHECKING:
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.vector_stores.types import MetadataFilters
+
     from indexer.config.models import RetrievalMode
     from indexer.query.chat import ChatSession
     from indexer.query.engine import Answer, AnswerStream, History, Passages, QueryEngine
     from indexer.query.filters import FilterValue
+    from indexer.query.llama_index import (
+        ChatModelLLM,
+        IndexerChatEngine,
+        IndexerQueryEngine,
+        IndexerRetriever,
+    )
 
 
 class Indexer:
@@ -123,6 +132,62 @@ class Indexer:
         from indexer.query.chat import ChatSession
 
         return ChatSession(self._engine, top_k=top_k, filters=filters)
+
+    # LlamaIndex objects over the same engine (indexer/query/llama_index.py says where they
+    # differ from LlamaIndex's defaults).
+
+    def as_retriever(
+        self,
+        similarity_top_k: int | None = None,
+        mode: RetrievalMode | None = None,
+        filters: Mapping[str, FilterValue] | MetadataFilters | None = None,
+        **kwargs: Any,
+    ) -> IndexerRetriever:
+        """A LlamaIndex ``BaseRetriever`` over ``retrieve``: ``NodeWithScore`` of ``TextNode``s with
+        the chunk id, text and metadata, the file's doc id as ``ref_doc_id``, and indexer's score
+        (cosine, BM25 or fused; not LlamaIndex's ``exp(-distance)``). ``filters``: indexer's
+        mapping, or ``MetadataFilters`` of ``==`` filters joined by AND. ``kwargs``:
+        ``callback_manager``."""
+        from indexer.query.llama_index import IndexerRetriever
+
+        return IndexerRetriever(self._engine, similarity_top_k, mode, filters, **kwargs)
+
+    def as_query_engine(self, streaming: bool = False, **kwargs: Any) -> IndexerQueryEngine:
+        """A LlamaIndex ``BaseQueryEngine`` over ``query`` (``stream`` with ``streaming=True``).
+        ``Response.source_nodes`` are the passages of the prompt in rank order, so ``[n]`` is
+        ``source_nodes[n - 1]``; ``metadata`` holds ``notice``, ``citations``, ``usage``, ... Without
+        an LLM, ``response`` is None and ``metadata["notice"]`` says why. ``kwargs``:
+        ``similarity_top_k``, ``mode``, ``filters``, ``max_tokens``, ``callback_manager``."""
+        from indexer.query.llama_index import IndexerQueryEngine
+
+        return IndexerQueryEngine(self._engine, streaming=streaming, **kwargs)
+
+    def as_chat_engine(self, **kwargs: Any) -> IndexerChatEngine:
+        """A LlamaIndex ``BaseChatEngine`` that condenses each follow-up with the conversation into
+        a standalone question, as ``indexer chat`` does. ``kwargs``: ``similarity_top_k``,
+        ``mode``, ``filters``, ``chat_history``."""
+        from indexer.query.llama_index import IndexerChatEngine
+
+        return IndexerChatEngine(self._engine, **kwargs)
+
+    @cached_property
+    def llm(self) -> ChatModelLLM | None:
+        """The configured LLM as a LlamaIndex ``LLM`` (chat and completion through the model's
+        chat template and stop tokens), or None without one (``llm_notice`` says why)."""
+        model = self.components.llm
+        if model is None:
+            return None
+        from indexer.query.llama_index import ChatModelLLM
+
+        path = self.config.llm.model_path
+        name = self.config.llm.model or (os.path.basename(path) if path else self.config.llm.provider)
+        return ChatModelLLM(model, max_new_tokens=self.config.llm.max_new_tokens, model_name=name)
+
+    @property
+    def embed_model(self) -> BaseEmbedding:
+        """The passage embedding model as a LlamaIndex ``BaseEmbedding`` (questions may be embedded
+        by another backend of the same model: ``embedding.query_backend``)."""
+        return self.components.embed_model
 
     @property
     def llm_notice(self) -> str | None:
