@@ -16,6 +16,7 @@ from indexer.ingestion.status import IndexStatus
 if TYPE_CHECKING:
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
     from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.llms import LLM
     from llama_index.core.vector_stores.types import MetadataFilters
 
     from indexer.config.models import RetrievalMode
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from indexer.query.engine import Answer, AnswerStream, History, Passages, QueryEngine
     from indexer.query.filters import FilterValue
     from indexer.query.llama_index import (
-        ChatModelLLM,
         IndexerChatEngine,
         IndexerQueryEngine,
         IndexerRetriever,
@@ -171,13 +171,18 @@ class Indexer:
         return IndexerChatEngine(self._engine, **kwargs)
 
     @cached_property
-    def llm(self) -> ChatModelLLM | None:
+    def llm(self) -> LLM | None:
         """The configured LLM as a LlamaIndex ``LLM`` (chat and completion through the model's
-        chat template and stop tokens), or None without one (``llm_notice`` says why)."""
+        chat template and stop tokens), or None without one (``llm_notice`` says why). With
+        ``llm.provider: llama_index``, the configured LlamaIndex object itself."""
         model = self.components.llm
         if model is None:
             return None
+        from indexer.components.llama_index_llm import LlamaIndexChatModel
         from indexer.query.llama_index import ChatModelLLM
+
+        if isinstance(model, LlamaIndexChatModel):
+            return model.llm  # type: ignore[no-any-return]
 
         path = self.config.llm.model_path
         name = self.config.llm.model or (os.path.basename(path) if path else self.config.llm.provider)
