@@ -208,3 +208,29 @@ def test_example_runs(block: Block, example_env: dict[str, Any]) -> None:
         f"{block.id} exited {result.returncode}\n--- code\n{code}\n--- stdout\n{result.stdout[-3000:]}"
         f"\n--- stderr\n{result.stderr[-3000:]}"
     )
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_screenshot_script_writes_the_page(built_sample: Path, tmp_path: Path) -> None:
+    """tools/screenshot.py, which regenerates docs/web-page.png, against the built sample index
+    (the tiny model answers) into a temporary file."""
+    out = tmp_path / "page.png"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "tools/screenshot.py",
+            "--config",
+            str(built_sample),
+            "--no-build",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
