@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.machine import add_markdown_flag, markdown_table
 from tests.support.corpus import WORDS, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -432,6 +433,7 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed comparison (RSS only)")
+    add_markdown_flag(parser)
     args = parser.parse_args()
     if args.no_speed and args.backend:
         parser.error("--backend compares against the speed run's index: drop --no-speed")
@@ -486,6 +488,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(report))
         return
+    if args.markdown:
+        print_markdown(report)
+        return
     cpu = report["cpu"]
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores, load {cpu['load_1min']}")
     print(f"CPU flags: {' '.join(cpu['flags'])}")
@@ -514,6 +519,69 @@ def main() -> None:
             f" {b['torch_query_embedding_p50_ms']} ms); exact-search agreement with the default:"
             f" top-1 {b['top1_agreement']}, top-5 {b['top5_agreement']}"
         )
+
+
+def print_markdown(report: dict[str, Any]) -> None:
+    """The tables of docs/performance.md's build sections, one row each, from this run."""
+
+    def rounds(values: list[float]) -> str:
+        return ", ".join(f"{v:.3f}" for v in values)
+
+    if "speed" in report:
+        s = report["speed"]
+        dtypes = s["dtypes"]
+        fast = s["dtype_auto"]
+        per_dtype = [
+            f"{dtypes[d]['bare_chunks_per_s']:.1f} / {dtypes[d]['build_chunks_per_s']:.1f} chunks/s"
+            if d in dtypes
+            else None
+            for d in ("float32", fast)
+        ]
+        ratio = f"**{s['build_vs_fastest_bare']:.3f}** ({rounds(s['build_vs_fastest_bare_rounds'])})"
+        fast_ratio = (
+            f"**{s['fast_build_vs_float32_build']:.2f}** ({rounds(s['fast_build_vs_float32_build_rounds'])})"
+            if fast != "float32"
+            else None
+        )
+        row = [
+            f"{s['chunks']:,} chunks, {s['device']}",
+            *per_dtype,
+            ratio,
+            fast_ratio,
+            f"{100 * s['rerun_vs_build']:.2f}%",
+        ]
+        columns = [
+            "run",
+            "float32: bare / build",
+            f"{fast} (`auto`): bare / build",
+            "build / fastest bare",
+            f"{fast} build / float32 build",
+            "unchanged re-run",
+        ]
+        print(markdown_table(columns, [row], report.get("gpu")))
+    if report.get("rss"):
+        rows = [
+            [
+                f"{r['chunks']:,.0f} chunks ({r['files']} files)",
+                f"{r['peak_rss_mb']:.0f} MB",
+                r["seconds"],
+                r["rerun_seconds"],
+            ]
+            for r in report["rss"]
+        ]
+        print(markdown_table(["corpus", "peak RSS", "build s", "unchanged re-run s"], rows))
+    rows = [
+        [
+            b["backend"],
+            f"{b['chunks_per_s']:.1f} chunks/s = {b['vs_default_build']:.2f} of the default build",
+            f"{b['query_embedding_p50_ms']} ms (torch {b['torch_query_embedding_p50_ms']} ms)",
+            f"top-1 {b['top1_agreement']}, top-5 {b['top5_agreement']}",
+        ]
+        for b in report["backends"]
+        if b["available"]
+    ]
+    if rows:
+        print(markdown_table(["backend", "passages", "one question embedded", "agreement"], rows))
 
 
 # The build's stages as BuildSummary.stages names them, in pipeline order.
