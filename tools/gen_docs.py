@@ -126,10 +126,14 @@ def config_fields(model: Any = None, prefix: str = "") -> list[tuple[str, Any, A
     model = model or Config
     rows: list[tuple[str, Any, Any]] = []
     for name, field in model.model_fields.items():
+        name = field.alias or name  # as the YAML spells it: `class`, not the attribute `class_`
         nested = _section_model(field.annotation)
         rows.append((prefix + name, field, nested))
         if nested is not None:
-            rows += config_fields(nested, prefix + name + ".")
+            # A mapping of sections (data.readers: {".log": {...}}) is keyed by the user's names,
+            # a list of them (query.postprocessors) by position.
+            step = {dict: ".<key>.", list: "[]."}.get(typing.get_origin(field.annotation), ".")  # type: ignore[call-overload]
+            rows += config_fields(nested, prefix + name + step)
     return rows
 
 
