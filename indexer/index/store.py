@@ -5,16 +5,36 @@ build runs, the collection also holds chunks of versions not committed yet and o
 yet removed; hiding them gives a query during a build the last committed index, consistently.
 
 We talk to the collection directly rather than through LlamaIndex's ``ChromaVectorStore``: that
-class batches writes by a fixed constant instead of the server's ``get_max_batch_size()``, stores a
-JSON copy of every node in the metadata, and reports ``exp(-distance)`` as the score, which is not
-the cosine similarity users expect to read or to cut off at.
+class batches writes by a fixed constant instead of the server's ``get_max_batch_size()``, and
+reports ``exp(-distance)`` as the score, which is not the cosine similarity users expect to read or
+to cut off at. But we write the records ``ChromaVectorStore.add`` writes (``node_record``): the
+chunk's text as Chroma's document, and LlamaIndex's ``node_to_metadata_dict`` as the metadata (the
+flat citation metadata, the node as JSON in ``_node_content``, ``_node_type``, and the source
+document in ``doc_id``, ``document_id`` and ``ref_doc_id``). So plain chromadb reads the text, and
+``ChromaVectorStore`` reads back each chunk as the ``TextNode`` with its id, text, metadata,
+offsets and ``ref_doc_id`` (``index/llama_store.py``). LlamaIndex's legacy read path (no
+``_node_content``) would also do, but it is marked deprecated there, and the standard layout costs
+little: building the records (``node_record``) takes 0.11 ms a chunk on the loaded machine below
+(5% of a write), and a write without documents but with the node JSON takes about what the layout
+before took (below).
 
-A chunk's text is stored in its metadata (``TEXT``), not as Chroma's document: Chroma indexes every
-document in an SQLite FTS5 trigram table, which we never query (keyword search has its own index,
-``index/keyword.py``) and which was 40 to 60% of a write (``benchmarks/build.py`` times both: 1.43
-against 0.82 s for 2,048 chunks, Chroma 1.5.9 embedded). A write holds the GIL throughout, so
-that time also stalled the build's encoder. Chroma 1.5.9 ignores a schema that turns the index off
-on a local database. Indexes written before keep their text as documents, which reads still take.
+Chroma indexes every document in an SQLite FTS5 trigram table, which we never query (keyword
+search has its own index, ``index/keyword.py``), and 1.5.9 ignores a schema that turns that index
+off on a local database. ``benchmarks/build.py`` times a 2,048-chunk write in each layout, taking
+turns: 4.76 s with documents, 2.97 s with ``vector_store.store_documents: false`` (the text only
+inside ``_node_content``, which ``ChromaVectorStore`` and ``_hit`` read), 3.02 s in the layout
+before (the text in the metadata key ``TEXT``); in a second run 7.11, 5.34 and 4.41 s (Chroma
+1.5.9 embedded, AMD EPYC, 2 cores shared at a load of 12 to 15, so only the ratios count). The
+documents make a write about 1.6 times as long. A write holds the GIL throughout, but on a CPU the
+encoder's kernels run without it, and the write stage was 1.0% (with documents) and 1.1% (without)
+of a build's wall time, which kept 0.947 and 0.961 of the fastest bare encode (goal 0.9). On a GPU,
+where the writer was busy 56% of an H200 build's wall time in the layout before, documents may make
+the writer the bottleneck: ``store_documents: false`` is the switch for the fastest builds there;
+the default keeps the index readable by every Chroma client.
+
+Reads take every layout: the text from the document (this layout, and indexes written before
+``TEXT``), from ``TEXT``, or from ``_node_content``; the private keys of each are kept out of what
+``Hit.metadata`` shows.
 """
 
 from __future__ import annotations
