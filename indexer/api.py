@@ -29,6 +29,10 @@ if TYPE_CHECKING:
         IndexerRetriever,
     )
 
+if TYPE_CHECKING:  # LlamaIndex's own objects, made on request only
+    from llama_index.core.indices.vector_store import VectorStoreIndex
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
 
 class Indexer:
     """Build and query the index a config describes.
@@ -198,6 +202,25 @@ class Indexer:
     def llm_notice(self) -> str | None:
         """Why there is no LLM (retrieval only), once ``llm`` has been resolved."""
         return self.components.llm_notice
+
+    @property
+    def vector_store(self) -> ChromaVectorStore:
+        """LlamaIndex's ``ChromaVectorStore`` over the live collection (the one the manifest names;
+        a new one after each ``--rebuild``). It shows every chunk stored, also those of a build in
+        progress that the manifest does not commit yet; ``as_vector_store_index()`` hides them."""
+        from indexer.index.llama_store import vector_store
+
+        return vector_store(self.index)
+
+    def as_vector_store_index(self) -> VectorStoreIndex:
+        """A LlamaIndex ``VectorStoreIndex`` over the live collection that shows only committed
+        chunks, as indexer's own searches do, with the config's passage embedding model. Its
+        ``as_retriever()`` needs no LLM; pass ``llm=`` to its ``as_query_engine()`` (LlamaIndex's
+        own engine: plain vector search, without indexer's fusion, filters or context fitting),
+        or use ``Indexer.query``."""
+        from indexer.index.llama_store import vector_store_index
+
+        return vector_store_index(self.index, self.components.embed_model)
 
 
 def evaluate(

@@ -250,6 +250,13 @@ class VectorStoreConfig(StrictModel):
         description="Vector search parameters (search_ef may change later; construction_ef and m "
         "apply when a collection is created, e.g. by --rebuild).",
     )
+    store_documents: bool = Field(
+        True,
+        description="Write each chunk's text as its Chroma document, where plain chromadb and "
+        "LlamaIndex's ChromaVectorStore read it. false: the text stays inside LlamaIndex's node "
+        "JSON (ChromaVectorStore still reads it) and Chroma skips its full-text index of documents, "
+        "which makes writes faster; applies to the chunks written from then on.",
+    )
 
     @field_validator("collection")
     @classmethod
