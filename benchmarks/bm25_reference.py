@@ -24,6 +24,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.machine import add_markdown_flag, markdown_table
 from indexer.eval.datasets import load_dataset, read_corpus
 from indexer.eval.metrics import ndcg_at_k
 from indexer.index.keyword import BM25_B, BM25_K1, query_terms, tokenize
@@ -85,8 +86,13 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="a BEIR folder (corpus.jsonl, queries, qrels)")
     parser.add_argument("--queries", help="queries file in the folder")
     parser.add_argument("--qrels", help="qrels file in the folder")
+    add_markdown_flag(parser)
     args = parser.parse_args()
     results = evaluate(args.folder, args.queries, args.qrels)
+    if args.markdown:
+        rows = [[name, round(value, 4)] for name, value in results.items()]
+        print(markdown_table([f"BM25 on {args.folder.name}, per document", "nDCG@10"], rows))
+        return
     print(f"| BM25 on {args.folder.name} | nDCG@10 |\n|---|---:|")
     for name, value in results.items():
         print(f"| {name} | {value:.4f} |")

@@ -42,6 +42,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks.machine import add_markdown_flag, markdown_table
 from tests.support.corpus import WORDS, write_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +60,7 @@ def write_config(
     batch_size: int,
     chunk_size: int,
     build: dict[str, Any] | None = None,
+    store_documents: bool = True,
     **embedding: Any,
 ) -> Path:
     """A config for ``corpus`` in ``folder``; ``embedding`` settings (device, dtype, backend) are
@@ -67,7 +69,11 @@ def write_config(
         "data": {"input_dir": str(corpus)},
         "chunking": {"chunk_size": chunk_size, "chunk_overlap": max(0, chunk_size // 8)},
         "embedding": {"batch_size": batch_size, **embedding},
-        "vector_store": {"persist_dir": str(folder / "storage"), "collection": "bench"},
+        "vector_store": {
+            "persist_dir": str(folder / "storage"),
+            "collection": "bench",
+            "store_documents": store_documents,
+        },
         "llm": {"provider": "none"},
     }
     if build:
@@ -91,6 +97,7 @@ def measure_speed(
     repeats: int,
     embedding: dict[str, Any],
     build: dict[str, Any] | None = None,
+    store_documents: bool = True,
 ) -> dict[str, Any]:
     """Build and bare encode in float32 and in the format auto picks, taking turns (the order
     reversed every other round) so a change in the machine's load reaches both alike, each build
@@ -106,7 +113,9 @@ def measure_speed(
     dtypes = ["float32"] if fast == "float32" else ["float32", fast]
     folders = {d: work / ("index" if d == fast else f"index-{d}") for d in dtypes}
     configs = {
-        d: write_config(folders[d], corpus, batch_size, chunk_size, build, **embedding, dtype=d)
+        d: write_config(
+            folders[d], corpus, batch_size, chunk_size, build, store_documents, **embedding, dtype=d
+        )
         for d in dtypes
     }
     # Warm-up, untimed: each format's model, the tokenizer and NLTK's sentence splitter load, and a
@@ -224,21 +233,27 @@ def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> d
     build's write of ``chunks`` chunks (``ChunkStore.add``, embedded Chroma) runs on another thread,
     against its speed alone. Near 0 means the write holds the GIL, so the build's writer thread
     overlaps only encoders that run outside Python (torch's CPU kernels) and not a Python-bound one
-    (a fast GPU's). Also times the same write with the text as Chroma documents (how indexes were
-    written before), whose full-text index the build no longer pays for."""
+    (a fast GPU's). Also times the same write with ``vector_store.store_documents: false`` (no
+    Chroma document, so no full-text index of it) and in the layout of indexes written before
+    LlamaIndex's (the text in the metadata, no node JSON), taking turns, best of three each."""
     import threading
 
     import chromadb
     import numpy as np
     from chromadb.config import Settings
 
-    from indexer.index.store import Chunk, ChunkStore
+    from indexer.index.store import TEXT, Chunk, ChunkStore
 
     client = chromadb.PersistentClient(path=str(work / "gil"), settings=Settings(anonymized_telemetry=False))
     store = ChunkStore(
         client.get_or_create_collection("gil-probe", metadata={"hnsw:space": "cosine"}), chunks
     )
-    as_documents = client.get_or_create_collection("documents-probe", metadata={"hnsw:space": "cosine"})
+    without_documents = ChunkStore(
+        client.get_or_create_collection("no-documents-probe", metadata={"hnsw:space": "cosine"}),
+        chunks,
+        store_documents=False,
+    )
+    before = client.get_or_create_collection("text-in-metadata-probe", metadata={"hnsw:space": "cosine"})
     rng = np.random.default_rng(0)
     text = " ".join(WORDS * 6)
     seconds: list[float] = []
@@ -256,13 +271,18 @@ def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> d
         store.add(made, vectors)
         seconds.append(time.perf_counter() - started)
 
-    def upsert_documents(round_: int) -> float:
+    def upsert_without_documents(round_: int) -> float:
         made, vectors = batch(round_)
         started = time.perf_counter()
-        as_documents.upsert(
+        without_documents.add(made, vectors)
+        return time.perf_counter() - started
+
+    def upsert_text_in_metadata(round_: int) -> float:
+        made, vectors = batch(round_)
+        started = time.perf_counter()
+        before.upsert(
             ids=[c.id for c in made],
-            documents=[c.text for c in made],
-            metadatas=[c.metadata for c in made],
+            metadatas=[{**c.metadata, TEXT: c.text} for c in made],
             embeddings=vectors,
         )
         return time.perf_counter() - started
@@ -274,7 +294,15 @@ def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> d
         return count / (time.perf_counter() - started)
 
     upsert(0)  # warm-up: the collections' files exist
-    upsert_documents(0)
+    upsert_without_documents(0)
+    upsert_text_in_metadata(0)
+    # Each layout's write, taking turns (rounds 2..4, fresh ids: an insert, as a build's), best of three.
+    layouts: dict[str, list[float]] = {"with": [], "without": [], "before": []}
+    for round_ in range(2, 5):
+        upsert(round_)
+        layouts["with"].append(seconds[-1])
+        layouts["without"].append(upsert_without_documents(round_))
+        layouts["before"].append(upsert_text_in_metadata(round_))
     alone = threading.Event()
     threading.Timer(1.0, alone.set).start()
     speed_alone = loop_speed(alone)
@@ -288,8 +316,9 @@ def measure_write_gil(work: Path, chunks: int = 2048, dimension: int = 384) -> d
     speed_during = loop_speed(done)
     return {
         "chunks": chunks,
-        "upsert_s": round(seconds[-1], 3),
-        "upsert_as_documents_s": round(upsert_documents(1), 3),
+        "upsert_s": round(min(layouts["with"]), 3),
+        "upsert_without_documents_s": round(min(layouts["without"]), 3),
+        "upsert_text_in_metadata_s": round(min(layouts["before"]), 3),
         "python_speed_during_write": round(speed_during / speed_alone, 3),
     }
 
@@ -430,8 +459,15 @@ def main() -> None:
         default="auto",
         help="build.encoder_process of the speed run's builds (auto: on CUDA only)",
     )
+    parser.add_argument(
+        "--store-documents",
+        choices=["true", "false"],
+        default="true",
+        help="vector_store.store_documents of the speed run's builds",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-speed", action="store_true", help="skip the speed comparison (RSS only)")
+    add_markdown_flag(parser)
     args = parser.parse_args()
     if args.no_speed and args.backend:
         parser.error("--backend compares against the speed run's index: drop --no-speed")
@@ -461,6 +497,7 @@ def main() -> None:
                 args.repeats,
                 embedding,
                 {"encoder_process": encoder_process},
+                args.store_documents == "true",
             )
             report["write_gil"] = measure_write_gil(work)
         if args.rss_files:
@@ -486,18 +523,23 @@ def main() -> None:
     if args.json:
         print(json.dumps(report))
         return
+    if args.markdown:
+        print_markdown(report)
+        return
     cpu = report["cpu"]
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores, load {cpu['load_1min']}")
     print(f"CPU flags: {' '.join(cpu['flags'])}")
     if "gpu" in report:
         print(f"GPU: {report['gpu']}")
     if "speed" in report:
+        print(f"vector_store.store_documents: {args.store_documents}")
         print_speed(report["speed"], amx="amx_bf16" in cpu["flags"])
         g = report["write_gil"]
         print(
-            f"a Chroma write of {g['chunks']} chunks takes {g['upsert_s']} s (with the text as Chroma"
-            f" documents, as before: {g['upsert_as_documents_s']} s), while another Python thread"
-            f" runs at {g['python_speed_during_write']:.2f} of its speed (near 0: the write holds the GIL)"
+            f"a Chroma write of {g['chunks']} chunks takes {g['upsert_s']} s (store_documents: false"
+            f" {g['upsert_without_documents_s']} s; the layout before LlamaIndex's, text in the"
+            f" metadata: {g['upsert_text_in_metadata_s']} s), while another Python thread runs at"
+            f" {g['python_speed_during_write']:.2f} of its speed (near 0: the write holds the GIL)"
         )
     for r in report.get("rss", []):
         print(
@@ -514,6 +556,69 @@ def main() -> None:
             f" {b['torch_query_embedding_p50_ms']} ms); exact-search agreement with the default:"
             f" top-1 {b['top1_agreement']}, top-5 {b['top5_agreement']}"
         )
+
+
+def print_markdown(report: dict[str, Any]) -> None:
+    """The tables of docs/performance.md's build sections, one row each, from this run."""
+
+    def rounds(values: list[float]) -> str:
+        return ", ".join(f"{v:.3f}" for v in values)
+
+    if "speed" in report:
+        s = report["speed"]
+        dtypes = s["dtypes"]
+        fast = s["dtype_auto"]
+        per_dtype = [
+            f"{dtypes[d]['bare_chunks_per_s']:.1f} / {dtypes[d]['build_chunks_per_s']:.1f} chunks/s"
+            if d in dtypes
+            else None
+            for d in ("float32", fast)
+        ]
+        ratio = f"**{s['build_vs_fastest_bare']:.3f}** ({rounds(s['build_vs_fastest_bare_rounds'])})"
+        fast_ratio = (
+            f"**{s['fast_build_vs_float32_build']:.2f}** ({rounds(s['fast_build_vs_float32_build_rounds'])})"
+            if fast != "float32"
+            else None
+        )
+        row = [
+            f"{s['chunks']:,} chunks, {s['device']}",
+            *per_dtype,
+            ratio,
+            fast_ratio,
+            f"{100 * s['rerun_vs_build']:.2f}%",
+        ]
+        columns = [
+            "run",
+            "float32: bare / build",
+            f"{fast} (`auto`): bare / build",
+            "build / fastest bare",
+            f"{fast} build / float32 build",
+            "unchanged re-run",
+        ]
+        print(markdown_table(columns, [row], report.get("gpu")))
+    if report.get("rss"):
+        rows = [
+            [
+                f"{r['chunks']:,.0f} chunks ({r['files']} files)",
+                f"{r['peak_rss_mb']:.0f} MB",
+                r["seconds"],
+                r["rerun_seconds"],
+            ]
+            for r in report["rss"]
+        ]
+        print(markdown_table(["corpus", "peak RSS", "build s", "unchanged re-run s"], rows))
+    rows = [
+        [
+            b["backend"],
+            f"{b['chunks_per_s']:.1f} chunks/s = {b['vs_default_build']:.2f} of the default build",
+            f"{b['query_embedding_p50_ms']} ms (torch {b['torch_query_embedding_p50_ms']} ms)",
+            f"top-1 {b['top1_agreement']}, top-5 {b['top5_agreement']}",
+        ]
+        for b in report["backends"]
+        if b["available"]
+    ]
+    if rows:
+        print(markdown_table(["backend", "passages", "one question embedded", "agreement"], rows))
 
 
 # The build's stages as BuildSummary.stages names them, in pipeline order.

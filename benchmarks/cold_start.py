@@ -46,6 +46,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import add_markdown_flag, markdown_table
+
 QUESTION = "How often should the silica gel desiccant pack in the mast be replaced?"
 EDITED = "glossary.txt"  # the file each "build after editing one file" appends a line to
 
@@ -238,6 +240,7 @@ def main() -> None:
     parser.add_argument("--switch-point", action="store_true", help="time the build's two routes by chunks")
     parser.add_argument("--sizes", default="32,128,512,1024,2048", help="chunk counts for --switch-point")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    add_markdown_flag(parser)
     args = parser.parse_args()
 
     # Exported models and their recipes go to a folder of this run, not the user's cache.
@@ -255,6 +258,16 @@ def main() -> None:
         shutil.rmtree(cache, ignore_errors=True)
     if args.json:
         print(json.dumps(report, indent=2))
+        return
+    if args.markdown:
+        if args.switch_point:
+            rows = [[r["chunks"], r["onnx_cold_s"], r["torch_cold_s"]] for r in report["switch_point"]]
+            print(markdown_table(["chunks", "onnx cold s", "torch cold s"], rows))
+        else:
+            rows = [
+                [f"`{name}`", r["cold_s"], r["warm_s"], r["load_1min"]] for name, r in report["calls"].items()
+            ]
+            print(markdown_table(["call", "cold s", "warm s", "load"], rows))
         return
     cpu = report["cpu"]
     print(f"CPU: {cpu['model']}, {cpu['cores']} cores, flags {' '.join(cpu['flags'])}")

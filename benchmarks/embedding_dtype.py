@@ -36,6 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import add_markdown_flag, markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "msmarco_subset"
 AGREEMENT_GOAL = 0.99
@@ -230,6 +232,7 @@ def main() -> None:
         help="default on a CPU: float32 fast bfloat16-weights onnx-int8; on CUDA: float32 fast",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    add_markdown_flag(parser)
     args = parser.parse_args()
     if not (args.data / "corpus.jsonl").is_file():
         parser.error(f"no BEIR corpus at {args.data}: pass --data (../shared/data/msmarco_subset)")
@@ -282,6 +285,27 @@ def main() -> None:
             )
     if args.json:
         print(json.dumps(report))
+    if args.markdown:
+        table = [
+            [
+                r["variant"],
+                round(r["passages_per_s"], 1),
+                round(r["speed_vs_float32"], 2),
+                round(r["min_cosine"], 5),
+                f"{r['top10_agreement_passages_only']:.3f} / {r['top10_agreement_queries_only']:.3f}",
+                round(r["ndcg10"], 4),
+            ]
+            for r in rows
+        ]
+        columns = [
+            "variant",
+            "passages/s",
+            "vs float32",
+            "min cosine to float32",
+            "top-10 agreement (own questions / float32 questions)",
+            "nDCG@10",
+        ]
+        print(markdown_table(columns, table, report.get("gpu")))
 
 
 if __name__ == "__main__":

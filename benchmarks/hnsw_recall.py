@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.machine import add_markdown_flag, markdown_table
+
 DIMENSION = 384
 TOP_K = 10
 # None: the collection is created as indexer did before vector_store.hnsw existed, with only the
@@ -124,7 +126,9 @@ def main() -> None:
         "--sweep", type=int, nargs="*", default=[], help="search_ef values to re-measure indexer's graph with"
     )
     parser.add_argument("--skip-before", action="store_true", help="only indexer's settings")
+    add_markdown_flag(parser)
     args = parser.parse_args()
+    table: list[list[object]] = []
 
     from benchmarks.machine import cpu_description
     from indexer.config.models import HnswConfig
@@ -162,6 +166,25 @@ def main() -> None:
                 f"  ratio indexer/before: query p50 x{new['p50_ms'] / base['p50_ms']:.2f}, "
                 f"insert x{new['insert_s'] / base['insert_s']:.2f}"
             )
+        old = results.get("before (legacy)")
+        table.append(
+            [
+                f"{n:,}",
+                args.data,
+                f"{old['recall']:.3f}, {old['p50_ms']:.1f} ms" if old else None,
+                f"{new['recall']:.3f}, {new['p50_ms']:.1f} ms",
+                f"{old['insert_s']:.1f} s → {new['insert_s']:.1f} s" if old else f"{new['insert_s']:.1f} s",
+            ]
+        )
+    if args.markdown:
+        columns = [
+            "vectors",
+            "data",
+            "before (legacy): recall@10, query p50",
+            "indexer defaults: recall@10, query p50",
+            "insert time, before → now",
+        ]
+        print(markdown_table(columns, table))
 
 
 if __name__ == "__main__":

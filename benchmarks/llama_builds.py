@@ -27,6 +27,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import add_markdown_flag, markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "llama_cpp_wheel.py"
 
@@ -119,6 +121,7 @@ def main() -> None:
     parser.add_argument("--gen-tokens", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    add_markdown_flag(parser)
     args = parser.parse_args()
 
     cpu = cpu_description()
@@ -161,6 +164,28 @@ def main() -> None:
         report[model_name] = rows
         print(json.dumps({model_name: rows}), flush=True)
     print(json.dumps(report, indent=2))
+    if args.markdown:
+        table = [
+            [
+                model_name,
+                f"`{build}`",
+                row["prompt_tokens_per_s"],
+                row["prompt_vs_baseline"],
+                row["gen_tokens_per_s"],
+                f"{row['ttft_ms'] / 1000:.1f} s",
+            ]
+            for model_name in results
+            for build, row in report[model_name].items()
+        ]
+        columns = [
+            "model",
+            "build",
+            "prompt tokens/s",
+            "vs baseline",
+            "generation tokens/s",
+            "time to first token",
+        ]
+        print(markdown_table(columns, table))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from typing import Any
 
 import httpx
 
+from benchmarks.machine import add_markdown_flag, markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [
     json.loads(line)["question"]
@@ -179,9 +181,16 @@ def main() -> None:
     parser.add_argument("--queue-size", type=int, default=1)
     parser.add_argument("--max-tokens", type=int, default=32, help="llm.max_new_tokens for the run.")
     parser.add_argument("--max-growth-mb", type=float, default=20.0)
+    add_markdown_flag(parser)
     args = parser.parse_args()
     report = run(args)
     print(json.dumps(report, indent=2))
+    if args.markdown:
+        table = [
+            [kind, report["requests_per_s"][kind], report["p50_ms"][kind], report["p95_ms"][kind]]
+            for kind in report["requests_per_s"]
+        ]
+        print(markdown_table(["requests", "requests/s", "p50 ms", "p95 ms"], table))
     sys.exit(0 if report["ok"] else 1)
 
 

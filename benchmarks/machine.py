@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import datetime
 import os
+from collections.abc import Sequence
 from typing import Any
 
 # The SIMD extensions that decide embedding and llama.cpp speed on x86.
@@ -20,3 +23,34 @@ def cpu_description() -> dict[str, Any]:
         "flags": [f for f in _FLAGS if f in flags],
         "load_1min": round(os.getloadavg()[0], 2),
     }
+
+
+def add_markdown_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="also print the figures as a Markdown table, with the date and CPU model (docs/performance.md)",
+    )
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], gpu: str | None = None) -> str:
+    """The figures a benchmark computed as Markdown table rows, each ending with the date (UTC) and
+    the machine, so docs/performance.md is refreshed by pasting what a run prints."""
+    from indexer.cpu import cpu_count, cpu_model
+
+    machine = f"{cpu_model()}, {cpu_count()} cores" + (f", {gpu}" if gpu else "")
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    lines = [
+        "| " + " | ".join([*columns, "date", "machine"]) + " |",
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    lines += ["| " + " | ".join([*(_cell(c) for c in row), today, machine]) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:,.1f}"
+    return str(value).replace("|", "\\|")

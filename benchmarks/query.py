@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from benchmarks.machine import add_markdown_flag, markdown_table
+
 MODES = ("vector", "bm25", "hybrid")
 # Passages embedded for real; every chunk vector is one of them plus noise.
 _BASE_TEXTS = 500
@@ -313,6 +315,7 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="keep the synthetic indexes here and reuse them on the next run"
     )
+    add_markdown_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -329,6 +332,37 @@ def main() -> None:
             )
             print(json.dumps(report["generation"]), flush=True)
     print(json.dumps(report, indent=2))
+    if args.markdown:
+        print_markdown(report)
+
+
+def print_markdown(report: dict[str, Any]) -> None:
+    rows = []
+    for run in report["retrieval"]:
+        for mode, figures in run.items():
+            if isinstance(figures, dict) and "p50_ms" in figures:
+                rows.append(
+                    [
+                        f"{run.get('chunks', '?'):,}",
+                        mode,
+                        f"{figures['p50_ms']} ms",
+                        f"{figures['p95_ms']} ms",
+                    ]
+                )
+    if rows:
+        print(markdown_table(["chunks", "mode", "p50", "p95"], rows))
+    g = report.get("generation")
+    if g:
+        row = [
+            g["model"],
+            f"{g['prompt_tokens']:,} tokens (top_k {g['top_k']})",
+            f"{g['engine_tokens_per_s']} tokens/s",
+            f"{g['direct_tokens_per_s']} tokens/s",
+            g["ratio"],
+            f"{g['engine_ttft_ms'] / 1000:.2f} s / {g['direct_ttft_ms'] / 1000:.2f} s",
+        ]
+        columns = ["model", "prompt", "engine", "direct", "ratio", "time to first token, engine / direct"]
+        print(markdown_table(columns, [row]))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import add_markdown_flag, markdown_table
 from tests.support.corpus import work_items, write_corpus
 
 
@@ -166,6 +167,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=2, help="rounds; the best run of each side counts")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_markdown_flag(parser)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -179,6 +181,32 @@ def main() -> None:
         report = {"cpu": cpu_description(), **measure(args, corpus)}
     if args.json:
         print(json.dumps(report))
+        return
+    if args.markdown:
+        table = [
+            [
+                side["side"],
+                f"{side['chunks_per_s']:.1f} ({side.get('vs_local', 1):.2f})",
+                f"{side['ray_gap_ms_per_chunk']:.2f} ms" if "ray_gap_ms_per_chunk" in side else None,
+                f"{side['start_s']} s (connect {side['connect_s']} s)" if "start_s" in side else None,
+            ]
+            for side in report["sides"]
+        ]
+        table.append(
+            [
+                "the driver writing to a `chroma run` server",
+                f"{report['driver_write_chunks_per_s']:.0f}",
+                None,
+                None,
+            ]
+        )
+        columns = [
+            f"side ({report['chunks']} chunks, {report['dtype']})",
+            "chunks/s (vs local)",
+            "Ray's gap per chunk",
+            "start of a build",
+        ]
+        print(markdown_table(columns, table))
         return
     cpu = report["cpu"]
     print(

@@ -17,11 +17,24 @@ if TYPE_CHECKING:
     from indexer.components.embedding import EmbeddingIdentity
 
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.llms import LLM
+    from llama_index.core.vector_stores.types import MetadataFilters
+
     from indexer.config.models import RetrievalMode
     from indexer.index.store import Hit
     from indexer.query.chat import ChatSession
     from indexer.query.engine import Answer, AnswerStream, History, Passages, QueryEngine
     from indexer.query.filters import FilterValue
+    from indexer.query.llama_index import (
+        IndexerChatEngine,
+        IndexerQueryEngine,
+        IndexerRetriever,
+    )
+
+if TYPE_CHECKING:  # LlamaIndex's own objects, made on request only
+    from llama_index.core.indices.vector_store import VectorStoreIndex
+    from llama_index.vector_stores.chroma import ChromaVectorStore
 
 
 class Indexer:
@@ -196,10 +209,90 @@ class Indexer:
 
         return ChatSession(self._engine, top_k=top_k, filters=filters)
 
+    # LlamaIndex objects over the same engine (indexer/query/llama_index.py says where they
+    # differ from LlamaIndex's defaults).
+
+    def as_retriever(
+        self,
+        similarity_top_k: int | None = None,
+        mode: RetrievalMode | None = None,
+        filters: Mapping[str, FilterValue] | MetadataFilters | None = None,
+        **kwargs: Any,
+    ) -> IndexerRetriever:
+        """A LlamaIndex ``BaseRetriever`` over ``retrieve``: ``NodeWithScore`` of ``TextNode``s with
+        the chunk id, text and metadata, the file's doc id as ``ref_doc_id``, and indexer's score
+        (cosine, BM25 or fused; not LlamaIndex's ``exp(-distance)``). ``filters``: indexer's
+        mapping, or ``MetadataFilters`` of ``==`` filters joined by AND. ``kwargs``:
+        ``callback_manager``."""
+        from indexer.query.llama_index import IndexerRetriever
+
+        return IndexerRetriever(self._engine, similarity_top_k, mode, filters, **kwargs)
+
+    def as_query_engine(self, streaming: bool = False, **kwargs: Any) -> IndexerQueryEngine:
+        """A LlamaIndex ``BaseQueryEngine`` over ``query`` (``stream`` with ``streaming=True``).
+        ``Response.source_nodes`` are the passages of the prompt in rank order, so ``[n]`` is
+        ``source_nodes[n - 1]``; ``metadata`` holds ``notice``, ``citations``, ``usage``, ... Without
+        an LLM, ``response`` is None and ``metadata["notice"]`` says why. ``kwargs``:
+        ``similarity_top_k``, ``mode``, ``filters``, ``max_tokens``, ``callback_manager``."""
+        from indexer.query.llama_index import IndexerQueryEngine
+
+        return IndexerQueryEngine(self._engine, streaming=streaming, **kwargs)
+
+    def as_chat_engine(self, **kwargs: Any) -> IndexerChatEngine:
+        """A LlamaIndex ``BaseChatEngine`` that condenses each follow-up with the conversation into
+        a standalone question, as ``indexer chat`` does. ``kwargs``: ``similarity_top_k``,
+        ``mode``, ``filters``, ``chat_history``."""
+        from indexer.query.llama_index import IndexerChatEngine
+
+        return IndexerChatEngine(self._engine, **kwargs)
+
+    @cached_property
+    def llm(self) -> LLM | None:
+        """The configured LLM as a LlamaIndex ``LLM`` (chat and completion through the model's
+        chat template and stop tokens), or None without one (``llm_notice`` says why). With
+        ``llm.provider: llama_index``, the configured LlamaIndex object itself."""
+        model = self.components.llm
+        if model is None:
+            return None
+        from indexer.components.llama_index_llm import LlamaIndexChatModel
+        from indexer.query.llama_index import ChatModelLLM
+
+        if isinstance(model, LlamaIndexChatModel):
+            return model.llm  # type: ignore[no-any-return]
+
+        path = self.config.llm.model_path
+        name = self.config.llm.model or (os.path.basename(path) if path else self.config.llm.provider)
+        return ChatModelLLM(model, max_new_tokens=self.config.llm.max_new_tokens, model_name=name)
+
+    @property
+    def embed_model(self) -> BaseEmbedding:
+        """The passage embedding model as a LlamaIndex ``BaseEmbedding`` (questions may be embedded
+        by another backend of the same model: ``embedding.query_backend``)."""
+        return self.components.embed_model
+
     @property
     def llm_notice(self) -> str | None:
         """Why there is no LLM (retrieval only), once ``llm`` has been resolved."""
         return self.components.llm_notice
+
+    @property
+    def vector_store(self) -> ChromaVectorStore:
+        """LlamaIndex's ``ChromaVectorStore`` over the live collection (the one the manifest names;
+        a new one after each ``--rebuild``). It shows every chunk stored, also those of a build in
+        progress that the manifest does not commit yet; ``as_vector_store_index()`` hides them."""
+        from indexer.index.llama_store import vector_store
+
+        return vector_store(self.index)
+
+    def as_vector_store_index(self) -> VectorStoreIndex:
+        """A LlamaIndex ``VectorStoreIndex`` over the live collection that shows only committed
+        chunks, as indexer's own searches do, with the config's passage embedding model. Its
+        ``as_retriever()`` needs no LLM; pass ``llm=`` to its ``as_query_engine()`` (LlamaIndex's
+        own engine: plain vector search, without indexer's fusion, filters or context fitting),
+        or use ``Indexer.query``."""
+        from indexer.index.llama_store import vector_store_index
+
+        return vector_store_index(self.index, self.components.embed_model)
 
 
 def evaluate(

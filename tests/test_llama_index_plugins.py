@@ -131,6 +131,12 @@ def test_mock_llm_answers_through_the_engine(built: Path) -> None:
     assert [s.rank for s in answer.sources] == [1, 2]
 
 
+def test_the_api_hands_out_the_configured_llama_index_llm_itself(built: Path) -> None:
+    from llama_index.core.llms import MockLLM
+
+    assert isinstance(Indexer.from_config(built).llm, MockLLM)
+
+
 def test_mock_llm_answers_through_the_cli_json(built: Path) -> None:
     result = cli("query", str(built), QUESTION, "--top-k", "2", "--json")
     assert result.returncode == 0, result.stderr

@@ -235,11 +235,11 @@ class HnswConfig(StrictModel):
 
 
 class VectorStoreConfig(StrictModel):
-    provider: Literal["chroma"] = "chroma"
+    provider: Literal["chroma"] = Field("chroma", description="Vector store: Chroma (the only one).")
     persist_dir: Path | None = Field(None, description="Folder for an embedded Chroma database.")
     host: str | None = Field(None, description="Chroma server host (instead of persist_dir).")
-    port: int = Field(8000, gt=0, lt=65536)
-    ssl: bool = False
+    port: int = Field(8000, gt=0, lt=65536, description="Chroma server port.")
+    ssl: bool = Field(False, description="Connect to the Chroma server over HTTPS.")
     auth_token: str | None = Field(None, description="Bearer token for a Chroma server.")
     timeout: float = Field(
         120.0, gt=0, description="Seconds a Chroma server request may take before it is an error."
@@ -249,6 +249,13 @@ class VectorStoreConfig(StrictModel):
         default_factory=HnswConfig,
         description="Vector search parameters (search_ef may change later; construction_ef and m "
         "apply when a collection is created, e.g. by --rebuild).",
+    )
+    store_documents: bool = Field(
+        True,
+        description="Write each chunk's text as its Chroma document, where plain chromadb and "
+        "LlamaIndex's ChromaVectorStore read it. false: the text stays inside LlamaIndex's node "
+        "JSON (ChromaVectorStore still reads it) and Chroma skips its full-text index of documents, "
+        "which makes writes faster; applies to the chunks written from then on.",
     )
 
     @field_validator("collection")
@@ -321,9 +328,9 @@ class LLMConfig(StrictModel):
         "configured model_path that does not exist is an error either way).",
     )
     n_ctx: int = Field(4096, gt=0, description="Context window in tokens.")
-    max_new_tokens: int = Field(256, gt=0)
-    temperature: float = Field(0.1, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(256, gt=0, description="Most tokens an answer may have.")
+    temperature: float = Field(0.1, ge=0, description="Sampling temperature; 0 is greedy.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling: the probability mass sampled from.")
     seed: int = Field(0, description="Sampling seed, for repeatable answers.")
     n_threads: int | None = Field(None, gt=0, description="CPU threads; default: all cores.")
     n_gpu_layers: int = Field(0, description="Layers to offload to a GPU build; -1 for all.")
@@ -386,7 +393,7 @@ class LLMConfig(StrictModel):
 
 class QueryConfig(StrictModel):
     top_k: int = Field(4, gt=0, le=1000, description="Passages retrieved per question.")
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System turn of every answer.")
     qa_prompt: str = Field(DEFAULT_QA_PROMPT, description="User turn; must contain {context} and {question}.")
     condense_prompt: str = Field(
         DEFAULT_CONDENSE_PROMPT,
@@ -580,7 +587,7 @@ class BuildConfig(StrictModel):
         "larger builds to torch's bfloat16 streams; 0: always torch. auto: the measured switch point "
         "(ingestion/encoders.py ONNX_ROUTE_MAX_CHUNKS).",
     )
-    ray: RayConfig = Field(default_factory=RayConfig)
+    ray: RayConfig = Field(default_factory=RayConfig, description="build.engine ray: cluster, actors.")
 
     @field_validator("workers")
     @classmethod
@@ -594,15 +601,15 @@ class Config(StrictModel):
     _source: str | None = PrivateAttr(None)
     """The file this config was loaded from, for errors found after loading (``source``)."""
 
-    data: DataConfig
-    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
-    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
-    vector_store: VectorStoreConfig
-    llm: LLMConfig = Field(default_factory=LLMConfig)
-    query: QueryConfig = Field(default_factory=QueryConfig)
-    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
-    server: ServerConfig = Field(default_factory=ServerConfig)
-    build: BuildConfig = Field(default_factory=BuildConfig)
+    data: DataConfig = Field(description="The documents: where they are and which files to read.")
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig, description="How documents are cut.")
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig, description="The embedding model.")
+    vector_store: VectorStoreConfig = Field(description="Where the index lives: a folder or a Chroma server.")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="The model that answers.")
+    query: QueryConfig = Field(default_factory=QueryConfig, description="Prompts and passages per answer.")
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="How passages are found.")
+    server: ServerConfig = Field(default_factory=ServerConfig, description="`indexer serve`: limits, access.")
+    build: BuildConfig = Field(default_factory=BuildConfig, description="How `indexer build` runs.")
 
     @property
     def source(self) -> str:

@@ -230,7 +230,11 @@ class Index:
         if found is None:
             return None
         return ChunkStore(
-            found, self.client.get_max_batch_size(), self.committed, folder=self.config.persist_dir
+            found,
+            self.client.get_max_batch_size(),
+            self.committed,
+            folder=self.config.persist_dir,
+            store_documents=self.config.store_documents,
         )
 
     def generations(self) -> list[str]:

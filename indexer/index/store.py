@@ -5,21 +5,42 @@ build runs, the collection also holds chunks of versions not committed yet and o
 yet removed; hiding them gives a query during a build the last committed index, consistently.
 
 We talk to the collection directly rather than through LlamaIndex's ``ChromaVectorStore``: that
-class batches writes by a fixed constant instead of the server's ``get_max_batch_size()``, stores a
-JSON copy of every node in the metadata, and reports ``exp(-distance)`` as the score, which is not
-the cosine similarity users expect to read or to cut off at.
+class batches writes by a fixed constant instead of the server's ``get_max_batch_size()``, and
+reports ``exp(-distance)`` as the score, which is not the cosine similarity users expect to read or
+to cut off at. But we write the records ``ChromaVectorStore.add`` writes (``node_record``): the
+chunk's text as Chroma's document, and LlamaIndex's ``node_to_metadata_dict`` as the metadata (the
+flat citation metadata, the node as JSON in ``_node_content``, ``_node_type``, and the source
+document in ``doc_id``, ``document_id`` and ``ref_doc_id``). So plain chromadb reads the text, and
+``ChromaVectorStore`` reads back each chunk as the ``TextNode`` with its id, text, metadata,
+offsets and ``ref_doc_id`` (``index/llama_store.py``). LlamaIndex's legacy read path (no
+``_node_content``) would also do, but it is marked deprecated there, and the standard layout costs
+little: building the records (``node_record``) takes 0.11 ms a chunk on the loaded machine below
+(5% of a write), and a write without documents but with the node JSON takes about what the layout
+before took (below).
 
-A chunk's text is stored in its metadata (``TEXT``), not as Chroma's document: Chroma indexes every
-document in an SQLite FTS5 trigram table, which we never query (keyword search has its own index,
-``index/keyword.py``) and which was 40 to 60% of a write (``benchmarks/build.py`` times both: 1.43
-against 0.82 s for 2,048 chunks, Chroma 1.5.9 embedded). A write holds the GIL throughout, so
-that time also stalled the build's encoder. Chroma 1.5.9 ignores a schema that turns the index off
-on a local database. Indexes written before keep their text as documents, which reads still take.
+Chroma indexes every document in an SQLite FTS5 trigram table, which we never query (keyword
+search has its own index, ``index/keyword.py``), and 1.5.9 ignores a schema that turns that index
+off on a local database. ``benchmarks/build.py`` times a 2,048-chunk write in each layout, taking
+turns: 4.76 s with documents, 2.97 s with ``vector_store.store_documents: false`` (the text only
+inside ``_node_content``, which ``ChromaVectorStore`` and ``_hit`` read), 3.02 s in the layout
+before (the text in the metadata key ``TEXT``); in a second run 7.11, 5.34 and 4.41 s (Chroma
+1.5.9 embedded, AMD EPYC, 2 cores shared at a load of 12 to 15, so only the ratios count). The
+documents make a write about 1.6 times as long. A write holds the GIL throughout, but on a CPU the
+encoder's kernels run without it, and the write stage was 1.0% (with documents) and 1.1% (without)
+of a build's wall time, which kept 0.947 and 0.961 of the fastest bare encode (goal 0.9). On a GPU,
+where the writer was busy 56% of an H200 build's wall time in the layout before, documents may make
+the writer the bottleneck: ``store_documents: false`` is the switch for the fastest builds there;
+the default keeps the index readable by every Chroma client.
+
+Reads take every layout: the text from the document (this layout, and indexes written before
+``TEXT``), from ``TEXT``, or from ``_node_content``; the private keys of each are kept out of what
+``Hit.metadata`` shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +57,15 @@ if TYPE_CHECKING:
 DOC_ID = "doc_id"
 FILE_HASH = "file_hash"
 CHUNK_INDEX = "chunk"
-# The chunk's text, kept out of what ``Hit.metadata`` shows (see the module's docstring for why).
+# The chunk's text in the metadata, in indexes written before the text became the document again.
 TEXT = "indexer:text"
+# LlamaIndex's node, as JSON, in the metadata (``node_to_metadata_dict``).
+NODE_CONTENT = "_node_content"
+# Keys of LlamaIndex's layout kept out of what ``Hit.metadata`` shows, as ``TEXT`` is (``doc_id``,
+# which LlamaIndex also writes, is indexer's own and keeps its value: the source document).
+LLAMA_KEYS = ("_node_type", "document_id", "ref_doc_id")
+# Metadata a LlamaIndex synthesizer need not show its LLM.
+_BOOKKEEPING = frozenset({DOC_ID, FILE_HASH, CHUNK_INDEX, "start_char", "end_char", "file_name"})
 
 
 @dataclass
@@ -57,7 +85,11 @@ class Committed:
     hashes: dict[str, str]
 
     def holds(self, hit: Hit) -> bool:
-        return self.hashes.get(str(hit.metadata.get(DOC_ID))) == hit.metadata.get(FILE_HASH)
+        return self.holds_metadata(hit.metadata)
+
+    def holds_metadata(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether a chunk with this metadata (indexer's, or a LlamaIndex node's) is committed."""
+        return self.hashes.get(str(metadata.get(DOC_ID))) == metadata.get(FILE_HASH)
 
 
 @dataclass
@@ -76,11 +108,14 @@ class ChunkStore:
         committed: Callable[[], Committed | None] | None = None,
         *,
         folder: Path | None = None,
+        store_documents: bool = True,
     ) -> None:
         """``committed`` says what the manifest holds at the time of a search (``None``: show
         every chunk); ``folder`` is the index folder of an embedded Chroma, whose free space tells
-        a write that failed for want of room."""
+        a write that failed for want of room; ``store_documents``: write each chunk's text as its
+        Chroma document (else inside LlamaIndex's node JSON only; see the module docstring)."""
         self._collection = collection
+        self.store_documents = store_documents
         self._max_batch = max(1, max_batch_size)
         self._committed = committed
         self.folder = folder
@@ -125,9 +160,11 @@ class ChunkStore:
                 if embeddings is not None
                 else [c.embedding for c in batch]
             )
+            records = [node_record(c, with_document=self.store_documents) for c in batch]
             self._collection.upsert(
                 ids=[c.id for c in batch],
-                metadatas=[{**flat_metadata(c.metadata), TEXT: c.text} for c in batch],  # type: ignore[misc]
+                documents=[r[0] for r in records] if self.store_documents else None,  # type: ignore[arg-type]
+                metadatas=[r[1] for r in records],  # type: ignore[misc]
                 embeddings=vectors,
             )
 
@@ -281,13 +318,55 @@ def read_error(exc: BaseException, what: str) -> StoreError:
 
 
 def _hit(chunk_id: str, document: str | None, metadata: Any, score: float = 0.0) -> Hit:
-    """A stored chunk as a hit: its text from the metadata, or from the document in an index
-    written before the text moved there."""
+    """A stored chunk as a hit, in any layout: the text from the document (this layout, and the
+    oldest), else from ``TEXT`` (indexes written between the two), else from LlamaIndex's node JSON
+    (``store_documents: false``); the metadata without the layout's private keys."""
     shown = dict(metadata or {})
     text = shown.pop(TEXT, None)
-    return Hit(
-        id=chunk_id, text=str(text) if text is not None else document or "", metadata=shown, score=score
+    node_json = shown.pop(NODE_CONTENT, None)
+    for key in LLAMA_KEYS:
+        shown.pop(key, None)
+    if text is None:
+        text = document if document is not None else _node_text(node_json)
+    return Hit(id=chunk_id, text=str(text or ""), metadata=shown, score=score)
+
+
+def _node_text(node_json: Any) -> str:
+    if not isinstance(node_json, str):
+        return ""
+    try:
+        return str(json.loads(node_json).get("text") or "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+def node_record(chunk: Chunk, *, with_document: bool = True) -> tuple[str, dict[str, Any]]:
+    """A chunk as the Chroma record LlamaIndex's ``ChromaVectorStore.add`` writes for a
+    ``TextNode``: its text as the document, and the metadata of ``node_to_metadata_dict`` (the
+    flat metadata, the node as JSON in ``_node_content``, ``_node_type`` and the source document as
+    ``ref_doc_id``), so ``ChromaVectorStore`` reads it back as the node with the same id, text,
+    metadata and ``ref_doc_id``. Without ``with_document`` the text stays in the node's JSON."""
+    from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+    from llama_index.core.vector_stores.utils import node_to_metadata_dict
+
+    metadata = flat_metadata(chunk.metadata)
+    doc_id = str(metadata.get(DOC_ID, ""))
+    node = TextNode(
+        id_=chunk.id,
+        text=chunk.text,
+        metadata=metadata,
+        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=doc_id)} if doc_id else {},
+        start_char_idx=_optional_int(metadata.get("start_char")),
+        end_char_idx=_optional_int(metadata.get("end_char")),
+        # indexer embeds the bare text, and its bookkeeping keys are no use to an LLM.
+        excluded_embed_metadata_keys=sorted(metadata),
+        excluded_llm_metadata_keys=sorted(k for k in metadata if k in _BOOKKEEPING),
     )
+    return chunk.text, node_to_metadata_dict(node, remove_text=with_document, flat_metadata=True)
+
+
+def _optional_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _int(value: Any) -> int:

@@ -75,7 +75,7 @@ def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_pa
 
     from indexer import Indexer
     from indexer.components.embedding import encode_passages
-    from indexer.index.store import DOC_ID, TEXT
+    from indexer.index.store import DOC_ID
 
     docs = write_docs(tmp_path / "docs")
     config = small_config(tmp_path / "cfg", docs)
@@ -96,9 +96,9 @@ def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_pa
     ix = Indexer.from_config(config)
     store = ix.index.chunk_store(create=False)
     assert store is not None
-    got = store._collection.get(where={DOC_ID: "radio.md"}, include=["embeddings", "metadatas"])
+    got = store._collection.get(where={DOC_ID: "radio.md"}, include=["embeddings", "documents"])
     stored = np.asarray(got["embeddings"], dtype=np.float32)
-    by_torch = encode_passages(ix.components.embed_model, [str(m[TEXT]) for m in got["metadatas"]])
+    by_torch = encode_passages(ix.components.embed_model, list(got["documents"]))
     cosine = (stored * by_torch).sum(axis=1) / (
         np.linalg.norm(stored, axis=1) * np.linalg.norm(by_torch, axis=1)
     )
