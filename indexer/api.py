@@ -14,13 +14,12 @@ from indexer.ingestion.pipeline import BuildSummary, build_index
 from indexer.ingestion.status import IndexStatus
 
 if TYPE_CHECKING:
-    from indexer.components.embedding import EmbeddingIdentity
-
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
     from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.llms import LLM
     from llama_index.core.vector_stores.types import MetadataFilters
 
+    from indexer.components.embedding import EmbeddingIdentity
     from indexer.config.models import RetrievalMode
     from indexer.index.store import Hit
     from indexer.query.chat import ChatSession
