@@ -1,4 +1,4 @@
-""""Not in your documents": a question the index cannot answer gets no LLM call, an answer that
+"""Abstention ("not in your documents"): a question the index cannot answer gets no LLM call, an answer that
 says so, ``abstained: true`` and the nearest passages, labelled by relevance, through every front
 door (CLI, Python, HTTP, the OpenAI route, MCP); an on-topic question is answered as before."""
 
