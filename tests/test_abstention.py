@@ -16,6 +16,7 @@ from indexer import Indexer
 from indexer.query import relevance
 from tests.adversarial.helpers import cli
 from tests.support.live_server import live_server, sse_events
+from tests.test_web_page import _ask, browser, serving  # noqa: F401 (browser: a fixture)
 
 OFF_TOPIC = "What is the CEO's salary?"
 ON_TOPIC = "Which radio frequency does the European version of the mast use to talk to the console?"
@@ -218,3 +219,31 @@ def test_mcp_ask_carries_abstained(built_sample: Path) -> None:
             assert on["abstained"] is False
 
     anyio.run(session)
+
+
+# -- the web page ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_web_page_shows_an_abstaining_answer_and_relevance_labels(
+    browser: Any,  # noqa: F811 (the fixture imported from the page's tests)
+    built_sample: Path,
+) -> None:
+    driver = browser
+    with serving(built_sample) as url:
+        driver.get(url + "/")
+        turn = _ask(driver, OFF_TOPIC)
+        assert "abstained" in (turn.get_attribute("class") or "").split()
+        assert turn.find_element("css selector", ".answer").text.strip()
+        items = turn.find_elements("css selector", "ol.sources li")
+        assert items, "the nearest passages are listed"
+        for item in items:
+            label = item.find_element("css selector", ".relevance")
+            assert "relevance-none" in label.get_attribute("class") and label.text == "none"
+            assert label.get_attribute("title")  # the relevance value, on hover
+
+        turn = _ask(driver, ON_TOPIC)
+        assert "abstained" not in (turn.get_attribute("class") or "").split()
+        labels = [e.text for e in turn.find_elements("css selector", "ol.sources .relevance")]
+        assert labels and set(labels) <= LABELS and labels[0] in ("strong", "weak")

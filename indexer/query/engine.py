@@ -305,8 +305,8 @@ class QueryEngine:
         sources = self.retrieve(standalone, top_k, filters, mode=mode)
         notices = [sources.notice or ""]
         llm = self.components.llm
-        if llm is None:
-            notices += [self.components.llm_notice or "", sources.abstain or ""]
+        if llm is None:  # sources only, as asked: abstained is flagged, the notice stays as it was
+            notices.append(self.components.llm_notice or "")
             stream = AnswerStream(None, list(sources), _join(notices), question=standalone)
             stream.abstained = sources.abstain is not None
             return stream
