@@ -342,9 +342,10 @@ class KeywordIndex:
         collections (``indexer.query.relevance``): the geometric mean of the question's ceiling
         (the sum of its terms' IDF; Lucene's BM25 gives a term at most its IDF) and the
         collection's (the IDF of a term no chunk holds, which is what each of the question's
-        unknown terms counts as). The question's ceiling alone marks down long questions
-        (measured: 57% of Paul Graham's answerable questions kept at the best threshold, 80% with
-        this; benchmarks/abstention.py). 0 for a question without terms or an empty index."""
+        unknown terms counts as). The question's ceiling alone marks down long questions: at the
+        best threshold it answered 57% of the Paul Graham set's (long) questions, this 80%
+        (benchmarks/abstention.py, before the short sample questions joined the sweep). 0 for a
+        question without terms or an empty index."""
         import math
 
         with self._lock:
