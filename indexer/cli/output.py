@@ -69,5 +69,7 @@ def print_sources(sources: list[Any]) -> None:
     for s in sources:
         snippet = printable(" ".join(s.text.split()), limit=_SNIPPET_CHARS)
         citation = printable(s.citation(), limit=_CITATION_CHARS)
-        echo(f"  [{s.rank}] {citation}  (score {s.score:.3f})")
+        relevance = getattr(s, "relevance_label", None)
+        shown = f"score {s.score:.3f}" + (f", relevance {relevance}" if relevance else "")
+        echo(f"  [{s.rank}] {citation}  ({shown})")
         echo(f"      {snippet}")

@@ -393,6 +393,27 @@ class LLMConfig(StrictModel):
 
 class QueryConfig(StrictModel):
     top_k: int = Field(4, gt=0, le=1000, description="Passages retrieved per question.")
+    abstain: bool = Field(
+        True,
+        description="Answer 'not in your documents', without calling the LLM, when no retrieved passage "
+        "is relevant enough (see abstain_below); the nearest passages are still listed.",
+    )
+    abstain_below: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Relevance under which a passage does not count (labelled 'none'); when all are "
+        "under it the answer abstains. Relevance is cosine (vector), BM25 over the question's ceiling "
+        "in the collection (bm25), or alpha times the one plus 1 - alpha times the other (hybrid). "
+        "None: the value measured for the retrieval mode (indexer/query/relevance.py).",
+    )
+    strong_from: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Relevance from which a passage is labelled 'strong' rather than 'weak'. "
+        "None: the value measured for the retrieval mode.",
+    )
     system_prompt: str = Field(DEFAULT_SYSTEM_PROMPT, description="System turn of every answer.")
     qa_prompt: str = Field(DEFAULT_QA_PROMPT, description="User turn; must contain {context} and {question}.")
     condense_prompt: str = Field(

@@ -337,6 +337,32 @@ class KeywordIndex:
             ranked = [(int(snapshot.rows[int(d)]), float(s)) for d, s in found if s > 0]
             return self._hits(ranked)
 
+    def score_scale(self, query: str) -> float:
+        """What a BM25 score for ``query`` is divided by to read the same across questions and
+        collections (``indexer.query.relevance``): the geometric mean of the question's ceiling
+        (the sum of its terms' IDF; Lucene's BM25 gives a term at most its IDF) and the
+        collection's (the IDF of a term no chunk holds, which is what each of the question's
+        unknown terms counts as). The question's ceiling alone marks down long questions: at the
+        best threshold it answered 57% of the Paul Graham set's (long) questions, this 80%
+        (benchmarks/abstention.py, before the short sample questions joined the sweep). 0 for a
+        question without terms or an empty index."""
+        import math
+
+        with self._lock:
+            snapshot = self._current()
+            if snapshot.bm25 is None:
+                return 0.0
+            vocabulary = snapshot.bm25.vocab_dict
+            starts = snapshot.bm25.scores["indptr"]
+            total = len(snapshot.doc_ids)
+            ceiling = 0.0
+            for whole, parts in _terms(query):
+                for term in [whole] if whole in vocabulary or not parts else parts:
+                    index = vocabulary.get(term)
+                    df = 0 if index is None else int(starts[index + 1] - starts[index])
+                    ceiling += math.log(1 + (total - df + 0.5) / (df + 0.5))
+            return math.sqrt(ceiling * math.log(1 + (total + 0.5) / 0.5))
+
     def _current(self) -> _Snapshot:
         """The bm25s index of the rows as they are now: made again only after a write."""
         version = (int(self._db.execute("PRAGMA data_version").fetchone()[0]), self._writes)

@@ -20,6 +20,7 @@ from indexer.errors import IndexerError, ModelError
 from indexer.index.index import Index
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
+from indexer.query import relevance
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, Retrieved, Retriever
 from indexer.query.runaway import RunawayGuard, turn_labels
@@ -30,6 +31,11 @@ _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
 _PASSAGE_TAG_RE = re.compile(r"<(/?\s*passage)", re.IGNORECASE)
 _TAG_TEXT_RE = re.compile(r"[\r\n<>]+")
+# What an abstaining answer says (the notice gives the numbers).
+NOT_IN_DOCUMENTS = (
+    "Not in your documents: no passage found is relevant enough to answer this. "
+    "The nearest passages are listed as sources."
+)
 # Tokens the condensed question may take: a question, not an essay.
 _CONDENSE_MAX_TOKENS = 96
 
@@ -51,6 +57,9 @@ class Source:
     chunk_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    # On a scale that reads the same across questions, unlike ``score`` (indexer.query.relevance).
+    relevance: float | None = None
+    relevance_label: str | None = None
 
     def citation(self) -> str:
         where = self.file
@@ -70,6 +79,8 @@ class Source:
             "text": self.text,
             "chunk_id": self.chunk_id,
             "scores": {k: round(v, 6) for k, v in self.scores.items()},
+            "relevance": None if self.relevance is None else round(self.relevance, 6),
+            "relevance_label": self.relevance_label,
             **{k: v for k, v in self.metadata.items() if k in _CITATION_KEYS},
         }
 
@@ -89,11 +100,15 @@ def cited_numbers(answer: str | None, sources: Sequence[Source]) -> list[int]:
 class Passages(list[Source]):
     """The passages retrieved for one question, best first, and what the reader should know about
     them (``notice``: a keyword index being rebuilt, filters that match no file). A list, so it is
-    used as the sources themselves; the notice travels with them, never on a shared object."""
+    used as the sources themselves; the notice travels with them, never on a shared object.
+    ``abstain``: why no passage is relevant enough to answer from, or None."""
 
-    def __init__(self, sources: Sequence[Source] = (), notice: str | None = None) -> None:
+    def __init__(
+        self, sources: Sequence[Source] = (), notice: str | None = None, abstain: str | None = None
+    ) -> None:
         super().__init__(sources)
         self.notice = notice
+        self.abstain = abstain
 
 
 @dataclass
@@ -105,6 +120,7 @@ class Answer:
     stopped: bool = False
     usage: Usage | None = None
     finish_reason: str | None = None
+    abstained: bool = False
 
     @property
     def citations(self) -> list[int]:
@@ -113,6 +129,7 @@ class Answer:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"answer": self.answer, "sources": [s.to_dict() for s in self.sources]}
         data["citations"] = self.citations
+        data["abstained"] = self.abstained
         if self.question is not None:
             data["question"] = self.question
         if self.notice:
@@ -130,7 +147,8 @@ class AnswerStream:
     Generation also stops when the answer runs away (an invented turn, a loop; see
     ``indexer.query.runaway``): ``notice`` then says why, and ``runaway`` holds that reason alone.
     ``usage`` counts this answer's tokens; ``finish_reason`` is ``"length"`` when it reached its
-    ``max_tokens``, else ``"stop"``."""
+    ``max_tokens``, else ``"stop"``. ``abstained``: no passage was relevant enough, so the LLM was
+    not asked; the answer (with an LLM configured) says so, the sources are the nearest passages."""
 
     def __init__(
         self,
@@ -140,6 +158,7 @@ class AnswerStream:
         *,
         question: str | None = None,
         guard: RunawayGuard | None = None,
+        abstained: str | None = None,
     ) -> None:
         self._tokens = tokens
         self._guard = guard or RunawayGuard()
@@ -150,8 +169,15 @@ class AnswerStream:
         self.finished = tokens is None
         self.stopped = False
         self.runaway: str | None = None
+        self.abstained = abstained is not None
+        self._unsaid = abstained or None  # what an abstaining answer yields once, when iterated
+        if abstained:
+            self.answer = abstained
 
     def __iter__(self) -> Iterator[str]:
+        if self._unsaid is not None:
+            said, self._unsaid = self._unsaid, None
+            yield said
         if self._tokens is None or self.finished:
             return
         guard = self._guard
@@ -204,7 +230,8 @@ class AnswerStream:
             question=self.question,
             stopped=self.stopped,
             usage=self.usage,
-            finish_reason=self.finish_reason if self._tokens is not None else None,
+            finish_reason=self.finish_reason if self._tokens is not None or self.abstained else None,
+            abstained=self.abstained,
         )
 
 
@@ -259,7 +286,9 @@ class QueryEngine:
 
         retrieved = self.index.reading(search)
         sources = [_source(rank, r) for rank, r in enumerate(retrieved.passages, start=1)]
-        return Passages(sources, _join(retrieved.notices))
+        used = _checked_mode(mode) or self.config.retrieval.mode
+        best = relevance.annotate(sources, self.config, used, retrieved.bm25_scale)
+        return Passages(sources, _join(retrieved.notices), relevance.abstain_notice(best, self.config, used))
 
     def stream(
         self,
@@ -276,9 +305,16 @@ class QueryEngine:
         sources = self.retrieve(standalone, top_k, filters, mode=mode)
         notices = [sources.notice or ""]
         llm = self.components.llm
-        if llm is None:
+        if llm is None:  # sources only, as asked: abstained is flagged, the notice stays as it was
             notices.append(self.components.llm_notice or "")
-            return AnswerStream(None, list(sources), _join(notices), question=standalone)
+            stream = AnswerStream(None, list(sources), _join(notices), question=standalone)
+            stream.abstained = sources.abstain is not None
+            return stream
+        if sources.abstain is not None:  # the LLM is not asked: it would invent an answer
+            notices.append(sources.abstain)
+            return AnswerStream(
+                None, list(sources), _join(notices), question=standalone, abstained=NOT_IN_DOCUMENTS
+            )
         messages, kept, trim_notice = self._fit_to_context(standalone, list(sources))
         if trim_notice:
             notices.append(trim_notice)

@@ -36,6 +36,8 @@ RETRIEVAL_MODES: tuple[RetrievalMode, ...] = get_args(RetrievalMode)
 class Retrieved:
     passages: list[Ranked]
     notices: list[str] = field(default_factory=list)
+    # What this question's BM25 scores are divided by for relevance (KeywordIndex.score_scale).
+    bm25_scale: float | None = None
 
 
 class Retriever:
@@ -110,7 +112,8 @@ class Retriever:
             kept = self._rerank(question, kept)
         if self._postprocessors and kept:
             kept = self._postprocessors.apply(question, kept)
-        return Retrieved(kept[:top_k], notices)
+        scale = keyword.score_scale(question) if keyword is not None else None
+        return Retrieved(kept[:top_k], notices, scale)
 
     def _fuse(self, dense: list[Hit], sparse: list[Hit], mode: RetrievalMode) -> list[Ranked]:
         cfg = self.config.retrieval

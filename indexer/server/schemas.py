@@ -111,6 +111,10 @@ class QueryResponse(BaseModel):
     sources: list[Source]
     notice: str | None = None
     finish_reason: str = "stop"
+    abstained: bool = Field(
+        False,
+        description="No passage was relevant enough: the LLM was not asked, the sources are the nearest.",
+    )
 
 
 # -- OpenAI-compatible ---------------------------------------------------------------------------

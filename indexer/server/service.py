@@ -36,6 +36,7 @@ class AnswerEnd:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    abstained: bool = False
 
 
 class RagService:
@@ -110,6 +111,7 @@ class RagService:
                         finish_reason="length" if timed_out else stream.finish_reason,
                         prompt_tokens=usage.prompt_tokens if usage is not None else 0,
                         completion_tokens=usage.completion_tokens if usage is not None else 0,
+                        abstained=stream.abstained,
                     ),
                 )
             finally:

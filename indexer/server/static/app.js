@@ -202,6 +202,14 @@
       score.className = "score";
       score.textContent = `score ${Number(source.score).toFixed(3)}`;
       item.append(button, score);
+      if (source.relevance_label) {
+        // The score ranks passages within one question; the label says how relevant one is at all.
+        const label = document.createElement("span");
+        label.className = `relevance relevance-${source.relevance_label}`;
+        label.textContent = source.relevance_label;
+        label.title = `relevance ${Number(source.relevance).toFixed(3)}: ${source.relevance_label}`;
+        item.append(label);
+      }
       list.append(item);
     }
     if (!sources.length) {
@@ -227,6 +235,7 @@
     $("passage-file").textContent = source.file;
     $("passage-where").textContent = where(source) || "whole file";
     const rows = [["score", source.score], ...Object.entries(source.scores || {})];
+    if (source.relevance !== null && source.relevance !== undefined) rows.push(["relevance", source.relevance]);
     $("passage-scores").tBodies[0].replaceChildren(
       ...rows.map(([name, value]) => {
         const tr = document.createElement("tr");
@@ -288,6 +297,7 @@
           const answered = data.answer !== null && data.answer !== undefined;
           if (answered) renderAnswer(answer, data.answer, sources);
           else answer.remove();
+          if (data.abstained) turn.classList.add("abstained");
           showNotice(turn, data.notice || (answered ? "" : "No answer: this server has no LLM. The sources:"));
           renderSources(turn, sources);
           history.push({ role: "user", content: question });
