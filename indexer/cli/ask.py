@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from indexer.cli.options import ConfigArg, FilterOpt, JsonOpt, ModeOpt, SetOpt, TopKOpt
-from indexer.cli.output import echo, echo_dim, print_sources, stream_answer
+from indexer.cli.output import answer_checked, echo, echo_dim, print_sources
 from indexer.cli.running import open_indexer, run
 from indexer.errors import IndexerError
 
@@ -36,7 +36,7 @@ def query(
             return
         if stream.notice:
             echo(f"note: {stream.notice}", err=True)
-        stream_answer(stream)
+        answer_checked(stream, ix.config.query.unsupported)
         print_sources(stream.sources)
 
     run(work)
@@ -106,7 +106,7 @@ def chat(
                 echo_dim(f"(searched for: {stream.question})")
             if stream.notice:
                 echo(f"note: {stream.notice}", err=True)
-            stream_answer(stream)
+            answer_checked(stream, ix.config.query.unsupported)
             print_sources(stream.sources)
             session.remember(text, stream)
 

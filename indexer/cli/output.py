@@ -71,3 +71,48 @@ def print_sources(sources: list[Any]) -> None:
         citation = printable(s.citation(), limit=_CITATION_CHARS)
         echo(f"  [{s.rank}] {citation}  (score {s.score:.3f})")
         echo(f"      {snippet}")
+
+
+def answer_checked(stream: Any, policy: str) -> None:
+    """The answer, then how each sentence is backed by the sources. With ``query.unsupported``
+    ``flag`` the answer streams as it is generated and its sentences are marked after it; with
+    ``drop`` or ``refuse`` nothing may be shown before it is checked, so it is printed whole."""
+    if policy == "flag":
+        stream_answer(stream)
+    elif stream.answer is not None:
+        try:
+            for _ in stream:
+                pass
+        except KeyboardInterrupt:
+            stream.close()
+            echo("[stopped]", err=True)
+            return
+        checked = stream.checked()
+        echo(checked.answer or "")
+        echo("")
+        for note in (stream.runaway, checked.notice):
+            if note:
+                echo(f"note: {note}", err=True)
+    if stream.answer is not None and not stream.stopped:
+        print_sentences(stream.checked().sentences)
+
+
+def print_sentences(sentences: list[Any]) -> None:
+    """Each sentence's citations; ``+`` marks one the system added (the model wrote none), and an
+    unsupported sentence is shown, highlighted, with the reason."""
+    from indexer.terminal import printable
+
+    if not sentences:
+        return
+    echo("Checked against the sources (+ = citation added by the system):")
+    for s in sentences:
+        cited = ",".join(map(str, s.citations)) or "-"
+        mark = f"[{cited}]{'+' if s.cited_by == 'system' else ''}"
+        text = printable(" ".join(s.text.split()), limit=_SNIPPET_CHARS)
+        if s.supported:
+            echo(f"  ok          {mark:<7} {text}")
+        else:
+            typer.secho(
+                printable(f"  UNSUPPORTED {mark:<7} {text}\n              ({s.reason})", multiline=True),
+                fg="yellow",
+            )

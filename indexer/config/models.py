@@ -321,6 +321,13 @@ class QueryConfig(StrictModel):
         description="Turns a chat follow-up into a standalone question; must contain {history} and "
         "{question}.",
     )
+    unsupported: Literal["flag", "drop", "refuse"] = Field(
+        "flag",
+        description="What happens to an answer sentence that no retrieved passage supports, or that "
+        "states a number, date, code or name found in no retrieved passage: 'flag' keeps it, marked "
+        "(supported: false, with the reason); 'drop' removes it from the answer; 'refuse' withholds "
+        "the whole answer.",
+    )
 
     @field_validator("qa_prompt")
     @classmethod

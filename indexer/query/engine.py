@@ -9,7 +9,7 @@ re-read them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from indexer.errors import IndexerError, ModelError
 from indexer.index.index import Index
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
+from indexer.query.attribution import Checked, Sentence, check, question_embedder
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, Retrieved, Retriever
 from indexer.query.runaway import RunawayGuard, turn_labels
@@ -105,14 +106,20 @@ class Answer:
     stopped: bool = False
     usage: Usage | None = None
     finish_reason: str | None = None
+    # Each sentence with its citations and support (see ``indexer.query.attribution``).
+    sentences: list[Sentence] = field(default_factory=list)
 
     @property
     def citations(self) -> list[int]:
-        return cited_numbers(self.answer, self.sources)
+        """The model's ``[n]``, then the passages the system cited for sentences without one."""
+        numbers = cited_numbers(self.answer, self.sources)
+        numbers += [n for s in self.sentences for n in s.citations if n not in numbers]
+        return list(dict.fromkeys(numbers))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"answer": self.answer, "sources": [s.to_dict() for s in self.sources]}
         data["citations"] = self.citations
+        data["sentences"] = [s.to_dict() for s in self.sentences]
         if self.question is not None:
             data["question"] = self.question
         if self.notice:
@@ -140,9 +147,12 @@ class AnswerStream:
         *,
         question: str | None = None,
         guard: RunawayGuard | None = None,
+        checker: Callable[[str | None, list[Source]], Checked] | None = None,
     ) -> None:
         self._tokens = tokens
         self._guard = guard or RunawayGuard()
+        self._checker = checker
+        self._checked: Checked | None = None
         self.sources = sources
         self.notice = notice
         self.question = question
@@ -194,17 +204,29 @@ class AnswerStream:
             return "length"
         return "stop"
 
+    def checked(self) -> Checked:
+        """The answer once generated, each sentence attributed to its passages and
+        ``query.unsupported`` applied (computed once, at the end of the stream)."""
+        if self._checked is None:
+            if self._checker is None or self.answer is None:
+                self._checked = Checked(self.answer)
+            else:
+                self._checked = self._checker(self.answer, self.sources)
+        return self._checked
+
     def result(self) -> Answer:
         for _ in self:
             pass
+        checked = self.checked()
         return Answer(
-            answer=self.answer,
+            answer=checked.answer,
             sources=self.sources,
-            notice=self.notice,
+            notice=_join([self.notice or "", checked.notice or ""]),
             question=self.question,
             stopped=self.stopped,
             usage=self.usage,
             finish_reason=self.finish_reason if self._tokens is not None else None,
+            sentences=checked.sentences,
         )
 
 
@@ -286,7 +308,9 @@ class QueryEngine:
         tokens = llm.stream_tokens(messages, max_tokens=min(max_tokens or cap, cap))
         template = getattr(llm, "template", None)
         guard = RunawayGuard(turn_labels(template.template.source if template is not None else None))
-        return AnswerStream(tokens, kept, _join(notices), question=standalone, guard=guard)
+        return AnswerStream(
+            tokens, kept, _join(notices), question=standalone, guard=guard, checker=self._checker(standalone)
+        )
 
     def query(
         self,
@@ -302,6 +326,10 @@ class QueryEngine:
             question, top_k, filters=filters, history=history, mode=mode, max_tokens=max_tokens
         )
         return stream.result()
+
+    def _checker(self, question: str) -> Callable[[str | None, list[Source]], Checked]:
+        embed, policy = question_embedder(self.components), self.config.query.unsupported
+        return lambda answer, sources: check(answer, sources, embed, policy, question)
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
         return prompt_messages(self.config.query, question, sources)

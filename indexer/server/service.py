@@ -39,6 +39,8 @@ class AnswerEnd:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    # Each sentence with its citations and support (``indexer.query.attribution.Sentence``).
+    sentences: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RagService:
@@ -90,6 +92,9 @@ class RagService:
     def answer_job(self, request: AnswerRequest) -> Any:
         """A generation-queue job: emits ``sources``, then ``token``s, then ``done`` (AnswerEnd)."""
         timeout_s = self.config.server.generation_timeout_s
+        # Only "flag" may show text before it is checked: "drop" and "refuse" send the checked
+        # answer as one piece at the end.
+        live = self.config.query.unsupported == "flag"
 
         def job(generation: Generation) -> None:
             stream = self.indexer.stream(
@@ -107,17 +112,22 @@ class RagService:
                 for token in stream:
                     if generation.cancelled:
                         break
-                    generation.emit("token", token)
+                    if live:
+                        generation.emit("token", token)
                     if time.monotonic() - started > timeout_s:
                         timed_out = True
                         break
                 stream.close()  # ends the generation, so its usage is complete
                 usage = stream.usage
+                checked = stream.checked()
+                if not live and checked.answer:
+                    generation.emit("token", checked.answer)
                 generation.emit(
                     "done",
                     AnswerEnd(
-                        answer=stream.answer,
-                        notice=stream.notice,
+                        answer=checked.answer,
+                        notice="; ".join(n for n in (stream.notice, checked.notice) if n) or None,
+                        sentences=[s.to_dict() for s in checked.sentences],
                         finish_reason="length" if timed_out else stream.finish_reason,
                         prompt_tokens=usage.prompt_tokens if usage is not None else 0,
                         completion_tokens=usage.completion_tokens if usage is not None else 0,

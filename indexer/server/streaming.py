@@ -86,6 +86,7 @@ async def query_events(generation: Generation) -> AsyncIterator[str]:
                         "answer": payload.answer,
                         "notice": payload.notice,
                         "finish_reason": payload.finish_reason,
+                        "sentences": payload.sentences,
                     },
                     "done",
                 )
@@ -122,7 +123,13 @@ async def chat_events(
             elif kind == "done":
                 if payload.answer is None and payload.notice:
                     yield chunk({"content": payload.notice})  # no LLM: say why, sources follow
-                yield chunk({}, payload.finish_reason, sources=sources, notice=payload.notice)
+                yield chunk(
+                    {},
+                    payload.finish_reason,
+                    sources=sources,
+                    notice=payload.notice,
+                    sentences=payload.sentences,
+                )
                 if include_usage:
                     body = {
                         "id": completion_id,

@@ -30,7 +30,8 @@ router = APIRouter(tags=["openai"])
 @router.post("/v1/chat/completions", responses=BUSY_RESPONSE)
 async def chat_completions(body: ChatCompletionRequest, request: Request, context: Context) -> Any:
     """OpenAI-compatible chat: the last (user) message is the question, earlier messages are
-    history. Sources come in the extra field ``sources`` (on the final chunk when streaming)."""
+    history. Sources come in the extra field ``sources``, and each answer sentence's citations and
+    support in ``sentences`` (on the final chunk when streaming)."""
     service = context.service
     check_model(body.model, service.model_id)
     question, history = split_messages(body)
@@ -65,6 +66,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, contex
         "usage": usage(end),
         "sources": sources,
         "notice": end.notice,
+        "sentences": end.sentences,
     }
 
 

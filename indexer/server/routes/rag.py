@@ -31,7 +31,7 @@ async def retrieve(body: RetrieveRequest, context: Context) -> dict[str, Any]:
 async def query(body: QueryRequest, request: Request, context: Context) -> Any:
     """An answer with its sources; with ``stream: true``, Server-Sent Events: ``token``
     events (``{"text"}``), then ``sources``, then ``done`` (``{"answer", "notice",
-    "finish_reason"}``); ``error`` if generation fails midway."""
+    "finish_reason", "sentences"}``); ``error`` if generation fails midway."""
     job = AnswerRequest(
         question=check_question(body.question, context.settings),
         top_k=check_top_k(body.top_k, context.settings),
@@ -49,4 +49,5 @@ async def query(body: QueryRequest, request: Request, context: Context) -> Any:
         "sources": sources,
         "notice": end.notice,
         "finish_reason": end.finish_reason,
+        "sentences": end.sentences,
     }
