@@ -13,8 +13,10 @@ import pytest
 from indexer.query.attribution import (
     REFUSAL,
     Embed,
+    answer_checker,
     apply_policy,
     attribute,
+    extract,
     question_embedder,
     split_sentences,
 )
@@ -264,3 +266,49 @@ def test_http_and_openai_answers_carry_the_sentences(built_sample: Path) -> None
             "/v1/chat/completions", json={"model": model, "messages": [{"role": "user", "content": question}]}
         ).json()
         _assert_checked({"answer": chat["choices"][0]["message"]["content"], **chat}, chat["sources"])
+
+
+# -- query.answer_style -----------------------------------------------------------------------------
+
+
+def test_extract_quotes_the_closest_passage_sentence_with_its_citation(embed: Embed) -> None:
+    checked = extract("How often is the desiccant pack replaced?", SOURCES, embed)
+    assert checked.answer is not None and checked.answer.endswith("[1]")
+    quote = checked.answer.removesuffix(" [1]").strip("“”")
+    assert quote in " ".join(MAINTENANCE.split())
+    [sentence] = checked.sentences
+    assert sentence.supported and sentence.cited_by == "system" and sentence.citations == [1]
+    assert extract("anything", [], embed).answer is None
+
+
+def test_auto_keeps_a_supported_answer_and_quotes_the_passages_instead_of_an_unsupported_one(
+    embed: Embed,
+) -> None:
+    question = "How often is the desiccant pack replaced?"
+    auto = answer_checker(embed, question, style="auto")
+    good = "Replace the desiccant pack every six months [1]."
+    assert auto(good, SOURCES).answer == good and auto(good, SOURCES).notice is None
+    fallback = auto("Replace the desiccant pack every 12 months.", SOURCES)
+    assert fallback.answer == extract(question, SOURCES, embed).answer
+    assert "answer_style: auto" in (fallback.notice or "")
+    assert all(s.supported for s in fallback.sentences)
+
+
+@pytest.mark.slow
+def test_extract_answers_without_any_model_through_the_cli(built_sample: Path) -> None:
+    result = cli(
+        "query",
+        str(built_sample),
+        "How often is the desiccant pack replaced?",
+        "--json",
+        "--set",
+        "query.answer_style=extract",
+        "--set",
+        "llm.provider=none",
+    )
+    assert result.returncode == 0, result.stderr
+    data = result.json()
+    _assert_checked(data, data["sources"])
+    [sentence] = data["sentences"]
+    cited = data["sources"][sentence["citations"][0] - 1]
+    assert data["answer"].split("” [")[0].strip("“") in " ".join(cited["text"].split())

@@ -36,7 +36,7 @@ def query(
             return
         if stream.notice:
             echo(f"note: {stream.notice}", err=True)
-        answer_checked(stream, ix.config.query.unsupported)
+        answer_checked(stream, ix.config.query)
         print_sources(stream.sources)
 
     run(work)
@@ -106,7 +106,7 @@ def chat(
                 echo_dim(f"(searched for: {stream.question})")
             if stream.notice:
                 echo(f"note: {stream.notice}", err=True)
-            answer_checked(stream, ix.config.query.unsupported)
+            answer_checked(stream, ix.config.query)
             print_sources(stream.sources)
             session.remember(text, stream)
 

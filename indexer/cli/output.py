@@ -73,28 +73,31 @@ def print_sources(sources: list[Any]) -> None:
         echo(f"      {snippet}")
 
 
-def answer_checked(stream: Any, policy: str) -> None:
-    """The answer, then how each sentence is backed by the sources. With ``query.unsupported``
-    ``flag`` the answer streams as it is generated and its sentences are marked after it; with
-    ``drop`` or ``refuse`` nothing may be shown before it is checked, so it is printed whole."""
-    if policy == "flag":
+def answer_checked(stream: Any, query: Any) -> None:
+    """The answer, then how each sentence is backed by the sources. A generated answer whose
+    unsupported sentences are only flagged streams as it is generated, its sentences marked after
+    it; otherwise (``query.unsupported`` drop or refuse, ``query.answer_style`` extract or auto)
+    nothing may be shown before it is checked, so it is printed whole."""
+    if query.unsupported == "flag" and query.answer_style == "generate":
         stream_answer(stream)
-    elif stream.answer is not None:
-        try:
-            for _ in stream:
-                pass
-        except KeyboardInterrupt:
-            stream.close()
-            echo("[stopped]", err=True)
-            return
-        checked = stream.checked()
-        echo(checked.answer or "")
+        if stream.answer is not None and not stream.stopped:
+            print_sentences(stream.checked().sentences)
+        return
+    try:
+        for _ in stream:
+            pass
+    except KeyboardInterrupt:
+        stream.close()
+        echo("[stopped]", err=True)
+        return
+    checked = stream.checked()
+    if checked.answer is not None:
+        echo(checked.answer)
         echo("")
-        for note in (stream.runaway, checked.notice):
-            if note:
-                echo(f"note: {note}", err=True)
-    if stream.answer is not None and not stream.stopped:
-        print_sentences(stream.checked().sentences)
+    for note in (stream.runaway, checked.notice):
+        if note:
+            echo(f"note: {note}", err=True)
+    print_sentences(checked.sentences)
 
 
 def print_sentences(sentences: list[Any]) -> None:

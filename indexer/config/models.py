@@ -328,6 +328,12 @@ class QueryConfig(StrictModel):
         "(supported: false, with the reason); 'drop' removes it from the answer; 'refuse' withholds "
         "the whole answer.",
     )
+    answer_style: Literal["generate", "extract", "auto"] = Field(
+        "generate",
+        description="'generate': the model's answer; 'extract': no model, the passage sentence closest "
+        "to the question, quoted with its citation (it cannot invent); 'auto': the model's answer when "
+        "every sentence is supported, otherwise the extract, with a notice saying so.",
+    )
 
     @field_validator("qa_prompt")
     @classmethod

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 Embed = Callable[[Sequence[str]], list[list[float]]]
 UnsupportedPolicy = Literal["flag", "drop", "refuse"]
+AnswerStyle = Literal["generate", "extract", "auto"]
 
 # Below this a sentence has no supporting passage. Support mixes cosine similarity (MiniLM: a
 # passage that states the sentence scores about 0.45 to 0.8, an unrelated one under 0.2) with the
@@ -36,6 +37,8 @@ SUPPORT_THRESHOLD = 0.3
 _FACT_WEIGHT = 0.4
 # Passage pieces embedded per passage at most (a chunk is at most a few hundred tokens).
 _MAX_PIECES = 32
+# extract: passage sentences this close to the best one's similarity count as equally good.
+_EXTRACT_MARGIN = 0.05
 
 REFUSAL = "The retrieved passages do not support an answer to this question."
 
@@ -330,16 +333,6 @@ def apply_policy(answer: str | None, sentences: list[Sentence], policy: Unsuppor
     return Checked(text, kept, notice)
 
 
-def check(
-    answer: str | None,
-    sources: Sequence[Source],
-    embed: Embed,
-    policy: UnsupportedPolicy = "flag",
-    question: str | None = None,
-) -> Checked:
-    return apply_policy(answer, attribute(answer, sources, embed, question), policy)
-
-
 def _passage_sentences(text: str) -> list[str]:
     """A passage's sentences (lines joined within a paragraph or list item), very short ones
     left out; the whole passage where it has none. Sentences, not the passage, are embedded:
@@ -349,6 +342,52 @@ def _passage_sentences(text: str) -> list[str]:
         flat = " ".join(block.split())
         pieces += [p for p in _SENTENCE_END_RE.split(flat) if len(p.split()) >= 3]
     return pieces[:_MAX_PIECES] or [text]
+
+
+def extract(question: str, sources: Sequence[Source], embed: Embed) -> Checked:
+    """``query.answer_style: extract``: the passage sentence closest to the question, quoted with
+    its citation; of near-equal ones (within ``_EXTRACT_MARGIN``), the shortest. Nothing is
+    generated, so nothing can be invented."""
+    candidates = [(s, piece) for s in sources for piece in _passage_sentences(s.text)]
+    candidates = [(s, p) for s, p in candidates if len(_WORD_RE.findall(p)) >= 3]
+    if not candidates:
+        return Checked(None, [], "no passage sentence to quote (query.answer_style: extract)")
+    vectors = embed([question, *(p for _, p in candidates)])
+    scores = [_cosine(vectors[0], v) for v in vectors[1:]]
+    best = max(scores)
+    near = [i for i, score in enumerate(scores) if score >= best - _EXTRACT_MARGIN]
+    pick = min(near, key=lambda i: (len(candidates[i][1]), -scores[i]))
+    source, quote = candidates[pick]
+    text = f"“{quote.strip()}” [{source.rank}]"
+    sentence = Sentence(text, [source.rank], max(0.0, scores[pick]), True, "system", None, 0, len(text))
+    return Checked(text, [sentence])
+
+
+def answer_checker(
+    embed: Embed, question: str, policy: UnsupportedPolicy = "flag", style: AnswerStyle = "generate"
+) -> Callable[[str | None, Sequence[Source]], Checked]:
+    """What an answer stream applies once the model has finished (``answer`` is None where no
+    model ran): attribution and ``query.unsupported`` for a generated answer, the quote for
+    ``extract``, and for ``auto`` the model's answer when every sentence is supported, else
+    the quote."""
+
+    def checked(answer: str | None, sources: Sequence[Source]) -> Checked:
+        if style == "extract" or (style == "auto" and answer is None):
+            return extract(question, sources, embed)
+        sentences = attribute(answer, sources, embed, question)
+        if style == "auto" and any(not s.supported for s in sentences):
+            quoted = extract(question, sources, embed)
+            bad = sum(not s.supported for s in sentences)
+            notice = (
+                f"the model's answer had {bad} unsupported sentence(s): answered with a quote from the "
+                "passages instead (query.answer_style: auto)"
+            )
+            return Checked(
+                quoted.answer, quoted.sentences, "; ".join(n for n in (notice, quoted.notice) if n)
+            )
+        return apply_policy(answer, sentences, policy)
+
+    return checked
 
 
 # -- facts ------------------------------------------------------------------------------------------

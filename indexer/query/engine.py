@@ -20,7 +20,7 @@ from indexer.errors import IndexerError, ModelError
 from indexer.index.index import Index
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
-from indexer.query.attribution import Checked, Sentence, check, question_embedder
+from indexer.query.attribution import Checked, Sentence, answer_checker, question_embedder
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, Retrieved, Retriever
 from indexer.query.runaway import RunawayGuard, turn_labels
@@ -147,7 +147,7 @@ class AnswerStream:
         *,
         question: str | None = None,
         guard: RunawayGuard | None = None,
-        checker: Callable[[str | None, list[Source]], Checked] | None = None,
+        checker: Callable[[str | None, Sequence[Source]], Checked] | None = None,
     ) -> None:
         self._tokens = tokens
         self._guard = guard or RunawayGuard()
@@ -208,7 +208,7 @@ class AnswerStream:
         """The answer once generated, each sentence attributed to its passages and
         ``query.unsupported`` applied (computed once, at the end of the stream)."""
         if self._checked is None:
-            if self._checker is None or self.answer is None:
+            if self._checker is None:
                 self._checked = Checked(self.answer)
             else:
                 self._checked = self._checker(self.answer, self.sources)
@@ -297,10 +297,16 @@ class QueryEngine:
         standalone = self.condense(question, history) if history else question
         sources = self.retrieve(standalone, top_k, filters, mode=mode)
         notices = [sources.notice or ""]
+        style = self.config.query.answer_style
+        if style == "extract":  # quoted from the passages: no model runs
+            return AnswerStream(
+                None, list(sources), _join(notices), question=standalone, checker=self._checker(standalone)
+            )
         llm = self.components.llm
         if llm is None:
             notices.append(self.components.llm_notice or "")
-            return AnswerStream(None, list(sources), _join(notices), question=standalone)
+            checker = self._checker(standalone) if style == "auto" else None
+            return AnswerStream(None, list(sources), _join(notices), question=standalone, checker=checker)
         messages, kept, trim_notice = self._fit_to_context(standalone, list(sources))
         if trim_notice:
             notices.append(trim_notice)
@@ -327,9 +333,11 @@ class QueryEngine:
         )
         return stream.result()
 
-    def _checker(self, question: str) -> Callable[[str | None, list[Source]], Checked]:
-        embed, policy = question_embedder(self.components), self.config.query.unsupported
-        return lambda answer, sources: check(answer, sources, embed, policy, question)
+    def _checker(self, question: str) -> Callable[[str | None, Sequence[Source]], Checked]:
+        query = self.config.query
+        return answer_checker(
+            question_embedder(self.components), question, query.unsupported, query.answer_style
+        )
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
         return prompt_messages(self.config.query, question, sources)

@@ -92,9 +92,10 @@ class RagService:
     def answer_job(self, request: AnswerRequest) -> Any:
         """A generation-queue job: emits ``sources``, then ``token``s, then ``done`` (AnswerEnd)."""
         timeout_s = self.config.server.generation_timeout_s
-        # Only "flag" may show text before it is checked: "drop" and "refuse" send the checked
-        # answer as one piece at the end.
-        live = self.config.query.unsupported == "flag"
+        # Only a generated answer that is flagged may show text before it is checked: "drop",
+        # "refuse", "extract" and "auto" send the checked answer as one piece at the end.
+        query = self.config.query
+        live = query.unsupported == "flag" and query.answer_style == "generate"
 
         def job(generation: Generation) -> None:
             stream = self.indexer.stream(
