@@ -150,7 +150,9 @@ def create_server(indexer: Indexer) -> MCPServer:
         question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
     ) -> dict[str, Any]:
         """Answer the question from the indexed documents, citing passages as [n] (n = a source's
-        rank). Without an LLM, `answer` is null, `notice` says why, and the sources are returned."""
+        rank). `sentences` gives each answer sentence's citations (`cited_by`: the model's own, or
+        added by the system) and `supported: false` with a `reason` where no passage backs it.
+        Without an LLM, `answer` is null, `notice` says why, and the sources are returned."""
         top_k = checked(top_k)
 
         def answer() -> dict[str, Any]:

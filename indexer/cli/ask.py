@@ -28,7 +28,8 @@ def query(
     from indexer.query.filters import parse_filter_options
 
     def work() -> None:
-        extra = {"retrieval.mode": mode, **({"llm.provider": "none"} if retrieve_only else {})}
+        only = {"llm.provider": "none", "query.answer_style": "generate"} if retrieve_only else {}
+        extra = {"retrieval.mode": mode, **only}
         ix = open_indexer(config, set_, **extra)
         stream = ix.stream(question, top_k=top_k, filters=parse_filter_options(filter_ or []))
         if json_out:

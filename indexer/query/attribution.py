@@ -39,11 +39,14 @@ _FACT_WEIGHT = 0.4
 _MAX_PIECES = 32
 # extract: passage sentences this close to the best one's similarity count as equally good.
 _EXTRACT_MARGIN = 0.05
+# A value must be in one of this many passage sentences closest to its claim, or it contradicts.
+_NEAR_PIECES = 3
 
 REFUSAL = "The retrieved passages do not support an answer to this question."
 
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _BLOCK_RE = re.compile(r"\n\s*\n|\n\s*(?:[-*•]|\d{1,2}[.)])\s+")
+_WRAPPED_RE = re.compile(r"(?<=[^\s.!?:;])\n(?=[ \t]*[a-z])")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+")
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)")
 _ONLY_CITATIONS_RE = re.compile(r"^(?:\s*\[\d+(?:\s*,\s*\d+)*\]\s*[.,;:]?)+\s*$")
@@ -203,6 +206,7 @@ class _Facts:
     numbers: set[Decimal] = field(default_factory=set)
     dates: list[tuple[int | None, int, int | None]] = field(default_factory=list)
     text: str = ""  # lowercased, for codes
+    codes: list[str] = field(default_factory=list)
     words: set[str] = field(default_factory=set)  # lowercased, for names
 
 
@@ -211,6 +215,8 @@ def split_sentences(answer: str) -> list[tuple[int, int]]:
     citation standing after the full stop ("... 9102. [1]") stays with its sentence."""
     spans: list[tuple[int, int]] = []
     offset = 0
+    # A line the model wrapped mid-sentence goes on: read as one line (same length, same offsets).
+    answer = _WRAPPED_RE.sub(" ", answer)
     for line in answer.splitlines(keepends=True):
         start = offset
         offset += len(line)
@@ -271,14 +277,18 @@ def attribute(
         passage_vectors.append(vectors[at : at + len(piece)])
         at += len(piece)
     passage_facts = [_passage_facts(s.text) for s in sources]
+    piece_facts = [[_passage_facts(p) for p in piece] for piece in pieces]
     asked = {w.lower() for w in _WORD_RE.findall(question or "")}
     sentences = []
     for text, claim, (a, b), vector in zip(texts, claims, spans, sentence_vectors, strict=True):
         facts = _claim_facts(claim, asked)
         found = [{f for f in facts if _holds(f, p)} for p in passage_facts]
         scores = []
-        for held, piece_vectors in zip(found, passage_vectors, strict=True):
-            similarity = max(0.0, *(_cosine(vector, v) for v in piece_vectors))
+        closest: list[tuple[float, int, int]] = []  # (similarity, passage, piece)
+        for n, (held, piece_vectors) in enumerate(zip(found, passage_vectors, strict=True)):
+            similarities = [_cosine(vector, v) for v in piece_vectors]
+            closest += [(sim, n, k) for k, sim in enumerate(similarities)]
+            similarity = max(0.0, *similarities)
             if facts:
                 scores.append((1 - _FACT_WEIGHT) * similarity + _FACT_WEIGHT * len(held) / len(facts))
             else:
@@ -293,6 +303,12 @@ def attribute(
             kinds = sorted({f.kind for f in missing})
             verb = "appears" if len(missing) == 1 else "appear"
             reason = f"{' and '.join(kinds)} {shown} {verb} in no retrieved passage"
+        elif contradicted := _contradicted(facts, sorted(closest, reverse=True), piece_facts):
+            fact, n, k = contradicted
+            reason = (
+                f"{fact.kind} “{fact.shown}” is not what the closest passage sentence says "
+                f"([{sources[n].rank}]: “{_short(pieces[n][k])}”)"
+            )
         elif scores[best] < SUPPORT_THRESHOLD:
             reason = (
                 f"no retrieved passage supports it (best: [{sources[best].rank}], support "
@@ -333,14 +349,40 @@ def apply_policy(answer: str | None, sentences: list[Sentence], policy: Unsuppor
     return Checked(text, kept, notice)
 
 
+def _contradicted(
+    facts: list[_Fact], closest: list[tuple[float, int, int]], piece_facts: list[list[_Facts]]
+) -> tuple[_Fact, int, int] | None:
+    """A number, date or code found somewhere in the passages, but in none of the passage
+    sentences closest to the claim, while the closest one states another value of its kind: the
+    right row, the wrong value ("E-503" where the sentence about that sensor says "E-214")."""
+    if not closest:
+        return None
+    near = [piece_facts[n][k] for _, n, k in closest[:_NEAR_PIECES]]
+    _, top_n, top_k = closest[0]
+    top = piece_facts[top_n][top_k]
+    for fact in facts:
+        if fact.kind == "name" or any(_holds(fact, piece) for piece in near):
+            continue
+        rival = {"number": top.numbers, "date": top.dates, "code": top.codes}[fact.kind]
+        if rival:
+            return fact, top_n, top_k
+    return None
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _passage_sentences(text: str) -> list[str]:
     """A passage's sentences (lines joined within a paragraph or list item), very short ones
     left out; the whole passage where it has none. Sentences, not the passage, are embedded:
     one vector of a long passage dilutes the sentence that states the claim, and costs more."""
     pieces = []
     for block in _BLOCK_RE.split(text):
-        flat = " ".join(block.split())
-        pieces += [p for p in _SENTENCE_END_RE.split(flat) if len(p.split()) >= 3]
+        for line in _WRAPPED_RE.sub(" ", block).splitlines():  # a table's or a list's rows apart
+            flat = " ".join(line.split())
+            pieces += [p for p in _SENTENCE_END_RE.split(flat) if len(p.split()) >= 3]
     return pieces[:_MAX_PIECES] or [text]
 
 
@@ -499,6 +541,7 @@ def _passage_facts(text: str) -> _Facts:
     for year, _, day in facts.dates:  # "in 2024" is supported by "20 April 2024"
         facts.numbers.update(Decimal(n) for n in (year, day) if n is not None)
     codes, rest = _codes(rest)
+    facts.codes = codes
     facts.numbers.update(v for v, _ in _numbers(rest))
     for code in codes:  # a code's numbers count as numbers too: "port 9102" against "localhost:9102"
         facts.numbers.update(Decimal(n) for n in re.findall(r"\d+", code))
