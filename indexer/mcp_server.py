@@ -100,7 +100,10 @@ class IndexTools:
         self, question: Question, top_k: TopK = None, mode: ModeArg = None, filters: Filters = None
     ) -> dict[str, Any]:
         """Answer the question from the indexed documents, citing passages as [n] (n = a source's
-        rank). Without an LLM, `answer` is null, `notice` says why, and the sources are returned."""
+        rank). `sentences` gives each answer sentence's citations (`cited_by`: the model's own, or
+        added by the system) and `supported: false` with a `reason` where no passage backs it.
+        `abstained`: no passage was relevant enough, so the LLM was not asked. Without an LLM,
+        `answer` is null, `notice` says why, and the sources are returned."""
 
         def answer() -> dict[str, Any]:
             result = self.indexer.query(question, top_k, filters=_checked_filters(filters), mode=mode)

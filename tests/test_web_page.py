@@ -195,11 +195,16 @@ def test_page_streams_an_answer_with_sources_and_keeps_the_conversation(
         assert sources, "no sources listed"
         assert all(s.get_attribute("data-rank") for s in sources)
 
-        # A source entry opens its passage; so does an inline [n], when the model wrote one.
+        # A source entry opens its passage; so does an inline [n], the model's or the one the system
+        # added to a sentence that had none: every answer cites a passage.
         _check_passage_panel(driver, sources[-1])
         cites = turn.find_elements("css selector", ".answer button.cite")
-        if cites:
-            _check_passage_panel(driver, cites[0])
+        assert cites, "no citation in the answer"
+        _check_passage_panel(driver, cites[0])
+        # Each sentence is marked up; one that no passage supports says why in its tooltip.
+        assert turn.find_elements("css selector", ".answer .sentence")
+        for sentence in turn.find_elements("css selector", ".answer .sentence.unsupported"):
+            assert sentence.get_attribute("title").startswith("Not supported by the sources: ")
 
         # Mode and top-k apply; the follow-up carries the conversation so far.
         from selenium.webdriver.support.ui import Select

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from indexer.cli.options import ConfigArg, FilterOpt, JsonOpt, ModeOpt, SetOpt, TopKOpt
-from indexer.cli.output import echo, echo_dim, print_sources, stream_answer
+from indexer.cli.output import answer_checked, echo, echo_dim, print_sources
 from indexer.cli.running import open_indexer, run
 from indexer.errors import IndexerError
 
@@ -28,7 +28,8 @@ def query(
     from indexer.query.filters import parse_filter_options
 
     def work() -> None:
-        extra = {"retrieval.mode": mode, **({"llm.provider": "none"} if retrieve_only else {})}
+        only = {"llm.provider": "none", "query.answer_style": "generate"} if retrieve_only else {}
+        extra = {"retrieval.mode": mode, **only}
         ix = open_indexer(config, set_, **extra)
         stream = ix.stream(question, top_k=top_k, filters=parse_filter_options(filter_ or []))
         if json_out:
@@ -36,7 +37,7 @@ def query(
             return
         if stream.notice:
             echo(f"note: {stream.notice}", err=True)
-        stream_answer(stream)
+        answer_checked(stream, ix.config.query)
         print_sources(stream.sources)
 
     run(work)
@@ -106,7 +107,7 @@ def chat(
                 echo_dim(f"(searched for: {stream.question})")
             if stream.notice:
                 echo(f"note: {stream.notice}", err=True)
-            stream_answer(stream)
+            answer_checked(stream, ix.config.query)
             print_sources(stream.sources)
             session.remember(text, stream)
 

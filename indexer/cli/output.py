@@ -73,3 +73,51 @@ def print_sources(sources: list[Any]) -> None:
         shown = f"score {s.score:.3f}" + (f", relevance {relevance}" if relevance else "")
         echo(f"  [{s.rank}] {citation}  ({shown})")
         echo(f"      {snippet}")
+
+
+def answer_checked(stream: Any, query: Any) -> None:
+    """The answer, then how each sentence is backed by the sources. A generated answer whose
+    unsupported sentences are only flagged streams as it is generated, its sentences marked after
+    it; otherwise (``query.unsupported`` drop or refuse, ``query.answer_style`` extract or auto)
+    nothing may be shown before it is checked, so it is printed whole."""
+    if query.unsupported == "flag" and query.answer_style == "generate":
+        stream_answer(stream)
+        if stream.answer is not None and not stream.stopped:
+            print_sentences(stream.checked().sentences)
+        return
+    try:
+        for _ in stream:
+            pass
+    except KeyboardInterrupt:
+        stream.close()
+        echo("[stopped]", err=True)
+        return
+    checked = stream.checked()
+    if checked.answer is not None:
+        echo(checked.answer)
+        echo("")
+    for note in (stream.runaway, checked.notice):
+        if note:
+            echo(f"note: {note}", err=True)
+    print_sentences(checked.sentences)
+
+
+def print_sentences(sentences: list[Any]) -> None:
+    """Each sentence's citations; ``+`` marks one the system added (the model wrote none), and an
+    unsupported sentence is shown, highlighted, with the reason."""
+    from indexer.terminal import printable
+
+    if not sentences:
+        return
+    echo("Checked against the sources (+ = citation added by the system):")
+    for s in sentences:
+        cited = ",".join(map(str, s.citations)) or "-"
+        mark = f"[{cited}]{'+' if s.cited_by == 'system' else ''}"
+        text = printable(" ".join(s.text.split()), limit=_SNIPPET_CHARS)
+        if s.supported:
+            echo(f"  ok          {mark:<7} {text}")
+        else:
+            typer.secho(
+                printable(f"  UNSUPPORTED {mark:<7} {text}\n              ({s.reason})", multiline=True),
+                fg="yellow",
+            )

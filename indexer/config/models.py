@@ -429,6 +429,19 @@ class QueryConfig(StrictModel):
         "kwargs: {similarity_cutoff: 0.3}}]. They see the top_k passages (retrieval.rerank.candidates "
         "with a rerank), and the first top_k they return are kept; those they drop are not replaced.",
     )
+    unsupported: Literal["flag", "drop", "refuse"] = Field(
+        "flag",
+        description="What happens to an answer sentence that no retrieved passage supports, or that "
+        "states a number, date, code or name found in no retrieved passage: 'flag' keeps it, marked "
+        "(supported: false, with the reason); 'drop' removes it from the answer; 'refuse' withholds "
+        "the whole answer.",
+    )
+    answer_style: Literal["generate", "extract", "auto"] = Field(
+        "generate",
+        description="'generate': the model's answer; 'extract': no model, the passage sentence closest "
+        "to the question, quoted with its citation (it cannot invent); 'auto': the model's answer when "
+        "every sentence is supported, otherwise the extract, with a notice saying so.",
+    )
 
     @field_validator("qa_prompt")
     @classmethod

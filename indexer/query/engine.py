@@ -9,7 +9,7 @@ re-read them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from indexer.index.index import Index
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import DOC_ID
 from indexer.query import relevance
+from indexer.query.attribution import Checked, Sentence, answer_checker, question_embedder
 from indexer.query.filters import Filters, FilterValue
 from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, Retrieved, Retriever
 from indexer.query.runaway import RunawayGuard, turn_labels
@@ -121,15 +122,21 @@ class Answer:
     usage: Usage | None = None
     finish_reason: str | None = None
     abstained: bool = False
+    # Each sentence with its citations and support (see ``indexer.query.attribution``).
+    sentences: list[Sentence] = field(default_factory=list)
 
     @property
     def citations(self) -> list[int]:
-        return cited_numbers(self.answer, self.sources)
+        """The model's ``[n]``, then the passages the system cited for sentences without one."""
+        numbers = cited_numbers(self.answer, self.sources)
+        numbers += [n for s in self.sentences for n in s.citations if n not in numbers]
+        return list(dict.fromkeys(numbers))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"answer": self.answer, "sources": [s.to_dict() for s in self.sources]}
         data["citations"] = self.citations
         data["abstained"] = self.abstained
+        data["sentences"] = [s.to_dict() for s in self.sentences]
         if self.question is not None:
             data["question"] = self.question
         if self.notice:
@@ -159,9 +166,12 @@ class AnswerStream:
         question: str | None = None,
         guard: RunawayGuard | None = None,
         abstained: str | None = None,
+        checker: Callable[[str | None, Sequence[Source]], Checked] | None = None,
     ) -> None:
         self._tokens = tokens
         self._guard = guard or RunawayGuard()
+        self._checker = checker
+        self._checked: Checked | None = None
         self.sources = sources
         self.notice = notice
         self.question = question
@@ -220,18 +230,30 @@ class AnswerStream:
             return "length"
         return "stop"
 
+    def checked(self) -> Checked:
+        """The answer once generated, each sentence attributed to its passages and
+        ``query.unsupported`` applied (computed once, at the end of the stream)."""
+        if self._checked is None:
+            if self._checker is None:
+                self._checked = Checked(self.answer)
+            else:
+                self._checked = self._checker(self.answer, self.sources)
+        return self._checked
+
     def result(self) -> Answer:
         for _ in self:
             pass
+        checked = self.checked()
         return Answer(
-            answer=self.answer,
+            answer=checked.answer,
             sources=self.sources,
-            notice=self.notice,
+            notice=_join([self.notice or "", checked.notice or ""]),
             question=self.question,
             stopped=self.stopped,
             usage=self.usage,
             finish_reason=self.finish_reason if self._tokens is not None or self.abstained else None,
             abstained=self.abstained,
+            sentences=checked.sentences,
         )
 
 
@@ -304,17 +326,26 @@ class QueryEngine:
         standalone = self.condense(question, history) if history else question
         sources = self.retrieve(standalone, top_k, filters, mode=mode)
         notices = [sources.notice or ""]
+        style = self.config.query.answer_style
         llm = self.components.llm
-        if llm is None:  # sources only, as asked: abstained is flagged, the notice stays as it was
-            notices.append(self.components.llm_notice or "")
-            stream = AnswerStream(None, list(sources), _join(notices), question=standalone)
-            stream.abstained = sources.abstain is not None
-            return stream
-        if sources.abstain is not None:  # the LLM is not asked: it would invent an answer
+        if sources.abstain is not None and (llm is not None or style == "extract"):
+            # Neither the LLM nor the extract is asked: either would answer from passages that
+            # are not about the question.
             notices.append(sources.abstain)
             return AnswerStream(
                 None, list(sources), _join(notices), question=standalone, abstained=NOT_IN_DOCUMENTS
             )
+        if style == "extract":  # quoted from the passages: no model runs
+            return AnswerStream(
+                None, list(sources), _join(notices), question=standalone, checker=self._checker(standalone)
+            )
+        if llm is None:  # sources only, as asked: abstained is flagged, the notice stays as it was
+            notices.append(self.components.llm_notice or "")
+            extract = style == "auto" and sources.abstain is None
+            checker = self._checker(standalone) if extract else None
+            stream = AnswerStream(None, list(sources), _join(notices), question=standalone, checker=checker)
+            stream.abstained = sources.abstain is not None
+            return stream
         messages, kept, trim_notice = self._fit_to_context(standalone, list(sources))
         if trim_notice:
             notices.append(trim_notice)
@@ -322,7 +353,9 @@ class QueryEngine:
         tokens = llm.stream_tokens(messages, max_tokens=min(max_tokens or cap, cap))
         template = getattr(llm, "template", None)
         guard = RunawayGuard(turn_labels(template.template.source if template is not None else None))
-        return AnswerStream(tokens, kept, _join(notices), question=standalone, guard=guard)
+        return AnswerStream(
+            tokens, kept, _join(notices), question=standalone, guard=guard, checker=self._checker(standalone)
+        )
 
     def query(
         self,
@@ -338,6 +371,12 @@ class QueryEngine:
             question, top_k, filters=filters, history=history, mode=mode, max_tokens=max_tokens
         )
         return stream.result()
+
+    def _checker(self, question: str) -> Callable[[str | None, Sequence[Source]], Checked]:
+        query = self.config.query
+        return answer_checker(
+            question_embedder(self.components), question, query.unsupported, query.answer_style
+        )
 
     def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
         return prompt_messages(self.config.query, question, sources)

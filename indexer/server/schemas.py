@@ -106,6 +106,24 @@ class RetrieveResponse(BaseModel):
     notice: str | None = None
 
 
+class AnswerSentence(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    text: str = Field(description="The sentence as the answer has it.")
+    citations: list[int] = Field(description="Ranks of the sources it cites.")
+    support: float = Field(description="How well the best passage supports it, 0 to 1.")
+    supported: bool = Field(
+        description="False when no passage supports it, or it states a number, "
+        "date, code or name found in no passage (see reason)."
+    )
+    cited_by: Literal["model", "system"] | None = Field(
+        description="'model': its own [n]; 'system': added where the model cited none."
+    )
+    reason: str | None = Field(None, description="Why it is not supported.")
+    start: int = Field(description="Where it starts in the answer text (characters).")
+    end: int = Field(description="Where it ends in the answer text (characters).")
+
+
 class QueryResponse(BaseModel):
     answer: str | None = Field(description="The answer; null when no LLM is configured (see notice).")
     sources: list[Source]
@@ -114,6 +132,9 @@ class QueryResponse(BaseModel):
     abstained: bool = Field(
         False,
         description="No passage was relevant enough: the LLM was not asked, the sources are the nearest.",
+    )
+    sentences: list[AnswerSentence] = Field(
+        default_factory=list, description="Each answer sentence with its citations and support."
     )
 
 

@@ -37,6 +37,8 @@ class AnswerEnd:
     prompt_tokens: int
     completion_tokens: int
     abstained: bool = False
+    # Each sentence with its citations and support (``indexer.query.attribution.Sentence``).
+    sentences: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RagService:
@@ -80,6 +82,10 @@ class RagService:
     def answer_job(self, request: AnswerRequest) -> Any:
         """A generation-queue job: emits ``sources``, then ``token``s, then ``done`` (AnswerEnd)."""
         timeout_s = self.config.server.generation_timeout_s
+        # Only a generated answer that is flagged may show text before it is checked: "drop",
+        # "refuse", "extract" and "auto" send the checked answer as one piece at the end.
+        query = self.config.query
+        live = query.unsupported == "flag" and query.answer_style == "generate"
 
         def job(generation: Generation) -> None:
             stream = self.indexer.stream(
@@ -97,17 +103,22 @@ class RagService:
                 for token in stream:
                     if generation.cancelled:
                         break
-                    generation.emit("token", token)
+                    if live:
+                        generation.emit("token", token)
                     if time.monotonic() - started > timeout_s:
                         timed_out = True
                         break
                 stream.close()  # ends the generation, so its usage is complete
                 usage = stream.usage
+                checked = stream.checked()
+                if not live and checked.answer:
+                    generation.emit("token", checked.answer)
                 generation.emit(
                     "done",
                     AnswerEnd(
-                        answer=stream.answer,
-                        notice=stream.notice,
+                        answer=checked.answer,
+                        notice="; ".join(n for n in (stream.notice, checked.notice) if n) or None,
+                        sentences=[s.to_dict() for s in checked.sentences],
                         finish_reason="length" if timed_out else stream.finish_reason,
                         prompt_tokens=usage.prompt_tokens if usage is not None else 0,
                         completion_tokens=usage.completion_tokens if usage is not None else 0,

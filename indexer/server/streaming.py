@@ -87,6 +87,7 @@ async def query_events(generation: Generation) -> AsyncIterator[str]:
                         "notice": payload.notice,
                         "finish_reason": payload.finish_reason,
                         "abstained": payload.abstained,
+                        "sentences": payload.sentences,
                     },
                     "done",
                 )
@@ -129,6 +130,7 @@ async def chat_events(
                     sources=sources,
                     notice=payload.notice,
                     abstained=payload.abstained,
+                    sentences=payload.sentences,
                 )
                 if include_usage:
                     body = {

@@ -30,8 +30,9 @@ router = APIRouter(tags=["openai"])
 @router.post("/v1/chat/completions", responses=BUSY_RESPONSE)
 async def chat_completions(body: ChatCompletionRequest, request: Request, context: Context) -> Any:
     """OpenAI-compatible chat: the last (user) message is the question, earlier messages are
-    history. Sources come in the extra field ``sources`` (on the final chunk when streaming), and
-    ``abstained`` says whether the answer is "not in your documents" (the LLM was not asked)."""
+    history. Sources come in the extra field ``sources``, each answer sentence's citations and
+    support in ``sentences`` (on the final chunk when streaming), and ``abstained`` says whether
+    the answer is "not in your documents" (the LLM was not asked)."""
     service = context.service
     check_model(body.model, service.model_id)
     question, history = split_messages(body)
@@ -67,6 +68,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, contex
         "sources": sources,
         "notice": end.notice,
         "abstained": end.abstained,
+        "sentences": end.sentences,
     }
 
 

@@ -31,8 +31,9 @@ async def retrieve(body: RetrieveRequest, context: Context) -> dict[str, Any]:
 async def query(body: QueryRequest, request: Request, context: Context) -> Any:
     """An answer with its sources; with ``stream: true``, Server-Sent Events: ``token``
     events (``{"text"}``), then ``sources``, then ``done`` (``{"answer", "notice",
-    "finish_reason", "abstained"}``); ``error`` if generation fails midway. ``abstained``: no
-    passage was relevant enough, so the LLM was not asked (the sources are the nearest ones)."""
+    "finish_reason", "abstained", "sentences"}``); ``error`` if generation fails midway.
+    ``abstained``: no passage was relevant enough, so the LLM was not asked (the sources are the
+    nearest ones)."""
     job = AnswerRequest(
         question=check_question(body.question, context.settings),
         top_k=check_top_k(body.top_k, context.settings),
@@ -51,4 +52,5 @@ async def query(body: QueryRequest, request: Request, context: Context) -> Any:
         "notice": end.notice,
         "finish_reason": end.finish_reason,
         "abstained": end.abstained,
+        "sentences": end.sentences,
     }

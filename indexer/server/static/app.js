@@ -153,8 +153,58 @@
     return turn;
   }
 
-  // The answer's text with each [n] that names a source turned into a button.
-  function renderAnswer(node, text, sources) {
+  function citeButton(n, source) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "cite";
+    button.dataset.rank = String(n);
+    button.textContent = String(n);
+    button.addEventListener("click", () => showPassage(source));
+    return button;
+  }
+
+  // The answer's text, sentence by sentence: a sentence no passage supports is marked, its
+  // tooltip saying why; a citation the system added (the model wrote none) follows its sentence.
+  function renderAnswer(node, text, sources, sentences) {
+    if (!sentences || !sentences.length) {
+      renderCitations(node, text, sources);
+      return;
+    }
+    const ranks = new Map(sources.map((s) => [s.rank, s]));
+    node.replaceChildren();
+    let last = 0;
+    for (const sentence of sentences) {
+      node.append(text.slice(last, sentence.start));
+      const span = document.createElement("span");
+      span.className = "sentence";
+      renderCitations(span, text.slice(sentence.start, sentence.end), sources);
+      if (sentence.cited_by === "system") {
+        const added = sentence.citations.filter((n) => ranks.has(n));
+        if (added.length) {
+          const mark = document.createElement("span");
+          mark.className = "added";
+          mark.title = "Citation added by the system: the model cited no passage here.";
+          mark.append(" [");
+          added.forEach((n, i) => {
+            if (i) mark.append(", ");
+            mark.append(citeButton(n, ranks.get(n)));
+          });
+          mark.append("]");
+          span.append(mark);
+        }
+      }
+      if (!sentence.supported) {
+        span.classList.add("unsupported");
+        span.title = `Not supported by the sources: ${sentence.reason || "no passage supports it"}`;
+      }
+      node.append(span);
+      last = sentence.end;
+    }
+    node.append(text.slice(last));
+  }
+
+  // The text with each [n] that names a source turned into a button.
+  function renderCitations(node, text, sources) {
     const ranks = new Map(sources.map((s) => [s.rank, s]));
     node.replaceChildren();
     let last = 0;
@@ -164,13 +214,7 @@
       node.append(text.slice(last, match.index), "[");
       numbers.forEach((n, i) => {
         if (i) node.append(", ");
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "cite";
-        button.dataset.rank = String(n);
-        button.textContent = String(n);
-        button.addEventListener("click", () => showPassage(ranks.get(n)));
-        node.append(button);
+        node.append(citeButton(n, ranks.get(n)));
       });
       node.append("]");
       last = match.index + match[0].length;
@@ -295,7 +339,7 @@
           sources = data.sources;
         } else if (name === "done") {
           const answered = data.answer !== null && data.answer !== undefined;
-          if (answered) renderAnswer(answer, data.answer, sources);
+          if (answered) renderAnswer(answer, data.answer, sources, data.sentences);
           else answer.remove();
           if (data.abstained) turn.classList.add("abstained");
           showNotice(turn, data.notice || (answered ? "" : "No answer: this server has no LLM. The sources:"));
