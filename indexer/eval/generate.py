@@ -121,14 +121,15 @@ def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> l
     from indexer.ingestion.readers import ReadLimits
     from indexer.ingestion.sources import discover
 
-    splitter = make_splitter(config.chunking, components.token_spans)
+    embedder = components.embedder
+    splitter = make_splitter(config.chunking, embedder.token_spans)
     limits, settings_key = ReadLimits.of(config.data), chunk_settings_key(config)
     chunks = []
     for source in discover(config.data).sources:
         # The hash is read_and_chunk's to make, from the bytes it reads.
         item = WorkItem(source.doc_id, str(source.path), "", source.size, settings_key, limits)
         for chunk in read_and_chunk(item, splitter).chunks:  # an unreadable file has none
-            if len(components.tokenize(chunk.text)) >= min_tokens:
+            if len(embedder.tokenize(chunk.text)) >= min_tokens:
                 chunks.append(
                     {
                         "id": chunk.id,

@@ -62,11 +62,11 @@ class RagService:
 
     @property
     def embedding_model_id(self) -> str:
-        return str(self.indexer.components.query_identity.name)
+        return str(self.indexer.components.query_embedder.identity.name)
 
     @property
     def embedding_dimension(self) -> int:
-        return int(self.indexer.components.query_identity.dimension)
+        return int(self.indexer.components.query_embedder.identity.dimension or 0)
 
     @property
     def has_llm(self) -> bool:
@@ -131,9 +131,9 @@ class RagService:
     # -- embeddings and index description --------------------------------------------------------
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        components = self.indexer.components
-        vectors = components.embed_model.get_text_embedding_batch(texts)
-        tokens = sum(len(components.tokenize(text)) for text in texts)
+        embedder = self.indexer.components.embedder
+        vectors = embedder.embed(texts)  # as a build embeds passages
+        tokens = sum(len(embedder.tokenize(text)) for text in texts)
         return [list(map(float, v)) for v in vectors], tokens
 
     def index_info(self, reveal_paths: bool = True) -> dict[str, Any]:
