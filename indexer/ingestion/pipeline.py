@@ -138,9 +138,10 @@ def build_index(
 def check_before_work(config: Config, previous: Manifest) -> None:
     """Refuse a mismatched config before loading the model when possible (a no-op build then never
     loads torch), and always before reading or writing anything."""
-    from indexer.components.embedding import config_identity
+    from indexer.components.embedding import identity_to_check
 
-    check_compatible(previous, config_identity(config.embedding), config.chunking.model_dump())
+    identity = identity_to_check(config.embedding, previous.embedding)
+    check_compatible(previous, identity, config.chunking.model_dump())
 
 
 def record_identity(manifest: Manifest, config: Config, written: Sequence[Written], *, rebuild: bool) -> None:

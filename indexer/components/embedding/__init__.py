@@ -18,7 +18,12 @@ import logging
 
 from indexer.components.embedding.embedder import Embedder, Passages, SentenceTransformerEmbedder
 from indexer.components.embedding.forward import CPU_FORWARD_TOKENS, forward_batches
-from indexer.components.embedding.identity import EmbeddingIdentity, config_identity, identity_for
+from indexer.components.embedding.identity import (
+    EmbeddingIdentity,
+    config_identity,
+    identity_for,
+    identity_to_check,
+)
 from indexer.components.embedding.load import (
     DEFAULT_MODEL_NAME,
     display_name,
@@ -42,6 +47,7 @@ __all__ = [
     "display_name",
     "forward_batches",
     "identity_for",
+    "identity_to_check",
     "load_embedder",
     "load_query_embedder",
     "prepare_query_route",

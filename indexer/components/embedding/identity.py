@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,18 @@ def config_identity(config: EmbeddingConfig) -> EmbeddingIdentity:
         backend=config.backend,
         dtype=resolve_dtype(config)[0],
     )
+
+
+def identity_to_check(config: EmbeddingConfig, recorded: Mapping[str, Any]) -> EmbeddingIdentity:
+    """What to check an index's ``recorded`` identity against before any work: the config's. A
+    LlamaIndex class is known by its vectors only, so where its kwargs differ from those recorded
+    it is loaded for its fingerprint (unchanged kwargs load nothing: a no-op build stays cheap)."""
+    identity = config_identity(config)
+    if config.provider == "llama_index" and recorded.get("kwargs") != identity.kwargs:
+        from indexer.components.embedding.llama_index import LlamaIndexEmbedder
+
+        return LlamaIndexEmbedder(config).identity
+    return identity
 
 
 def loaded_identity(config: EmbeddingConfig, dimension: int) -> EmbeddingIdentity:
