@@ -95,8 +95,11 @@ def test_secrets_never_reach_the_manifest() -> None:
         "auth_token": "t",
         "nested": {"password": "p", "batch": 4},
         "embed_batch_size": 8,
+        "apiKey": "k",
+        "max_tokens": 512,
     }
-    assert safe_kwargs(kwargs) == {"model_name": "m", "nested": {"batch": 4}, "embed_batch_size": 8}
+    kept = {"model_name": "m", "nested": {"batch": 4}, "embed_batch_size": 8, "max_tokens": 512}
+    assert safe_kwargs(kwargs) == kept
     identity = EmbeddingIdentity(
         name="x", normalize=True, query_prefix="", passage_prefix="", kwargs=safe_kwargs(kwargs)
     )

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +34,11 @@ PROBE_TEXT = "indexer probe: the rain gauge bucket tips once for every 0.2 mm of
 # Rounded before hashing: the same class and kwargs on another CPU or library build give vectors
 # that differ in the last bits; another model or instruction moves them by far more.
 _PROBE_DECIMALS = 2
-# Keyword names whose values are never written to an index's manifest.
-_SECRET_WORDS = ("key", "token", "password", "passwd", "secret", "credential", "auth")
+# Words of keyword names (split at '_' and '-') whose values are never written to an index's
+# manifest: api_key, auth_token, apiKey, client_secret ... but not max_tokens.
+_SECRET_WORDS = frozenset(
+    ("key", "apikey", "token", "password", "passwd", "secret", "credential", "credentials", "auth")
+)
 
 
 def safe_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,7 +57,7 @@ def safe_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 def _is_secret(key: str) -> bool:
     lowered = key.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
+    return lowered in _SECRET_WORDS or any(word in _SECRET_WORDS for word in re.split(r"[_\-\s]+", lowered))
 
 
 def _import_class(path: str) -> type:
