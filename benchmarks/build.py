@@ -14,7 +14,7 @@ Reports, after the CPU model and flags (and the GPU's name with ``--device cuda`
   the build's token budget allows (``embedding.CPU_FORWARD_TOKENS``). Goals: the build keeps
   >= 0.9 of the fastest bare encode on a CPU (>= 0.8 on a GPU), and on a CPU with AMX the
   reduced-format build is >= 2x the float32 build;
-- the build against its own encoder alone (``embedding.embed_texts`` on the same texts, right
+- the build against its own encoder alone (``Embedder.embed`` on the same texts, right
   after it): what the pipeline around the model costs. On a CPU that encoder runs one forward
   stream per core (``components/cpu_streams.py``), which a single ``encode`` call does not;
 - each build stage's busy seconds and share of the build's wall time (``BuildSummary.stages``);
@@ -105,7 +105,7 @@ def measure_speed(
     goals' ratios the median of the rounds' own. The auto format's index is ``work/index``, the
     one --backend compares with."""
     from indexer import Indexer
-    from indexer.components.embedding import CPU_FORWARD_TOKENS, embed_texts, resolve_dtype
+    from indexer.components.embedding import CPU_FORWARD_TOKENS, resolve_dtype
     from indexer.config.models import EmbeddingConfig
 
     device = embedding.get("device", "cpu")
@@ -128,7 +128,8 @@ def measure_speed(
         ix.build(rebuild=True)
         texts[d] = chunk_texts(ix)
         components[d] = ix.components
-        models[d] = ix.components.embed_model._model  # the same SentenceTransformer, in format d
+        # the same SentenceTransformer, in format d
+        models[d] = ix.components.embedder.sentence_transformer
 
     def bare_encode(d: str, batch: int) -> float:
         started = time.perf_counter()
@@ -136,11 +137,11 @@ def measure_speed(
         return time.perf_counter() - started
 
     def own_encode(d: str) -> float:
-        """The build's own way from texts to vectors alone (embedding.embed_texts: its tokenizer,
+        """The build's own way from texts to vectors alone (Embedder.embed: its tokenizer,
         forward batches and CPU streams), without reading, chunking or writing: what the build
         would take if its pipeline cost nothing."""
         started = time.perf_counter()
-        embed_texts(components[d].embed_model, components[d].passage_tokenizer, texts[d])
+        components[d].embedder.embed(texts[d])
         return time.perf_counter() - started
 
     # The bare encode at its fastest batch size: on a CPU the build cuts its forward batches to a
@@ -381,7 +382,7 @@ def measure_backend(
     )
     try:
         ix = Indexer.from_config(config, vector)
-        ix.components.embed_model  # noqa: B018  (load, and export once, outside the timing)
+        ix.components.embedder.identity  # noqa: B018  (load, and export once, outside the timing)
         started = time.perf_counter()
         summary = ix.build()
         seconds = time.perf_counter() - started
@@ -396,8 +397,8 @@ def measure_backend(
     ids, ours = _stored_vectors(ix)
     theirs = dict(zip(*_stored_vectors(default), strict=True))
     base = np.asarray([theirs[i] for i in ids])
-    ours_q = np.asarray([ix.components.query_embed_model.get_query_embedding(q) for q in questions])
-    base_q = np.asarray([default.components.query_embed_model.get_query_embedding(q) for q in questions])
+    ours_q = np.asarray([ix.components.query_embedder.embed_query(q) for q in questions])
+    base_q = np.asarray([default.components.query_embedder.embed_query(q) for q in questions])
     for q_ours, q_base in zip(ours_q, base_q, strict=True):
         a = np.argsort(-(base @ q_base))[:5]
         b = np.argsort(-(ours @ q_ours))[:5]
@@ -405,11 +406,11 @@ def measure_backend(
         top5.append(len(set(a) & set(b)) / 5)
 
     def query_ms(engine: Any) -> float:
-        embed = engine.components.query_embed_model
+        embed = engine.components.query_embedder
         times = []
         for q in questions:
             t0 = time.perf_counter()
-            embed.get_query_embedding(q)
+            embed.embed_query(q)
             times.append((time.perf_counter() - t0) * 1000)
         return round(statistics.median(times), 2)
 

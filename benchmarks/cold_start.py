@@ -193,11 +193,10 @@ if route == "onnx":
     from indexer.components.onnx_direct import load_direct
     direct = load_direct(config.model_copy(update={"backend": "onnx", "query_backend": "onnx"}))
     assert direct is not None, "no ONNX recipe: build once first"
-    direct.embed_passages(texts, config.batch_size)
+    direct.embed(texts)
 else:
-    from indexer.components import embedding
-    model = embedding.load_embedding(config)
-    embedding.embed_texts(model, embedding.passage_tokenizer(model), texts)
+    from indexer.components.embedding import load_embedder
+    load_embedder(config).embed(texts)
 print(json.dumps({"seconds": time.perf_counter() - started}))
 """
 

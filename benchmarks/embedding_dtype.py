@@ -77,18 +77,17 @@ class Variant:
 
 
 def project_variant(name: str, batch_size: int, **settings: Any) -> Variant:
-    """The project's own loading and passage path (``load_embedding``, ``embed_texts``)."""
+    """The project's own loading and passage path (``Embedder.embed``)."""
     import numpy as np
 
-    from indexer.components.embedding import embed_texts, load_embedding, passage_tokenizer
+    from indexer.components.embedding import load_embedder
     from indexer.config.models import EmbeddingConfig
 
-    model = load_embedding(EmbeddingConfig(batch_size=batch_size, **settings))
-    tokenizer = passage_tokenizer(model)
+    embedder = load_embedder(EmbeddingConfig(batch_size=batch_size, **settings))
     return Variant(
         name,
-        lambda texts: embed_texts(model, tokenizer, texts),
-        lambda q: np.asarray(model.get_query_embedding(q), dtype=np.float32),
+        embedder.embed,
+        lambda q: np.asarray(embedder.embed_query(q), dtype=np.float32),
     )
 
 

@@ -139,9 +139,9 @@ def _write_corpus(ix: Any, size: int, rng: random.Random) -> dict[str, Any]:
     from indexer.index.store import Chunk
 
     base_texts = [_text(rng) for _ in range(_BASE_TEXTS)]
-    base = np.asarray(ix.components.embed_model.get_text_embedding_batch(base_texts), dtype=np.float32)
+    base = np.asarray(ix.components.embedder.embed(base_texts), dtype=np.float32)
     noise = np.random.default_rng(size)
-    identity = ix.components.embedding_identity_dict()
+    identity = ix.components.embedder.identity.record()
     per_file = 10
     started = time.perf_counter()
     with ix.index.writer() as writer:
@@ -190,8 +190,8 @@ def _measure(config: Path, rng: random.Random, queries: int) -> dict[str, Any]:
     questions += [f"AUR-{rng.randint(1000, 9999)}-X" for _ in range(4)] + ["E-214 modem signal"]
     result: dict[str, Any] = {}
     for name, backend in (("query_embedding_p50_ms", "auto"), ("query_embedding_torch_p50_ms", "torch")):
-        embed = Indexer.from_config(config, {"embedding.query_backend": backend}).components.query_embed_model
-        embed.get_query_embedding(questions[0])
+        embed = Indexer.from_config(config, {"embedding.query_backend": backend}).components.query_embedder
+        embed.embed_query(questions[0])
         embed_times = []
         for q in questions * 3:
             t0 = time.perf_counter()

@@ -100,13 +100,14 @@ class Indexer:
     @property
     def embedding_identity(self) -> EmbeddingIdentity:
         """The model questions are embedded with: its ``name`` and ``dimension``."""
-        return self.components.query_identity
+        return self.components.query_embedder.identity
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Vectors for ``texts`` from the index's own embedding model (as passages are embedded),
         and the tokens they took."""
-        vectors = self.components.embed_model.get_text_embedding_batch(texts)
-        tokens = sum(len(self.components.tokenize(text)) for text in texts)
+        embedder = self.components.embedder
+        vectors = embedder.embed(texts)  # as a build embeds passages
+        tokens = sum(len(embedder.tokenize(text)) for text in texts)
         return [list(map(float, v)) for v in vectors], tokens
 
     def info(self, *, reveal_paths: bool = True) -> dict[str, Any]:
@@ -266,8 +267,9 @@ class Indexer:
     @property
     def embed_model(self) -> BaseEmbedding:
         """The passage embedding model as a LlamaIndex ``BaseEmbedding`` (questions may be embedded
-        by another backend of the same model: ``embedding.query_backend``)."""
-        return self.components.embed_model
+        by another backend of the same model: ``embedding.query_backend``); with
+        ``embedding.provider: llama_index``, the configured object itself."""
+        return self.components.embedder.llama_index
 
     @property
     def llm_notice(self) -> str | None:
@@ -291,7 +293,7 @@ class Indexer:
         or use ``Indexer.query``."""
         from indexer.index.llama_store import vector_store_index
 
-        return vector_store_index(self.index, self.components.embed_model)
+        return vector_store_index(self.index, self.components.embedder.llama_index)
 
 
 def evaluate(

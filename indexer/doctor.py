@@ -228,6 +228,8 @@ def _embedding_route(config: Config) -> str:
     from indexer.components.onnx_direct import load_direct
     from indexer.ingestion.encoders import direct_route, onnx_max_chunks
 
+    if config.embedding.provider == "llama_index":
+        return f"questions and passages: LlamaIndex {config.embedding.class_}"
     wanted = query_config(config.embedding)
     if wanted.backend != "onnx":
         questions = "questions: torch"

@@ -78,12 +78,12 @@ def test_a_failure_in_a_stream_is_raised_in_the_caller(two_torch_threads) -> Non
 def test_vectors_from_streams_equal_one_streams(two_torch_threads, monkeypatch) -> None:
     from indexer.components import cpu_streams
 
-    model = embedding.load_embedding(EmbeddingConfig(dtype="float32", batch_size=8))
-    tokenizer = embedding.passage_tokenizer(model)
+    model = embedding.SentenceTransformerEmbedder(EmbeddingConfig(dtype="float32", batch_size=8))
+    tokenizer = model.passage_tokenizer
     assert tokenizer is not None
     ids = tokenizer(_texts())
-    streamed = embedding.encode_token_ids(model, tokenizer, ids)
+    streamed = model.embed(ids)
     monkeypatch.setattr(cpu_streams, "cpu_streams", lambda: 1)
-    single = embedding.encode_token_ids(model, tokenizer, ids)
+    single = model.embed(ids)
     assert streamed.shape == single.shape and streamed.dtype == np.float32
     np.testing.assert_allclose(streamed, single, atol=1e-6)

@@ -16,13 +16,12 @@ from pydantic import ValidationError
 
 from indexer import Indexer
 from indexer.components.embedding import (
+    SentenceTransformerEmbedder,
     config_identity,
-    embedding_identity,
-    encode_passages,
-    load_embedding,
     resolve_dtype,
     resolve_model_location,
 )
+from indexer.components.embedding.load import load_embedding
 from indexer.components.openmp_env import set_wait_policy_before_torch
 from indexer.config import load_config
 from indexer.config.models import EmbeddingConfig
@@ -77,21 +76,20 @@ def test_auto_resolution_follows_the_device_and_the_cpu_and_says_why() -> None:
 
 
 def test_bfloat16_vectors_are_close_to_float32_vectors_for_passages_and_questions() -> None:
-    full = load_embedding(EmbeddingConfig(dtype="float32"))
-    reduced = load_embedding(EmbeddingConfig(dtype="bfloat16"))
-    passages = _cosines(encode_passages(full, TEXTS), encode_passages(reduced, TEXTS))
+    full = SentenceTransformerEmbedder(EmbeddingConfig(dtype="float32"))
+    reduced = SentenceTransformerEmbedder(EmbeddingConfig(dtype="bfloat16"))
+    passages = _cosines(full.encode(TEXTS), reduced.encode(TEXTS))
     assert passages.min() > 0.999, passages
     question = "rain gauge cleaning interval"
-    q_full = np.asarray([full.get_query_embedding(question)])
-    q_reduced = np.asarray([reduced.get_query_embedding(question)])
+    q_full = np.asarray([full.embed_query(question)])
+    q_reduced = np.asarray([reduced.embed_query(question)])
     # Questions go through the same reduced-precision forward: close, but not bit-identical.
     assert 0.999 < _cosines(q_full, q_reduced)[0] < 1 - 1e-7
 
 
 def test_the_identity_records_the_dtype_which_the_index_does_not_check() -> None:
-    assert config_identity(EmbeddingConfig(dtype="bfloat16"))["dtype"] == "bfloat16"
-    config = EmbeddingConfig(dtype="float32")
-    assert embedding_identity(config, load_embedding(config)).dtype == "float32"
+    assert config_identity(EmbeddingConfig(dtype="bfloat16")).dtype == "bfloat16"
+    assert SentenceTransformerEmbedder(EmbeddingConfig(dtype="float32")).identity.dtype == "float32"
     # bfloat16 and float32 vectors retrieve the same passages (benchmarks/embedding_dtype.py).
     assert "dtype" not in EMBEDDING_KEYS
 
@@ -127,7 +125,7 @@ def test_openmp_wait_policy_is_set_before_torch_loads_not_at_import() -> None:
         "import os, sys\n"
         "import indexer.components\n"
         "assert 'OMP_WAIT_POLICY' not in os.environ and 'torch' not in sys.modules\n"
-        "from indexer.components.embedding import load_embedding\n"
+        "from indexer.components.embedding.load import load_embedding\n"
         "from indexer.config.models import EmbeddingConfig\n"
         "load_embedding(EmbeddingConfig())\n"
         "print(os.environ['OMP_WAIT_POLICY'])\n"
@@ -151,14 +149,14 @@ def test_a_hub_model_has_no_fingerprint_until_downloaded_then_that_of_its_files(
 ) -> None:
     monkeypatch.setenv("LLAMA_INDEX_CACHE_DIR", str(tmp_path))
     config = EmbeddingConfig(model="someone/minilm-copy")
-    assert "fingerprint" not in config_identity(config)  # unknown, so not checked yet
+    assert config_identity(config).fingerprint is None  # unknown, so not checked yet
     # The Hub's cache layout, as a download leaves it, holding the bundled model's files.
     repo = tmp_path / "models--someone--minilm-copy"
     shutil.copytree(resolve_model_location("default"), repo / "snapshots" / "abc123")
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("abc123")
-    bundled = config_identity(EmbeddingConfig())["fingerprint"]
-    assert config_identity(config)["fingerprint"] == bundled
+    bundled = config_identity(EmbeddingConfig()).fingerprint
+    assert config_identity(config).fingerprint == bundled
 
 
 def test_doctor_shows_the_dtype_and_why(make_config) -> None:

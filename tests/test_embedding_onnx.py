@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from indexer import Indexer
-from indexer.components.embedding import encode_passages, load_embedding
+from indexer.components.embedding import SentenceTransformerEmbedder
+from indexer.components.embedding.load import load_embedding
 from indexer.config.models import EmbeddingConfig
 from indexer.errors import ConfigError, IndexMismatchError, ModelError
 from tests.conftest import run_cli
@@ -37,35 +38,35 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_onnx_vectors_equal_torch_vectors(exported: Path) -> None:
-    torch_model = load_embedding(EmbeddingConfig(dtype="float32"))
+    torch_model = SentenceTransformerEmbedder(EmbeddingConfig(dtype="float32"))
     path = exported / "minilm.onnx"
-    onnx_model = load_embedding(EmbeddingConfig(backend="onnx", backend_file=str(path)))
+    onnx_model = SentenceTransformerEmbedder(EmbeddingConfig(backend="onnx", backend_file=str(path)))
+    assert type(onnx_model.sentence_transformer[0].model).__name__ == "OnnxTransformer"
     assert path.is_file()  # exported on first use, where the config said
-    assert type(onnx_model._model[0].model).__name__ == "OnnxTransformer"
     # onnxruntime has threads of its own: a build runs it as one stream, torch as one per thread.
     import torch
 
-    from indexer.components import embedding
+    assert onnx_model.streams == 1
+    assert torch_model.streams == torch.get_num_threads()
 
-    assert embedding._streams(onnx_model) == 1
-    assert embedding._streams(torch_model) == torch.get_num_threads()
-
-    cos = _cosines(encode_passages(torch_model, TEXTS), encode_passages(onnx_model, TEXTS))
+    cos = _cosines(torch_model.encode(TEXTS), onnx_model.encode(TEXTS))
     assert cos.min() > 0.9999, cos
     query = "rain gauge cleaning interval"
     q_cos = _cosines(
-        np.asarray([torch_model.get_query_embedding(query)]),
-        np.asarray([onnx_model.get_query_embedding(query)]),
+        np.asarray([torch_model.embed_query(query)]),
+        np.asarray([onnx_model.embed_query(query)]),
     )
     assert q_cos[0] > 0.9999
 
 
 @pytest.mark.slow
 def test_int8_vectors_stay_close_and_the_file_is_smaller(exported: Path) -> None:
-    torch_model = load_embedding(EmbeddingConfig(dtype="float32"))
+    torch_model = SentenceTransformerEmbedder(EmbeddingConfig(dtype="float32"))
     path = exported / "minilm-int8.onnx"
-    int8 = load_embedding(EmbeddingConfig(backend="onnx", quantization="int8", backend_file=str(path)))
-    cos = _cosines(encode_passages(torch_model, TEXTS), encode_passages(int8, TEXTS))
+    int8 = SentenceTransformerEmbedder(
+        EmbeddingConfig(backend="onnx", quantization="int8", backend_file=str(path))
+    )
+    cos = _cosines(torch_model.encode(TEXTS), int8.encode(TEXTS))
     assert 0.95 < cos.min() < 0.9999, cos  # close, but not the float model's vectors
     assert path.stat().st_size < (exported / "minilm.onnx").stat().st_size / 2
 
@@ -158,15 +159,15 @@ def test_questions_go_through_onnx_by_default_without_loading_the_passage_model(
     assert hits[0].file == "guides/calibration.md"
     components = ix.components
     # The build wrote the model's ONNX recipe: questions skip torch and sentence-transformers.
-    assert type(components.query_embed_model).__name__ == "OnnxEmbedder"
-    assert "embed_model" not in components.__dict__  # a query process loads one model
+    assert type(components.query_embedder).__name__ == "OnnxEmbedder"
+    assert not components.embedder.loaded  # a query process loads one model
 
     # float32, as onnxruntime computes; questions in the CPU's bfloat16 score within ~1e-3.
     torch_only = Indexer.from_config(
         built_sample,
         {"retrieval.mode": "vector", "embedding.query_backend": "torch", "embedding.dtype": "float32"},
     )
-    assert torch_only.components.query_embed_model is torch_only.components.embed_model
+    assert torch_only.components.query_embedder is torch_only.components.embedder
     same = torch_only.retrieve("rain gauge calibration", top_k=2)
     assert [h.chunk_id for h in same] == [h.chunk_id for h in hits]
     assert same[0].score == pytest.approx(hits[0].score, abs=1e-5)
@@ -188,5 +189,5 @@ def test_eval_indexes_are_shared_by_backends_of_one_vector_space(make_config, ex
         },
     }.items():
         ix = Indexer.from_config(make_config(embedding=embedding))
-        keys[name] = index_key(dataset, ix.config, ix.components.embedding_identity_dict())
+        keys[name] = index_key(dataset, ix.config, ix.components.embedder.identity.record())
     assert keys["torch"] == keys["onnx"] != keys["int8"]

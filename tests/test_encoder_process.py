@@ -42,7 +42,7 @@ def _index(folder, encoder_process: bool):
 def test_an_encoder_process_builds_the_same_index_without_loading_the_model_in_the_build(tmp_path) -> None:
     here_config, here, here_summary = _index(tmp_path / "here", False)
     apart_config, apart, apart_summary = _index(tmp_path / "apart", True)
-    assert "embed_model" not in apart.components.__dict__  # the build process never loaded it
+    assert not apart.components.embedder.loaded  # the build process never loaded it
     assert apart_summary.chunks == here_summary.chunks and apart_summary.stages["encode"] > 0
     texts = {h.id: h.text for h in stored_chunks(here)}
     assert {h.id: h.text for h in stored_chunks(apart)} == texts
@@ -65,7 +65,7 @@ def test_the_next_build_of_the_process_reuses_the_idle_encoder_process(tmp_path)
     summary = ix.build(rebuild=True)
     assert summary.chunks_embedded == summary.chunks > 0
     assert encoders._IDLE[key] is first and first.usable()  # no second model load
-    assert "embed_model" not in ix.components.__dict__
+    assert not ix.components.embedder.loaded
 
 
 @pytest.mark.slow

@@ -38,7 +38,7 @@ def test_records_become_documents_keyed_by_their_ids(tmp_path: Path) -> None:
 
     store = index_of(components).chunk_store(create=False)
     assert store is not None and store.count() == summary.chunks
-    query = components.embed_model.get_query_embedding("how much rain per bucket tip")
+    query = components.embedder.embed_query("how much rain per bucket tip")
     best = store.search(query, 1)[0]
     assert best.metadata["doc_id"] == "101"
     assert best.metadata["title"] == "Rain gauge" and best.text.startswith("Rain gauge\n")
@@ -60,7 +60,7 @@ def test_sync_embeds_only_what_changed(tmp_path: Path) -> None:
     assert (summary.updated, summary.deleted, summary.unchanged, summary.chunks_embedded) == (1, 1, 1, 1)
     store = index_of(components).chunk_store(create=False)
     assert store is not None
-    texts = [h.text for h in store.search(components.embed_model.get_query_embedding("desiccant"), 10)]
+    texts = [h.text for h in store.search(components.embedder.embed_query("desiccant"), 10)]
     assert texts.count("Replace the desiccant every three months.") == 1
     assert not any("six months" in t or "J4" in t for t in texts)  # old version and deleted record gone
     assert store.count() == summary.chunks == 2

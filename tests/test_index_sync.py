@@ -177,7 +177,7 @@ def test_search_shows_only_committed_chunks_and_the_next_build_sweeps_the_rest(
     question = "The zephyr bracket is painted teal"
     store = ix.index.chunk_store(create=False)
     assert store is not None
-    vector = ix.components.embed_model.get_text_embedding(question)
+    vector = ix.components.embedder.embed([question])[0].tolist()
     # What a build killed between writing and committing leaves: a new version of a known file
     # and a file the manifest never heard of, both matching the question best.
     strays = [

@@ -98,9 +98,9 @@ def test_the_vector_store_index_hides_chunks_the_manifest_does_not_commit(tmp_pa
         text=QUESTION,
         metadata={"doc_id": ANSWER_FILE, "file": ANSWER_FILE, "file_hash": "0" * 64, "chunk": 0},
     )
-    store.add([pending], np.asarray([ix.components.embed_model.get_text_embedding(QUESTION)]))
+    store.add([pending], np.asarray([ix.embed_model.get_text_embedding(QUESTION)]))
 
-    plain = VectorStoreIndex.from_vector_store(ix.vector_store, embed_model=ix.components.embed_model)
+    plain = VectorStoreIndex.from_vector_store(ix.vector_store, embed_model=ix.embed_model)
     assert plain.as_retriever(similarity_top_k=1).retrieve(QUESTION)[0].node.node_id == pending.id
     shown = ix.as_vector_store_index().as_retriever(similarity_top_k=3).retrieve(QUESTION)
     assert len(shown) == 3 and pending.id not in {n.node.node_id for n in shown}
@@ -172,7 +172,7 @@ def test_without_stored_documents_the_text_still_reads_everywhere(tmp_path: Path
     assert ours[0].file == ANSWER_FILE and all(s.text for s in ours)
     assert all(not PRIVATE & set(s.metadata) for s in ours)
     index = VectorStoreIndex.from_vector_store(
-        ChromaVectorStore(chroma_collection=collection), embed_model=ix.components.embed_model
+        ChromaVectorStore(chroma_collection=collection), embed_model=ix.embed_model
     )
     nodes = index.as_retriever(similarity_top_k=2).retrieve(QUESTION)
     vector = ix.retrieve(QUESTION, 2, mode="vector")

@@ -13,6 +13,7 @@ import pytest
 
 from indexer import Indexer
 from indexer.components import embedding
+from indexer.components.embedding import SentenceTransformerEmbedder, forward
 from indexer.config.models import EmbeddingConfig
 from tests.conftest import SAMPLE_DIR, SHARED_DATA, write_config
 from tests.support.stored import stored_chunks
@@ -27,8 +28,8 @@ def _texts() -> list[str]:
     return passages + [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_DIR.rglob("*.txt"))]
 
 
-def _model(**settings):
-    return embedding.load_embedding(EmbeddingConfig(dtype="float32", **settings))
+def _model(**settings) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(EmbeddingConfig(dtype="float32", **settings))
 
 
 @pytest.mark.slow
@@ -37,37 +38,36 @@ def test_the_passage_tokenizer_gives_the_models_own_input_and_its_vectors(prefix
     import torch
 
     model = _model(passage_prefix=prefix, batch_size=32)
-    tokenizer = embedding.passage_tokenizer(model)
+    tokenizer = model.passage_tokenizer
     assert tokenizer is not None and tokenizer.prompt == prefix
     texts = _texts()
     ids = tokenizer(texts)
-    assert max(len(i) for i in ids) == embedding.max_tokens(model)  # the long ones are truncated
+    assert max(len(i) for i in ids) == model.max_tokens  # the long ones are truncated
     assert all(np.array_equal(a, b) for a, b in zip(tokenizer.in_one_call(texts), ids, strict=True))
     for start in range(0, len(texts), 32):
-        want = model._model.preprocess(texts[start : start + 32], prompt=prefix or None)
+        want = model.sentence_transformer.preprocess(texts[start : start + 32], prompt=prefix or None)
         got = tokenizer.batch(ids[start : start + 32])
         assert set(got) == set(want)
         for key, value in want.items():
             assert torch.equal(got[key], value) if isinstance(value, torch.Tensor) else got[key] == value
-    from_ids = embedding.encode_token_ids(model, tokenizer, ids)
-    from_texts = embedding.encode_passages(model, texts)
+    from_ids = model.embed(ids)
+    from_texts = model.encode(texts)
     assert from_ids.dtype == np.float32 and from_ids.shape == from_texts.shape
     np.testing.assert_allclose(from_ids, from_texts, atol=1e-5)
 
 
 def test_a_tokenizer_that_differs_from_the_models_preprocessing_is_not_used(monkeypatch) -> None:
-    model = _model()
-    st = model._model
+    st = _model().sentence_transformer
     real = st.preprocess
 
     def preprocess_that_cleans_text_in_python(texts, **kwargs):  # the fault: what Rust would not do
         return real([t.replace("!", ".") for t in texts], **kwargs)
 
     monkeypatch.setattr(st, "preprocess", preprocess_that_cleans_text_in_python)
-    assert embedding.passage_tokenizer(model) is None
+    assert embedding.tokenizer.passage_tokenizer(st) is None
     monkeypatch.setattr(st, "preprocess", real)
     monkeypatch.setattr(st.tokenizer, "padding_side", "left")
-    assert embedding.passage_tokenizer(model) is None
+    assert embedding.tokenizer.passage_tokenizer(st) is None
 
 
 def test_forward_batches_cut_a_cpu_call_for_the_fewest_padded_tokens_within_its_limits() -> None:
@@ -100,11 +100,10 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
     """Forced here, and on a GPU by default; on a CPU (``auto`` here) the encoder is handed texts
     and tokenizes them itself: the workers share its cores. Either way the model runs from ids,
     not through its own (slower) preprocessing."""
-    from indexer.ingestion import encoders
-
     # Which way the model is called, counted: the real functions run, nothing is faked.
     calls = {"ids": 0, "texts": 0, "handed_texts": 0, "handed_ids": 0}
-    by_ids, by_texts, encode = embedding.encode_token_ids, embedding.encode_passages, encoders._encode
+    by_ids, by_texts = forward.encode_token_ids, forward.encode_passages
+    embed = SentenceTransformerEmbedder.embed
 
     def counted_by_ids(*args):
         calls["ids"] += 1
@@ -114,13 +113,13 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
         calls["texts"] += 1
         return by_texts(*args)
 
-    def counted_encode(model, tokenizer, passages):
+    def counted_embed(self, passages):
         calls["handed_texts" if isinstance(passages[0], str) else "handed_ids"] += 1
-        return encode(model, tokenizer, passages)
+        return embed(self, passages)
 
-    monkeypatch.setattr(embedding, "encode_token_ids", counted_by_ids)
-    monkeypatch.setattr(embedding, "encode_passages", counted_by_texts)
-    monkeypatch.setattr(encoders, "_encode", counted_encode)
+    monkeypatch.setattr(forward, "encode_token_ids", counted_by_ids)
+    monkeypatch.setattr(forward, "encode_passages", counted_by_texts)
+    monkeypatch.setattr(SentenceTransformerEmbedder, "embed", counted_embed)
     config = write_config(
         tmp_path,
         SAMPLE_DIR,
@@ -146,5 +145,5 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
     hits = stored_chunks(ix)
     got = store._collection.get(include=["embeddings"])
     stored = dict(zip(got["ids"], np.asarray(got["embeddings"]), strict=True))
-    want = by_texts(ix.components.embed_model, [h.text for h in hits])
+    want = ix.components.embedder.encode([h.text for h in hits])
     np.testing.assert_allclose(np.stack([stored[h.id] for h in hits]), want, atol=1e-5)

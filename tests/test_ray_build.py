@@ -332,17 +332,16 @@ def test_an_embedded_store_is_refused_for_a_ray_build(tmp_path: Path) -> None:
 def prepare_locally(config: Config, items: list[WorkItem]) -> dict[str, Prepared]:
     """What a local build makes of ``items``: the same functions, in this process."""
     from indexer.components import Components
-    from indexer.components.embedding import embed_texts
     from indexer.ingestion.chunking import make_splitter
     from indexer.ingestion.prepare import read_and_chunk
 
-    components = Components(config)
-    splitter = make_splitter(config.chunking, components.token_spans)
+    embedder = Components(config).embedder
+    splitter = make_splitter(config.chunking, embedder.token_spans)
     out = {}
     for item in items:
         prepared = read_and_chunk(item, splitter)
         texts = [c.text for c in prepared.chunks]
-        prepared.vectors = embed_texts(components.embed_model, components.passage_tokenizer, texts)
+        prepared.vectors = embedder.embed(texts)
         out[item.doc_id] = prepared
     return out
 

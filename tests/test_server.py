@@ -165,7 +165,7 @@ def test_embeddings_are_the_index_models_vectors(client: httpx.Client, indexer: 
     packed = client.post(
         "/v1/embeddings", json={"model": model, "input": texts, "encoding_format": "base64"}
     ).json()
-    expected = np.array(indexer.components.embed_model.get_text_embedding_batch(texts))
+    expected = indexer.components.embedder.embed(texts)
     as_floats = np.array([d["embedding"] for d in floats["data"]])
     as_base64 = np.array([struct.unpack("<384f", base64.b64decode(d["embedding"])) for d in packed["data"]])
     assert as_floats.shape == (2, 384)

@@ -24,10 +24,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from indexer.components.embedding.embedder import Embedder, Passages
 from indexer.config.models import EmbeddingConfig
 
 if TYPE_CHECKING:
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+
+    from indexer.components.embedding.identity import EmbeddingIdentity
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +84,14 @@ def read_recipe(onnx_file: Path, config: EmbeddingConfig) -> Recipe | None:
     return recipe if recipe.version == _RECIPE_VERSION else None
 
 
-class OnnxEmbedder:
-    """Vectors of the torch route's model, computed without torch. Offers the one method the
-    query path calls on a LlamaIndex embedding (``get_query_embedding``), and ``embed`` for
-    passages."""
+class OnnxEmbedder(Embedder):
+    """Vectors of the torch route's model, computed without torch: an ``Embedder`` for questions
+    and for small builds' passages."""
 
-    route = "onnxruntime"
-
-    def __init__(self, recipe: Recipe, onnx_file: Path) -> None:
+    def __init__(self, recipe: Recipe, onnx_file: Path, config: EmbeddingConfig) -> None:
         self.recipe = recipe
         self.onnx_file = onnx_file
+        self.config = config
 
     @functools.cached_property
     def _session(self) -> Any:
@@ -121,22 +122,52 @@ class OnnxEmbedder:
     def dimension(self) -> int:
         return self.recipe.dimension
 
-    def get_query_embedding(self, query: str) -> list[float]:
-        return [float(x) for x in self.embed([query], self.recipe.query_prompt)[0]]
+    @functools.cached_property
+    def identity(self) -> EmbeddingIdentity:
+        from indexer.components.embedding.identity import config_identity
 
-    def embed_passages(self, texts: Sequence[str], batch_size: int = 32) -> Any:
-        """Passage vectors, in batches of texts of similar length (little padding)."""
+        # load_direct found the model's files by their fingerprint, so it is known here.
+        return config_identity(self.config).with_dimension(self.recipe.dimension)
+
+    @property
+    def max_tokens(self) -> int:
+        return self.recipe.max_tokens
+
+    @property
+    def tokenizer_json(self) -> str:
+        # The model's own tokenizer (it truncates at the model's input; chunking lifts that).
+        return self.recipe.tokenizer_json
+
+    @property
+    def route(self) -> str:
+        return "onnxruntime + tokenizers (torch not imported)"
+
+    def embed_query(self, question: str) -> list[float]:
+        return [float(x) for x in self.encode([question], self.recipe.query_prompt)[0]]
+
+    def embed(self, passages: Passages) -> Any:
+        """Passage vectors, in batches of ``embedding.batch_size`` texts of similar length (little
+        padding)."""
         import numpy as np
 
-        ids = self.token_ids(texts, self.recipe.text_prompt)
-        out = np.empty((len(texts), self.recipe.dimension), dtype=np.float32)
+        ids = self.token_ids([str(p) for p in passages], self.recipe.text_prompt)
+        batch_size = self.config.batch_size
+        out = np.empty((len(ids), self.recipe.dimension), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             out[rows] = self.forward([ids[i] for i in rows])
         return out
 
-    def embed(self, texts: Sequence[str], prompt: str) -> Any:
+    @property
+    def llama_index(self) -> BaseEmbedding:
+        """The torch route's model (loading torch): the recipe has no LlamaIndex form."""
+        from indexer.components.embedding.embedder import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(self.config).llama_index
+
+    def encode(self, texts: Sequence[str], prompt: str) -> Any:
+        """Vectors of ``texts`` each after ``prompt``."""
         return self.forward(self.token_ids(texts, prompt))
 
     def token_ids(self, texts: Sequence[str], prompt: str) -> list[list[int]]:
@@ -174,36 +205,36 @@ class OnnxEmbedder:
 def load_direct(config: EmbeddingConfig) -> OnnxEmbedder | None:
     """The torch-free embedder for ``config`` run by ONNX, or ``None`` where its recipe is missing
     (the model has not been through the ONNX route yet, or cannot take this one)."""
-    from indexer.components.embedding import _fingerprint, display_name, resolve_model_location
+    from indexer.components.embedding.identity import model_fingerprint
     from indexer.components.onnx_backend import model_file
 
-    fingerprint = _fingerprint(resolve_model_location(config.model), display_name(config.model))
+    fingerprint = model_fingerprint(config)
     if fingerprint is None:
         return None
     onnx_file = model_file(fingerprint, config.quantization, config.backend_file)
     recipe = read_recipe(onnx_file, config)
-    return None if recipe is None else OnnxEmbedder(recipe, onnx_file)
+    return None if recipe is None else OnnxEmbedder(recipe, onnx_file, config)
 
 
-def write_recipe(model: HuggingFaceEmbedding, onnx_file: Path, config: EmbeddingConfig) -> bool:
-    """Describe ``model`` (already running ``onnx_file`` through sentence-transformers) as a
+def write_recipe(st: Any, onnx_file: Path, config: EmbeddingConfig) -> bool:
+    """Describe the SentenceTransformer ``st`` (already running ``onnx_file``) as a
     recipe, check the recipe's vectors against the model's own, and write it. ``False`` where the
     model cannot be described or a probe differs: it then stays on the torch route."""
     path = recipe_path(onnx_file, config)
     if path.is_file():
         return True
-    recipe = _describe(model)
+    recipe = _describe(st, config.normalize)
     if recipe is None:
         return False
     import numpy as np
 
-    direct = OnnxEmbedder(recipe, onnx_file)
+    direct = OnnxEmbedder(recipe, onnx_file, config)
     for prompt_name, prompt in (("query", recipe.query_prompt), ("text", recipe.text_prompt)):
-        mine = direct.embed(_PROBES, prompt)
-        theirs = model._model.encode(
+        mine = direct.encode(_PROBES, prompt)
+        theirs = st.encode(
             list(_PROBES),
             prompt_name=prompt_name,
-            normalize_embeddings=model.normalize,
+            normalize_embeddings=config.normalize,
             convert_to_numpy=True,
         ).astype(np.float32)
         cosine = (mine * theirs).sum(axis=1) / (
@@ -225,10 +256,9 @@ def write_recipe(model: HuggingFaceEmbedding, onnx_file: Path, config: Embedding
     return True
 
 
-def _describe(model: HuggingFaceEmbedding) -> Recipe | None:
-    from indexer.components.embedding import max_tokens, passage_tokenizer
+def _describe(st: Any, normalize: bool) -> Recipe | None:
+    from indexer.components.embedding.tokenizer import passage_tokenizer
 
-    st = model._model
     modules = [type(m).__name__ for m in st]
     if modules not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
         return None
@@ -240,7 +270,7 @@ def _describe(model: HuggingFaceEmbedding) -> Recipe | None:
     query_prompt, text_prompt = prompts.get("query") or "", prompts.get("text") or ""
     if not getattr(pooling, "include_prompt", True) and (query_prompt or text_prompt):
         return None
-    tokenizer = passage_tokenizer(model)
+    tokenizer = passage_tokenizer(st)
     if tokenizer is None:
         return None
     dimension = st.get_embedding_dimension()
@@ -254,7 +284,7 @@ def _describe(model: HuggingFaceEmbedding) -> Recipe | None:
         pad_id=tokenizer.pad_id,
         token_type_ids=tokenizer.token_type_ids,
         pooling=str(mode),
-        normalize=bool(model.normalize) or modules[-1] == "Normalize",
+        normalize=normalize or modules[-1] == "Normalize",
         dimension=int(dimension),
-        max_tokens=max_tokens(model),
+        max_tokens=int(st.max_seq_length or 0),
     )

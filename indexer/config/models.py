@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from indexer.config.plugins import LLM_BASE, PostprocessorSpec, ReaderSpec, check_class
+from indexer.config.plugins import LLM_BASE, PostprocessorSpec, ReaderSpec, check_class, check_module
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a careful assistant that answers questions about the user's own documents. "
@@ -52,6 +52,7 @@ def refuse_unexpanded(key: str | None) -> str | None:
             "is '$NAME'); write ${NAME} in the config or in --set, with NAME set in the environment"
         )
     return key
+
 
 
 class StrictModel(BaseModel):
@@ -161,6 +162,26 @@ class ChunkingConfig(StrictModel):
 
 
 class EmbeddingConfig(StrictModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    provider: Literal["sentence_transformers", "llama_index"] = Field(
+        "sentence_transformers",
+        description="sentence_transformers: embedding.model run by indexer (torch or ONNX, the "
+        "settings below). llama_index: any LlamaIndex BaseEmbedding, named by embedding.class and "
+        "built with embedding.kwargs; model, device, backend, dtype, prefixes and normalize are "
+        "then the class's own business (its kwargs).",
+    )
+    class_: str | None = Field(
+        None,
+        alias="class",
+        description="provider llama_index: the dotted path of a LlamaIndex BaseEmbedding class, e.g. "
+        "llama_index.embeddings.huggingface.HuggingFaceEmbedding, or a class of your own module.",
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="provider llama_index: keyword arguments for embedding.class. The index "
+        "records them without secrets (keys naming a key, token, password or secret).",
+    )
     model: str = Field(
         "default",
         description="'default' (the bundled all-MiniLM-L6-v2), a Hugging Face id or a local folder.",
@@ -218,7 +239,24 @@ class EmbeddingConfig(StrictModel):
             )
         if self.backend == "onnx" and self.device != "cpu":
             raise ValueError(f"backend: onnx runs on the CPU; device {self.device!r} needs backend: torch")
+        if self.provider == "llama_index" and not self.class_:
+            raise ValueError(
+                "provider llama_index needs class: the dotted path of a LlamaIndex BaseEmbedding, "
+                "e.g. llama_index.embeddings.huggingface.HuggingFaceEmbedding"
+            )
+        if self.provider != "llama_index" and (self.class_ or self.kwargs):
+            raise ValueError("class and kwargs apply to provider: llama_index")
         return self
+
+    @field_validator("class_")
+    @classmethod
+    def _class_importable(cls, path: str | None) -> str | None:
+        """The class's module must be installed; found without importing it (an embedding
+        integration may import torch), so loading the config stays fast. The class itself is
+        checked when the model is first used."""
+        if path is not None:
+            check_module(path)
+        return path
 
 
 class HnswConfig(StrictModel):

@@ -144,6 +144,23 @@ def import_class(path: str) -> type:
     return found
 
 
+def check_module(path: str) -> None:
+    """Refuse a dotted class path whose module is not installed, naming what to install, without
+    importing the module (an embedding integration's module imports torch: seconds, at every
+    config load)."""
+    import importlib.util
+
+    module, _, name = path.strip().rpartition(".")
+    if not module or not name or not all(part.isidentifier() for part in path.split(".")):
+        raise ValueError(f"{path!r} is not a dotted path to a class (write package.module.ClassName)")
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a parent package is missing
+        found = None
+    if found is None:
+        raise ValueError(f"class {path!r}: there is no module {module!r} ({install_hint(module)})")
+
+
 def check_class(path: str, base: str, kwargs: Mapping[str, Any]) -> type:
     """Import ``path`` and check that it derives from ``base`` (a dotted path) and takes
     ``kwargs``; ``ValueError`` with the reason otherwise."""

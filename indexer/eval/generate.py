@@ -121,7 +121,8 @@ def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> l
     from indexer.ingestion.readers import ReadLimits
     from indexer.ingestion.sources import discover
 
-    splitter = make_splitter(config.chunking, components.token_spans)
+    embedder = components.embedder
+    splitter = make_splitter(config.chunking, embedder.token_spans)
     limits, settings_key = ReadLimits.of(config.data), settings_keys(config)
     chunks = []
     for source in discover(config.data).sources:
@@ -129,7 +130,7 @@ def _corpus_chunks(config: Config, components: Components, min_tokens: int) -> l
         key = settings_key(source.path.suffix)
         item = WorkItem(source.doc_id, str(source.path), "", source.size, key, limits)
         for chunk in read_and_chunk(item, splitter).chunks:  # an unreadable file has none
-            if len(components.tokenize(chunk.text)) >= min_tokens:
+            if len(embedder.tokenize(chunk.text)) >= min_tokens:
                 chunks.append(
                     {
                         "id": chunk.id,

@@ -81,7 +81,7 @@ class IndexCache:
         """The index for ``dataset`` under ``config``'s embedding and chunking, synced once per run;
         and components for ``config`` pointed at it."""
         probe = Components(config)
-        identity = probe.embedding_identity_dict()
+        identity = probe.embedder.identity.record()
         key = index_key(dataset, config, identity)
         derived = _pointed_at(config, self._root_for(config), key)
         components = EvalComponents(derived, self.llm_cache)

@@ -153,7 +153,7 @@ def retrieval_depth(metrics: list[str], top_k: int) -> int:
 def _semantic_similarity(components: Components, answer: str, references: list[str]) -> float:
     if not answer.strip():
         return 0.0
-    vectors = components.embed_model.get_text_embedding_batch([answer, *references])
+    vectors = components.embedder.embed([answer, *references]).tolist()
     return max(m.cosine(vectors[0], ref) for ref in vectors[1:])
 
 

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -28,6 +28,9 @@ from indexer.errors import IndexMismatchError, StoreError
 from indexer.index import chroma
 from indexer.index.store import Committed
 from indexer.index.write_errors import write_error
+
+if TYPE_CHECKING:
+    from indexer.components.embedding import EmbeddingIdentity
 
 MANIFEST_FILE = "indexer-manifest.json"
 FORMAT_VERSION = 2
@@ -215,11 +218,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def compatibility_problems(
-    manifest: Manifest, embedding: dict[str, Any], chunking: dict[str, Any] | None
+    manifest: Manifest, identity: EmbeddingIdentity, chunking: dict[str, Any] | None
 ) -> list[str]:
-    """What differs between the index and the config; keys absent from ``embedding`` are not checked
-    (``indexer status`` checks what it knows without loading the model)."""
+    """What differs between the index and the config; fields ``identity`` does not know yet are not
+    checked (``indexer status`` checks what it knows without loading the model)."""
     problems = []
+    embedding = identity.record()
     for key in EMBEDDING_KEYS:
         # A key the index lacks is not known yet (the first build records the dimension when the
         # model loads); a key the config lacks is not checked (status loads no model).
@@ -236,12 +240,14 @@ def compatibility_problems(
     return problems
 
 
-def check_compatible(manifest: Manifest, embedding: dict[str, Any], chunking: dict[str, Any] | None) -> None:
+def check_compatible(
+    manifest: Manifest, identity: EmbeddingIdentity, chunking: dict[str, Any] | None
+) -> None:
     """Refuse to mix vector spaces: fail before any work if the config disagrees with the index.
 
     ``chunking`` is checked only when appending (a query does not chunk).
     """
-    problems = compatibility_problems(manifest, embedding, chunking)
+    problems = compatibility_problems(manifest, identity, chunking)
     if problems:
         raise IndexMismatchError(
             "the index was built with different settings than this config:\n  "

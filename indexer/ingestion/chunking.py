@@ -22,6 +22,7 @@ from typing import Any
 from llama_index.core.node_parser import SentenceSplitter
 from llama_index.core.schema import Document, TextNode
 
+from indexer.components.embedding.tokenizer import token_counter, token_spans_by
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
 from indexer.ingestion.readers import HEADINGS
@@ -142,7 +143,7 @@ def cut_by_tokens(text: str, spans: Spans, limit: int) -> list[str]:
 def make_splitter(config: ChunkingConfig, tokens: Spans | str) -> SentenceSplitter:
     """The splitter of every build, record sync and question draft: a SentenceSplitter counting the
     embedding model's tokens, whose last resort cuts by tokens. ``tokens`` is the tokenizer's
-    ``token_spans``, or the tokenizer serialised as JSON (``Components.tokenizer_json``), rebuilt
+    ``token_spans``, or the tokenizer serialised as JSON (``Embedder.tokenizer_json``), rebuilt
     here without torch or the model's weights, as a chunking worker does."""
     spans = token_spans_by(token_counter(tokens)) if isinstance(tokens, str) else tokens
     limit = config.chunk_size
@@ -162,22 +163,6 @@ def make_splitter(config: ChunkingConfig, tokens: Spans | str) -> SentenceSplitt
     # 50 MB word, tens of millions of calls. Cutting by tokens gives pieces that already fit.
     splitter._sub_sentence_split_fns[-1] = lambda text: cut_by_tokens(text, spans, limit)
     return splitter
-
-
-def token_counter(tokenizer_json: str) -> Any:
-    """A fast (Rust) tokenizer rebuilt from its JSON, without torch or the model's weights, that
-    counts whole texts: no truncation at the model's input length, no padding."""
-    from tokenizers import Tokenizer
-
-    counter = Tokenizer.from_str(tokenizer_json)
-    counter.no_truncation()
-    counter.no_padding()
-    return counter
-
-
-def token_spans_by(counter: Any) -> Callable[[str], list[tuple[int, int]]]:
-    """The character spans of a text's tokens, by a ``token_counter``."""
-    return lambda text: counter.encode(text, add_special_tokens=False).offsets
 
 
 def chunk_document(

@@ -10,7 +10,7 @@ own Python comes out of the encoder (an H100 build kept 0.25 of its bare encode,
 ``build.encoder_process`` (``auto``: on CUDA) the model lives in a child process that only embeds,
 with calls queued behind the one it computes, so it does not wait for the build. That process
 outlives its build, idle, for the next build of this process with the same model, as models loaded
-in-process are kept (``embedding.load_embedding``).
+in-process are kept (``embedding.load.load_embedding``).
 """
 
 from __future__ import annotations
@@ -28,15 +28,14 @@ from indexer.components.devices import device_kind
 from indexer.errors import ModelError
 
 if TYPE_CHECKING:
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-
     from indexer.components import Components
-    from indexer.components.embedding import PassageTokenizer
+    from indexer.components.embedding import Embedder, PassageTokenizer
     from indexer.components.onnx_direct import OnnxEmbedder
     from indexer.config.models import Config, EmbeddingConfig
 
 Passages = list[str] | list[Any]
-"""One encode call's chunks: their texts, or their token ids from ``ModelFacts.passage_tokenizer``."""
+"""One encode call's chunks: their texts, or their token ids from ``ModelFacts.passage_tokenizer``
+(``Embedder.embed`` takes either)."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +75,11 @@ class InProcessEncoder:
         self._done: list[tuple[Any, float]] = []
 
     def facts(self) -> ModelFacts:
-        components = self.components
-        return ModelFacts(
-            components.tokenizer_json, components.embedding_max_tokens, components.passage_tokenizer
-        )
+        return _facts(self.components.embedder)
 
     def submit(self, passages: Passages) -> None:
         started = time.perf_counter()
-        vectors = _encode(self.components.embed_model, self.components.passage_tokenizer, passages)
+        vectors = self.components.embedder.embed(passages)
         self._done.append((vectors, time.perf_counter() - started))
 
     def result(self) -> tuple[Any, float]:
@@ -265,14 +261,12 @@ class SmallBuildEncoder:
     def facts(self) -> ModelFacts:
         # The recipe's tokenizer is the model's own (chunking lifts its truncation), so chunks are
         # cut alike on either route.
-        recipe = self.direct.recipe
-        return ModelFacts(recipe.tokenizer_json, recipe.max_tokens, None)
+        return _facts(self.direct)
 
     def submit(self, passages: Passages) -> None:
         if self._torch is None and sum(self.embedded.values()) + len(passages) <= self.max_chunks:
             started = time.perf_counter()
-            texts = [str(p) for p in passages]
-            vectors = self.direct.embed_passages(texts, self.components.config.embedding.batch_size)
+            vectors = self.direct.embed([str(p) for p in passages])
             self._done.append((vectors, time.perf_counter() - started))
             self.embedded["onnx"] += len(passages)
             return
@@ -315,6 +309,8 @@ def direct_route(config: Config) -> OnnxEmbedder | None:
     embedding = config.embedding
     if not onnx_max_chunks(config) or device_kind(embedding.device) != "cpu" or embedding.backend != "torch":
         return None
+    if embedding.provider != "sentence_transformers":
+        return None
     if embedding.quantization != "none" or embedding.dtype not in ("auto", "float32"):
         return None
     from indexer.components.onnx_direct import load_direct
@@ -338,34 +334,27 @@ def _serve(requests: Any, results: Any, config_json: str, build_pid: int) -> Non
 
     exit_with_build(build_pid)
     inbox = _drain(requests)
-    from indexer.components import embedding
+    from indexer.components.embedding import load_embedder
     from indexer.config.models import EmbeddingConfig
 
     try:
-        model = embedding.load_embedding(EmbeddingConfig.model_validate_json(config_json))
-        tokenizer = embedding.passage_tokenizer(model)
-        facts = ModelFacts(embedding.fast_tokenizer_json(model), embedding.max_tokens(model), tokenizer)
-        results.put(("facts", facts))
+        embedder = load_embedder(EmbeddingConfig.model_validate_json(config_json))
+        results.put(("facts", _facts(embedder)))
     except BaseException as exc:
         results.put(("error", _portable(exc)))
         return
     while (passages := inbox.get()) is not None:
         try:
             started = time.perf_counter()
-            vectors = _encode(model, tokenizer, passages)
+            vectors = embedder.embed(passages)
             results.put(("vectors", (vectors, time.perf_counter() - started)))
         except BaseException as exc:
             results.put(("error", _portable(exc)))
             return
 
 
-def _encode(model: HuggingFaceEmbedding, tokenizer: PassageTokenizer | None, passages: Passages) -> Any:
-    from indexer.components.embedding import embed_texts, encode_token_ids
-
-    if passages and not isinstance(passages[0], str):
-        assert tokenizer is not None  # ids come only from the tokenizer this model's facts gave
-        return encode_token_ids(model, tokenizer, passages)
-    return embed_texts(model, tokenizer, passages)
+def _facts(embedder: Embedder) -> ModelFacts:
+    return ModelFacts(embedder.tokenizer_json, embedder.max_tokens, embedder.passage_tokenizer)
 
 
 def _drain(requests: Any) -> queue.Queue[Passages | None]:

@@ -148,7 +148,7 @@ class LocalEngine:
 
             splitter = make_splitter(
                 self.components.config.chunking,
-                tokenizer_json if tokenizer_json is not None else self.components.token_spans,
+                tokenizer_json if tokenizer_json is not None else self.components.embedder.token_spans,
             )
             for item in items:
                 started = time.perf_counter()

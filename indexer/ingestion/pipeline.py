@@ -138,9 +138,10 @@ def build_index(
 def check_before_work(config: Config, previous: Manifest) -> None:
     """Refuse a mismatched config before loading the model when possible (a no-op build then never
     loads torch), and always before reading or writing anything."""
-    from indexer.components.embedding import config_identity
+    from indexer.components.embedding import identity_to_check
 
-    check_compatible(previous, config_identity(config.embedding), config.chunking.model_dump())
+    identity = identity_to_check(config.embedding, previous.embedding)
+    check_compatible(previous, identity, config.chunking.model_dump())
 
 
 def record_identity(manifest: Manifest, config: Config, written: Sequence[Written], *, rebuild: bool) -> None:
@@ -153,7 +154,7 @@ def record_identity(manifest: Manifest, config: Config, written: Sequence[Writte
     dimension = next(int(w.vectors.shape[1]) for w in written if len(w.chunks))
     identity = identity_for(config.embedding, dimension)
     if rebuild or not manifest.embedding.get("dimension"):
-        manifest.embedding = identity
+        manifest.embedding = identity.record()
     else:
         check_compatible(manifest, identity, config.chunking.model_dump())
 
@@ -269,13 +270,13 @@ class _Build:
         writer.remove(plan.deleted)
         self.summary.deleted = len(plan.deleted)
         if plan.todo:
-            from indexer.components.embedding import resolve_dtype
+            from indexer.components.embedding import prepare_query_route, resolve_dtype
 
             dtype, reason = resolve_dtype(config.embedding)
             self.summary.dtype = {"dtype": dtype, "reason": reason}
             self._index(plan)
             if config.build.engine == "local":
-                self.components.prepare_query_route()
+                prepare_query_route(config.embedding)
         for done in self.summary.changes.values():
             done.sort()
 
@@ -311,7 +312,7 @@ class _Build:
 
         data = self.config.data
         return Manifest(
-            embedding=config_identity(self.config.embedding),  # dimension added once vectors exist
+            embedding=config_identity(self.config.embedding).record(),  # dimension added with vectors
             chunking=self.config.chunking.model_dump(),
             loader={
                 "input_dir": str(data.input_dir),

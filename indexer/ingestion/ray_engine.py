@@ -3,7 +3,7 @@
 The driver keeps what must stay single (the plan, the writer lease, the intent log, the writes to
 Chroma and the commit: ``ingestion/pipeline.py``); this engine only turns work items into
 ``Prepared`` items. Each embedding actor loads the model once and runs the very code a local build
-runs (``read_and_chunk``, ``embed_texts``), so chunk ids and texts are the same and vectors equal
+runs (``read_and_chunk``, ``Embedder.embed``), so chunk ids and texts are the same and vectors equal
 to float tolerance.
 
 Work goes out through Ray's ``ActorPool`` in tasks of ``build.ray.batch_size`` files. Actors restart
@@ -36,7 +36,7 @@ from indexer.ingestion.prepare import Prepared, WorkItem
 if TYPE_CHECKING:
     from ray.actor import ActorHandle
 
-    from indexer.components.embedding import PassageTokenizer
+    from indexer.components.embedding import Embedder
 
 RAY_EXTRA = "pip install 'indexer[ray]'"
 # A dead worker is restarted, and its task retried, this many times: enough for a lost node or an
@@ -88,7 +88,7 @@ class EmbeddingWorker:
         # A load failure is kept and reported by ``status`` rather than raised: an exception here
         # would only reach the driver as a dead actor, without the model's own message.
         self.error: str | None = None
-        self.tokenizer: PassageTokenizer | None = None
+        self.embedder: Embedder | None = None
         self.busy_s = 0.0
         self.dtype = ""
         try:
@@ -98,12 +98,12 @@ class EmbeddingWorker:
 
             self.dtype = resolve_dtype(config.embedding)[0]
 
-            components = Components(config)
-            self.model = components.embed_model
-            self.tokenizer = components.passage_tokenizer
-            # Only the shape of a batch without text: (0, dimension).
-            self.dimension = int(self.model._model.get_embedding_dimension() or 0)
-            self.splitter = make_splitter(config.chunking, components.token_spans)
+            embedder = Components(config).embedder
+            # Loads the model; also the shape of a batch without text: (0, dimension).
+            self.dimension = int(embedder.identity.dimension or 0)
+            embedder.passage_tokenizer  # noqa: B018  (checked once, at the actor's start)
+            self.splitter = make_splitter(config.chunking, embedder.token_spans)
+            self.embedder = embedder
         except Exception as exc:  # any failure here means the same thing: no model on this node
             self.error = str(exc) if isinstance(exc, IndexerError) else f"{type(exc).__name__}: {exc}"
 
@@ -116,17 +116,16 @@ class EmbeddingWorker:
     def prepare(self, items: list[WorkItem]) -> list[Prepared]:
         import numpy as np
 
-        from indexer.components.embedding import embed_texts
         from indexer.ingestion.prepare import read_and_chunk
 
-        if self.error is not None:
-            raise ModelError(self.error)
+        if self.error is not None or self.embedder is None:
+            raise ModelError(self.error or "the embedding model did not load")
         started = time.perf_counter()
         prepared = [read_and_chunk(item, self.splitter) for item in items]
         texts = [chunk.text for p in prepared for chunk in p.chunks]
         vectors = np.empty((0, self.dimension), dtype=np.float32)
         if texts:
-            vectors = np.asarray(embed_texts(self.model, self.tokenizer, texts), dtype=np.float32)
+            vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
         start = 0
         for p in prepared:
             if p.error is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from llama_index.core.schema import Document
 
 from indexer.components import Components
-from indexer.components.embedding import config_identity, embed_texts
+from indexer.components.embedding import config_identity
 from indexer.errors import DataError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest
@@ -70,7 +70,7 @@ def index_records(
 
     def fresh(collection: str, generation: int) -> Manifest:
         return Manifest(
-            embedding=config_identity(config.embedding),  # the dimension is added with the first vectors
+            embedding=config_identity(config.embedding).record(),  # the dimension comes with vectors
             chunking=chunking,
             loader={"records": source},
             config_hash=settings_key,
@@ -110,7 +110,8 @@ def _write_records(
     description: str,
 ) -> int:
     """Chunk, embed and write records a flush at a time; returns the chunks embedded."""
-    splitter = make_splitter(components.config.chunking, components.token_spans)
+    embedder = components.embedder
+    splitter = make_splitter(components.config.chunking, embedder.token_spans)
     limit = flush_chunks(components.config)
     pending: list[Written] = []
     embedded = 0
@@ -123,7 +124,7 @@ def _write_records(
         chunks = [c for w in pending for c in w.chunks]
         if chunks:
             texts = [c.text for c in chunks]
-            vectors = embed_texts(components.embed_model, components.passage_tokenizer, texts)
+            vectors = embedder.embed(texts)
             at = 0
             for w in pending:
                 w.vectors, at = vectors[at : at + len(w.chunks)], at + len(w.chunks)

@@ -186,10 +186,7 @@ def question_embedder(components: Components) -> Embed:
     since answer sentences are short texts like questions. Loaded on first use, not here."""
 
     def embed(texts: Sequence[str]) -> list[list[float]]:
-        model = components.query_embed_model
-        if hasattr(model, "embed_passages"):  # the torch-free ONNX route: one batch
-            return [[float(x) for x in row] for row in model.embed_passages(list(texts))]
-        return [list(v) for v in model.get_text_embedding_batch(list(texts))]
+        return [[float(x) for x in row] for row in components.query_embedder.embed(list(texts))]
 
     return embed
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from indexer.components import Components
@@ -279,7 +279,7 @@ class QueryEngine:
         if manifest is None:
             raise IndexerError(f"no index yet at {self.index.location}: run `indexer build CONFIG` first")
         if manifest is not self._manifest:
-            check_compatible(manifest, asdict(self.components.query_identity), None)
+            check_compatible(manifest, self.components.query_embedder.identity, None)
             self._manifest = manifest
         return manifest
 

@@ -81,7 +81,7 @@ class Retriever:
         committed = self.index.committed()
         vector = None
         if mode in ("vector", "hybrid"):
-            vector = self.components.query_embed_model.get_query_embedding(question)
+            vector = self.components.query_embedder.embed_query(question)
 
         want = max(top_k, cfg.rerank.candidates) if cfg.rerank else top_k
         fetch = want * 2 + 8

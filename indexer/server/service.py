@@ -58,7 +58,7 @@ class RagService:
 
     @property
     def embedding_dimension(self) -> int:
-        return int(self.indexer.embedding_identity.dimension)
+        return int(self.indexer.embedding_identity.dimension or 0)
 
     @property
     def has_llm(self) -> bool:

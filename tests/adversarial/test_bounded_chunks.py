@@ -44,7 +44,7 @@ def test_text_without_separators_is_cut_by_tokens_and_huge_files_are_skipped(tmp
     ix = Indexer.from_config(config)
     per_file: dict[str, int] = {}
     for hit in stored_chunks(ix):
-        tokens = len(ix.components.tokenize(hit.text))
+        tokens = len(ix.components.embedder.tokenize(hit.text))
         assert tokens <= CHUNK + SLACK, (hit.metadata["file"], tokens)
         assert len(hit.text) <= CHUNK * MAX_CHARS_PER_TOKEN, (hit.metadata["file"], len(hit.text))
         per_file[hit.metadata["file"]] = per_file.get(hit.metadata["file"], 0) + 1

@@ -74,7 +74,7 @@ def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_pa
     import numpy as np
 
     from indexer import Indexer
-    from indexer.components.embedding import encode_passages
+    from indexer.components.embedding import SentenceTransformerEmbedder
     from indexer.index.store import DOC_ID
 
     docs = write_docs(tmp_path / "docs")
@@ -98,10 +98,12 @@ def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_pa
     assert store is not None
     got = store._collection.get(where={DOC_ID: "radio.md"}, include=["embeddings", "documents"])
     stored = np.asarray(got["embeddings"], dtype=np.float32)
-    by_torch = encode_passages(ix.components.embed_model, list(got["documents"]))
+    embedder = ix.components.embedder
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    by_torch = embedder.encode(list(got["documents"]))
     cosine = (stored * by_torch).sum(axis=1) / (
         np.linalg.norm(stored, axis=1) * np.linalg.norm(by_torch, axis=1)
     )
-    assert "OnnxTransformer" not in type(ix.components.embed_model._model[0].model).__name__
+    assert "OnnxTransformer" not in type(embedder.sentence_transformer[0].model).__name__
     assert cosine.min() > 0.999, cosine
     assert ix.retrieve("Which frequency does the radio use in the Americas?", top_k=1)[0].file == "radio.md"

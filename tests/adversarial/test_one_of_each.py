@@ -27,7 +27,7 @@ class fault_components_without_model(Components):
     """Components whose embedding model cannot be loaded: any use of it fails the test."""
 
     @property
-    def embed_model(self):  # type: ignore[override]
+    def embedder(self):  # type: ignore[override]
         raise AssertionError("the embedding model was loaded")
 
 
