@@ -180,12 +180,9 @@ class OnnxEmbedder(Embedder):
         recipe = self.recipe
         if not ids:
             return np.empty((0, recipe.dimension), dtype=np.float32)
-        width = max(len(row) for row in ids)
-        input_ids = np.full((len(ids), width), recipe.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for at, row in enumerate(ids):
-            input_ids[at, : len(row)] = row
-            mask[at, : len(row)] = 1
+        from indexer.components.embedding.tokenizer import pad_right
+
+        input_ids, mask = pad_right(ids, recipe.pad_id)
         feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         names = [i.name for i in self._session.get_inputs()]
         (hidden,) = self._session.run(["last_hidden_state"], {n: feed[n] for n in names})

@@ -67,15 +67,9 @@ class PassageTokenizer:
 
     def batch(self, ids: Sequence[Any]) -> dict[str, Any]:
         """The model's input for a batch of passages' ids: padded on the right to the longest."""
-        import numpy as np
         import torch
 
-        width = max(len(row) for row in ids)
-        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for at, row in enumerate(ids):
-            input_ids[at, : len(row)] = row
-            mask[at, : len(row)] = 1
+        input_ids, mask = pad_right(ids, self.pad_id)
         features: dict[str, Any] = {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(mask),
@@ -203,3 +197,17 @@ class _WordsAndMarks:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         return [m.span() for m in _WORD_OR_MARK.finditer(text)]
+
+
+def pad_right(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[Any, Any]:
+    """Token id rows padded on the right to the longest, as int64 arrays of ids and attention
+    mask: what both torch's batches and the ONNX session take."""
+    import numpy as np
+
+    width = max(len(row) for row in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for at, row in enumerate(ids):
+        input_ids[at, : len(row)] = row
+        mask[at, : len(row)] = 1
+    return input_ids, mask
