@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=SPEC)
     parser.add_argument("--json", type=Path, help="Write every question's relevance and the sweep here.")
     parser.add_argument("--rows", type=Path, help="Sweep the questions of an earlier --json, measuring none.")
+    parser.add_argument(
+        "--markdown", action="store_true", help="The table for docs/performance.md, with date and machine."
+    )
     args = parser.parse_args(argv)
     from benchmarks.machine import cpu_description
 
@@ -171,14 +174,22 @@ def main(argv: list[str] | None = None) -> int:
     corpora = sorted({r["corpus"] for r in measured["rows"]})
     head = ["mode", "relevance", "abstain below", *[f"{c} answered / abstained" for c in corpora]]
     head += ["all three", "goal (≥95% / ≥90%)", "strong from"]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
+    rows = []
     for row in best_rows(table):
         cells = [row["mode"], row["scale"], f"{row['threshold']:.2f}"]
         cells += [f"{row[c + '.answer']:.0%} / {row[c + '.abstain']:.0%}" for c in [*corpora, "all"]]
         cells.append("met" if row["meets"] else "not met")
         cells.append("-" if row["strong"] is None else f"{row['strong']:.2f}")
-        print("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    if args.markdown:
+        from benchmarks.machine import markdown_table
+
+        print(markdown_table(head, rows))
+    else:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for cells in rows:
+            print("| " + " | ".join(cells) + " |")
     latencies = [r["seconds"] for r in measured["rows"]]
     print(f"{len(latencies)} retrievals, median {sorted(latencies)[len(latencies) // 2] * 1000:.1f} ms")
     if args.json and not args.rows:
