@@ -41,7 +41,7 @@ class Indexer:
 
     >>> ix = Indexer.from_config("configs/sample.yaml", overrides={"query.top_k": 3})
     >>> ix.build()
-    >>> ix.query("How often is the desiccant replaced?").answer
+    >>> ix.query("How often should the desiccant pack in the mast be replaced?").answer
     """
 
     def __init__(self, config: Config) -> None:
