@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.machine import add_markdown_flag, cpu_description, markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "configs" / "eval-abstention.yaml"
 UNANSWERABLE = ROOT / "data" / "unanswerable_questions.jsonl"
@@ -162,11 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=SPEC)
     parser.add_argument("--json", type=Path, help="Write every question's relevance and the sweep here.")
     parser.add_argument("--rows", type=Path, help="Sweep the questions of an earlier --json, measuring none.")
-    parser.add_argument(
-        "--markdown", action="store_true", help="The table for docs/performance.md, with date and machine."
-    )
+    add_markdown_flag(parser)
     args = parser.parse_args(argv)
-    from benchmarks.machine import cpu_description
 
     print(f"CPU: {json.dumps(cpu_description())}", flush=True)
     measured = json.loads(args.rows.read_text()) if args.rows else measure(args.spec)
@@ -182,8 +181,6 @@ def main(argv: list[str] | None = None) -> int:
         cells.append("-" if row["strong"] is None else f"{row['strong']:.2f}")
         rows.append(cells)
     if args.markdown:
-        from benchmarks.machine import markdown_table
-
         print(markdown_table(head, rows))
     else:
         print("| " + " | ".join(head) + " |")

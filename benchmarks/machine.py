@@ -35,10 +35,11 @@ def add_markdown_flag(parser: argparse.ArgumentParser) -> None:
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], gpu: str | None = None) -> str:
     """The figures a benchmark computed as Markdown table rows, each ending with the date (UTC) and
-    the machine, so docs/performance.md is refreshed by pasting what a run prints."""
-    from indexer.cpu import cpu_count, cpu_model
-
-    machine = f"{cpu_model()}, {cpu_count()} cores" + (f", {gpu}" if gpu else "")
+    the machine (CPU model, cores and SIMD flags), so docs/performance.md is refreshed by pasting
+    what a run prints."""
+    cpu = cpu_description()
+    machine = f"{cpu['model']}, {cpu['cores']} cores ({' '.join(cpu['flags']) or 'no SIMD flags listed'})"
+    machine += f", {gpu}" if gpu else ""
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
     lines = [
         "| " + " | ".join([*columns, "date", "machine"]) + " |",
