@@ -22,7 +22,6 @@ SKIPPED = {
     "password.pdf": "encrypted",
     "single_table.pdf": "no text",  # a scan: no text layer
     "lang_eng_spa_mult.xml": "unsupported",
-    "stanley-cups.xlsx": "unsupported",
 }
 
 
@@ -105,6 +104,7 @@ BUILD_SUBSET = [
     "stanley-cups.xlsx",
     "simple.docx",
     "stanley-cups.csv",
+    "lang_eng_spa_mult.xml",
 ]
 
 
@@ -118,7 +118,7 @@ def test_a_build_of_the_fixtures_lists_skips_and_cites_every_chunk(make_config) 
     ix = Indexer.from_config(_subset_config(make_config))
     summary = ix.build()
     skipped = {s["file"]: s["reason"] for s in summary.skipped}
-    assert skipped.keys() == {"password.pdf", "empty.txt", "stanley-cups.xlsx"}
+    assert skipped.keys() == {"password.pdf", "empty.txt", "lang_eng_spa_mult.xml"}
     assert summary.documents == len(BUILD_SUBSET) - 3
     store = ix.index.chunk_store(create=False)
     assert store is not None
@@ -138,6 +138,7 @@ def test_a_build_of_the_fixtures_lists_skips_and_cites_every_chunk(make_config) 
     )
     assert {m["section"] for m in by_file["README.md"]} <= {"Example Docs", "XBRL 10-K"}
     assert by_file["fake-memo.pdf"][0]["title"] == "fake-memo"
+    assert {m["section"] for m in by_file["stanley-cups.xlsx"]} == {"Stanley Cups", "Stanley Cups Since 67"}
 
     again = ix.build()  # skipped files are listed again but not re-read or counted as added
     assert again.added == 0 and again.chunks_embedded == 0
@@ -147,6 +148,6 @@ def test_a_build_of_the_fixtures_lists_skips_and_cites_every_chunk(make_config) 
 
 def test_strict_makes_skips_fatal(make_config) -> None:
     ix = Indexer.from_config(_subset_config(make_config))
-    with pytest.raises(DataError, match=r"--strict: 1 file\(s\) .* stanley-cups\.xlsx"):
+    with pytest.raises(DataError, match=r"--strict: 1 file\(s\) .* lang_eng_spa_mult\.xml"):
         ix.build(strict=True)
     assert ix.index.manifest_file.load() is None  # refused before any work

@@ -26,6 +26,7 @@ from indexer.components.embedding.tokenizer import token_counter, token_spans_by
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
 from indexer.ingestion.readers import HEADINGS
+from indexer.ingestion.table_chunks import split_with_tables
 
 # A tokenizer may give one token to a whole run of characters: wordpiece (MiniLM, BERT) turns any
 # word over 100 characters into a single [UNK], so a 50 MB word would "fit" in one chunk, and it
@@ -175,7 +176,8 @@ def chunk_document(
     for doc in docs:
         headings: list[tuple[int, str]] = doc.metadata.get(HEADINGS) or []
         heading_starts = [offset for offset, _ in headings]
-        for node in splitter.get_nodes_from_documents([Document(text=doc.text)]):
+        # Markdown tables are kept whole or split between rows under their header (table_chunks.py).
+        for node in split_with_tables(splitter, doc.text):
             assert isinstance(node, TextNode)  # a text splitter makes text nodes
             index = len(chunks)
             section = {}

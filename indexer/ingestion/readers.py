@@ -1,6 +1,7 @@
 """Turn one file into LlamaIndex ``Document`` objects, or say why it cannot be read.
 
-Binary formats go to maintained parsers (pypdf, docx2txt, python-pptx, EbookLib, odfpy, striprtf).
+Binary formats go to maintained parsers (pypdf, python-docx, python-pptx, openpyxl, EbookLib, odfpy,
+striprtf); the readers of formats that hold tables are in ``office.py``.
 Text formats are decoded here rather than by ``SimpleDirectoryReader``, whose text fallback decodes
 with ``errors="ignore"``: that silently drops non-UTF-8 characters and happily "reads" binary blobs
 as garbage.
@@ -166,41 +167,19 @@ def _read_pdf(raw: bytes) -> list[Document]:
     return docs
 
 
-def _read_docx(raw: bytes) -> list[Document]:
-    # docx2txt directly, as LlamaIndex's DocxReader calls it, but on the bytes already read.
-    import docx2txt
+class _OfficeReader:
+    """A reader of ``office.py`` (DOCX, PPTX, ODT, CSV/TSV, XLSX, ODS: their tables as Markdown),
+    imported when first called (it imports this module), and handed the limits so that it stops
+    reading at ``data.max_document_chars``."""
 
-    try:
-        return [_document(text=docx2txt.process(io.BytesIO(raw)))]
-    except Exception as exc:  # docx2txt raises zipfile/KeyError on a damaged file
-        raise UnreadableFile(f"not a readable DOCX ({type(exc).__name__}: {exc})") from None
+    def __init__(self, name: str) -> None:
+        self.name = name
 
+    def __call__(self, raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
+        from indexer.ingestion import office
 
-def _read_pptx(raw: bytes) -> list[Document]:
-    # python-pptx directly: LlamaIndex's PptxReader calls logging.basicConfig(level=INFO) when it is
-    # imported (turning on every library's info logs) and swallows errors into empty results.
-    pptx = _require("pptx", "PowerPoint (.pptx)")
-    try:
-        deck = pptx.Presentation(io.BytesIO(raw))
-    except Exception as exc:  # zipfile.BadZipFile, KeyError, lxml errors on a damaged file
-        raise UnreadableFile(f"not a readable PPTX ({type(exc).__name__}: {exc})") from None
-    docs = []
-    for number, slide in enumerate(deck.slides, start=1):
-        parts = []
-        for shape in slide.shapes:
-            if shape.has_text_frame:
-                parts.append(shape.text_frame.text)
-            elif getattr(shape, "has_table", False) and shape.has_table:
-                for row in shape.table.rows:
-                    parts.append(" | ".join(cell.text for cell in row.cells))
-        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
-            parts.append(slide.notes_slide.notes_text_frame.text)
-        metadata: dict[str, Any] = {"page": number}
-        title_shape = slide.shapes.title
-        if title_shape is not None and title_shape.text.strip():
-            metadata["section"] = title_shape.text.strip()
-        docs.append(_document(text="\n".join(p for p in parts if p.strip()), metadata=metadata))
-    return docs
+        reader: Callable[[bytes, ReadLimits | None], list[Document]] = getattr(office, self.name)
+        return reader(raw, limits)
 
 
 def _read_epub(raw: bytes) -> list[Document]:
@@ -236,47 +215,6 @@ def _read_rtf(raw: bytes) -> list[Document]:
     return [_document(text=rtf_to_text(text, errors="replace"))]
 
 
-def _read_odt(raw: bytes) -> list[Document]:
-    _require("odf", "OpenDocument (.odt)")
-    from odf import opendocument, teletype
-    from odf.namespaces import TEXTNS
-
-    try:
-        doc = opendocument.load(io.BytesIO(raw))
-    except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors
-        raise UnreadableFile(f"not a readable ODT ({type(exc).__name__}: {exc})") from None
-    parts: list[str] = []
-    headings: list[tuple[int, str]] = []
-    offset = 0
-    for element in _odf_blocks(doc.text, {(TEXTNS, "h"), (TEXTNS, "p")}):
-        content = teletype.extractText(element).strip()
-        if not content:
-            continue
-        if element.qname == (TEXTNS, "h"):
-            headings.append((offset, content))
-        parts.append(content)
-        offset += len(content) + 2
-    title = ""
-    for node in doc.meta.childNodes:
-        if getattr(node, "qname", (None, None))[1] == "title":
-            title = teletype.extractText(node).strip()
-    metadata: dict[str, Any] = {HEADINGS: headings}
-    if title:
-        metadata["title"] = title
-    return [_document(text="\n\n".join(parts), metadata=metadata)]
-
-
-def _odf_blocks(node: Any, wanted: set[tuple[str, str]]) -> list[Any]:
-    """Headings and paragraphs in document order (tables and lists hold paragraphs too)."""
-    found = []
-    for child in node.childNodes:
-        if getattr(child, "qname", None) in wanted:
-            found.append(child)
-        elif getattr(child, "childNodes", None):
-            found.extend(_odf_blocks(child, wanted))
-    return found
-
-
 def _read_eml(raw: bytes) -> list[Document]:
     # The standard library's email parser (policy.default decodes charsets and transfer encodings).
     from email import policy
@@ -300,17 +238,19 @@ READERS: dict[str, Callable[[bytes], list[Document]]] = {
     ".md": _read_markdown,
     ".markdown": _read_markdown,
     ".rst": _read_text,
-    ".csv": _read_text,
-    ".tsv": _read_text,
+    ".csv": _OfficeReader("read_csv"),
+    ".tsv": _OfficeReader("read_tsv"),
+    ".xlsx": _OfficeReader("read_xlsx"),
+    ".ods": _OfficeReader("read_ods"),
     ".json": _read_json,
     ".html": _read_html,
     ".htm": _read_html,
     ".pdf": _read_pdf,
-    ".docx": _read_docx,
-    ".pptx": _read_pptx,
+    ".docx": _OfficeReader("read_docx"),
+    ".pptx": _OfficeReader("read_pptx"),
     ".epub": _read_epub,
     ".rtf": _read_rtf,
-    ".odt": _read_odt,
+    ".odt": _OfficeReader("read_odt"),
     ".eml": _read_eml,
 }
 
@@ -403,7 +343,7 @@ def documents_from(
             docs = list(configured_reader(configured).load_data(path))
         else:
             assert reader is not None
-            docs = reader(raw)
+            docs = reader(raw, limits) if isinstance(reader, _OfficeReader) else reader(raw)
     except UnreadableFile:
         raise
     except Exception as exc:

@@ -34,6 +34,14 @@ def _docx(paragraphs: int, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
             'content-types"><Override PartName="/word/document.xml" ContentType="application/'
             'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>',
         )
+        # The package's relationships name its main part, as in every file Word writes.
+        archive.writestr(
+            "_rels/.rels",
+            '<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/'
+            'relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/'
+            'officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/>'
+            "</Relationships>",
+        )
         archive.writestr("word/document.xml", document)
     return buffer.getvalue()
 
