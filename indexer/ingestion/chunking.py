@@ -26,6 +26,7 @@ from indexer.components.embedding.tokenizer import token_counter, token_spans_by
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
 from indexer.ingestion.readers import HEADINGS
+from indexer.labels import same_label
 
 # A tokenizer may give one token to a whole run of characters: wordpiece (MiniLM, BERT) turns any
 # word over 100 characters into a single [UNK], so a 50 MB word would "fit" in one chunk, and it
@@ -181,7 +182,9 @@ def chunk_document(
             section = {}
             if headings and node.start_char_idx is not None:
                 at = bisect.bisect_right(heading_starts, node.start_char_idx) - 1
-                if at >= 0:
+                # A heading that repeats the title (a Markdown file's "# Title") is no section:
+                # the citation would read "Title, Title".
+                if at >= 0 and not same_label(headings[at][1], doc.metadata.get("title")):
                     section = {"section": headings[at][1]}
             metadata: dict[str, Any] = {
                 DOC_ID: doc_id,
