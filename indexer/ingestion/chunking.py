@@ -27,6 +27,7 @@ from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
 from indexer.ingestion.readers import HEADINGS
 from indexer.ingestion.table_chunks import split_with_tables
+from indexer.labels import same_label
 
 # A tokenizer may give one token to a whole run of characters: wordpiece (MiniLM, BERT) turns any
 # word over 100 characters into a single [UNK], so a 50 MB word would "fit" in one chunk, and it
@@ -196,5 +197,9 @@ def chunk_document(
                 **{k: v for k, v in doc.metadata.items() if k in ("title", "page", "section")},
                 **section,
             }
+            # A section that is the title again (a Markdown file's "# Title", a page's h1) is no
+            # section: its citation would read "Title, Title".
+            if same_label(metadata.get("section"), metadata.get("title")):
+                del metadata["section"]
             chunks.append(Chunk(id=f"{doc_id}::{file_hash[:12]}::{index}", text=node.text, metadata=metadata))
     return chunks

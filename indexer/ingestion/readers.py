@@ -49,6 +49,8 @@ FORMATS_EXTRA = "pip install 'indexer[formats]'"
 if TYPE_CHECKING:
     from llama_index.core.schema import Document
 
+    from indexer.ingestion.html import HtmlText
+
 
 def _document(text: str, metadata: dict[str, Any] | None = None) -> Document:
     # Imported here: planning a build imports this module, and an unchanged build needs no
@@ -121,26 +123,30 @@ def _read_json(raw: bytes) -> list[Document]:
     return [_document(text=text)]
 
 
-def html_to_text(markup: str | bytes) -> tuple[str, str]:
-    """Visible text and title of an HTML page (bs4 detects the charset of bytes from <meta>)."""
-    from bs4 import BeautifulSoup
+def html_to_text(markup: str | bytes, *, main_content: bool = False) -> tuple[str, str]:
+    """Visible text and title of an HTML page (bs4 detects the charset of bytes from <meta>); with
+    ``main_content`` only its main content (``indexer.ingestion.html``)."""
+    from indexer.ingestion.html import page_text
 
-    soup = BeautifulSoup(markup, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    title = soup.title.get_text(strip=True) if soup.title else ""
-    if soup.title:
-        soup.title.decompose()
-    text = soup.get_text("\n")
-    text = re.sub(r"[ \t]*\n\s*\n+", "\n\n", text).strip()
-    return text, title
+    page = page_text(markup, main_content=main_content)
+    return page.text, page.title
+
+
+def read_html(raw: bytes) -> HtmlText:
+    """An HTML file's main content, title and headings."""
+    from indexer.ingestion.html import page_text
+
+    # Decode ourselves (BOM, UTF-8, cp1252) unless the page declares its charset.
+    markup: str | bytes = raw if re.search(rb"<meta[^>]+charset", raw[:4096], re.I) else decode_text(raw)
+    return page_text(markup, main_content=True)
 
 
 def _read_html(raw: bytes) -> list[Document]:
-    # Decode ourselves (BOM, UTF-8, cp1252) unless the page declares its charset.
-    markup: str | bytes = raw if re.search(rb"<meta[^>]+charset", raw[:4096], re.I) else decode_text(raw)
-    text, title = html_to_text(markup)
-    return [_document(text=text, metadata={"title": title} if title else {})]
+    page = read_html(raw)
+    metadata: dict[str, Any] = {HEADINGS: page.headings}
+    if page.title:
+        metadata["title"] = page.title
+    return [_document(text=page.text, metadata=metadata)]
 
 
 def _read_pdf(raw: bytes) -> list[Document]:
