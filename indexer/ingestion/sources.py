@@ -28,7 +28,7 @@ from indexer.errors import DataError
 from indexer.ingestion.readers import is_supported
 
 # Bump when reading or splitting changes what chunks a file produces, so builds redo them.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 
 @dataclass(frozen=True)
