@@ -327,7 +327,7 @@ def render_pages(
     margin = _px(MARGIN_MM, dpi)
     per_page = max(1, (height - 2 * margin) // line_px)
     lines = wrap_lines([fonts.text(p) for p in paragraphs], font, width - 2 * margin)
-    made = []
+    made: list[tuple[Any, str]] = []
     for start in range(0, len(lines), per_page):
         if pages is not None and len(made) >= pages:
             break
@@ -454,7 +454,7 @@ def write_tables(folder: Path, rows: list[list[Any]], fonts: Fonts) -> dict[str,
     pdf.output(str(path))
     made["PDF"] = [Doc(path, pdf.page_no(), rows=rows)]
 
-    import openpyxl
+    import openpyxl  # type: ignore[import-untyped]
 
     workbook = openpyxl.Workbook()
     sheet = workbook.active
@@ -631,14 +631,14 @@ def measure_retrieval(work: Path, fonts: Fonts, count: int, dpi: int, ocr: str) 
     for doc_id, text in passages:
         (text_dir / f"{doc_id}.txt").write_text(fonts.text(text), encoding="utf-8")
         render_strip(text, fonts, dpi).save(scan_dir / f"{doc_id}.png", dpi=(dpi, dpi))
-    text = hit_at_k(write_config(work / "index-text", text_dir, ocr), queries)
+    as_text = hit_at_k(write_config(work / "index-text", text_dir, ocr), queries)
     scanned = hit_at_k(write_config(work / "index-scanned", scan_dir, ocr), queries)
-    ratio = scanned["hit_at_5"] / text["hit_at_5"] if text["hit_at_5"] else None
+    ratio = scanned["hit_at_5"] / as_text["hit_at_5"] if as_text["hit_at_5"] else None
     return {
         "passages": len(passages),
         "queries": len(queries),
         "dpi": dpi,
-        "text": text,
+        "text": as_text,
         "scanned": scanned,
         "ratio": None if ratio is None else round(ratio, 4),
         "goal": RETRIEVAL_RATIO_GOAL,

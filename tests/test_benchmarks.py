@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,10 @@ def test_levenshtein_is_exact() -> None:
     assert char_errors("", "abc") == (3, 3)
 
 
-ROWS = [["R-001", "Oslo", "a | b", 1200, 3.5, 40, "note one"], ["R-002", "Rome", "c", 900, 12.0, 55, "two"]]
+ROWS: list[list[Any]] = [
+    ["R-001", "Oslo", "a | b", 1200, 3.5, 40, "note one"],
+    ["R-002", "Rome", "c", 900, 12.0, 55, "two"],
+]
 
 
 def test_table_fidelity_counts_rows_under_their_header() -> None:
