@@ -25,6 +25,7 @@ from llama_index.core.schema import Document, TextNode
 from indexer.components.embedding.tokenizer import token_counter, token_spans_by
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
+from indexer.ingestion.punkt import import_nltk
 from indexer.ingestion.readers import HEADINGS, PAGES
 from indexer.ingestion.table_chunks import split_with_tables
 from indexer.labels import same_label
@@ -147,6 +148,7 @@ def make_splitter(config: ChunkingConfig, tokens: Spans | str) -> SentenceSplitt
     embedding model's tokens, whose last resort cuts by tokens. ``tokens`` is the tokenizer's
     ``token_spans``, or the tokenizer serialised as JSON (``Embedder.tokenizer_json``), rebuilt
     here without torch or the model's weights, as a chunking worker does."""
+    import_nltk()  # for the splitter's Punkt, without the toolkit's SciPy and scikit-learn (1.3 s)
     spans = token_spans_by(token_counter(tokens)) if isinstance(tokens, str) else tokens
     limit = config.chunk_size
     counter = PieceCounter(spans, limit)
