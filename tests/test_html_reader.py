@@ -60,6 +60,18 @@ def test_only_the_main_content_is_kept() -> None:
     assert doc.metadata["title"] == "Travel policy"
 
 
+def test_a_menu_of_links_is_left_out_of_a_page_without_landmarks_only() -> None:
+    menu = "<table><tr><td><a href='/'>Home</a> <a href='/a'>Grades</a> <a href='/b'>About us</a>"
+    menu += "</td></tr></table>"
+    body = "<p>Rolled alloy steel bars for bolts and nuts.</p><ul><li><a href='/c'>Chemical composition</a>"
+    body += "</li><li><a href='/d'>Mechanical properties</a></li><li><a href='/e'>Hardness</a></li></ul>"
+    text = _read(f"<html><body>{menu}{body}</body></html>")[0].text
+    assert "About us" not in text and "Rolled alloy steel" in text
+    assert "Hardness" not in text  # a list of links alone reads as a menu here...
+    text = _read(f"<html><body>{menu}<main>{body}</main></body></html>")[0].text
+    assert "About us" not in text and "- Hardness" in text  # ...but not inside the page's main content
+
+
 def test_the_table_is_a_markdown_table_under_its_header() -> None:
     lines = _read(POLICY)[0].text.splitlines()
     header = lines.index("| Country | Per diem | Hotel cap per night |")
@@ -92,6 +104,11 @@ def test_a_markdown_heading_equal_to_the_title_is_no_section(splitter) -> None:
     chunks = chunk_document(splitter, [doc], doc_id="notes.md", file_hash="1" * 64)
     assert chunks[0].metadata["title"] == "Onboarding notes – Kestrel team"
     assert "section" not in chunks[0].metadata
+    from llama_index.core.schema import Document
+
+    slide = Document(text="Quarterly numbers.", metadata={"title": "Q3 review", "section": "Q3  Review"})
+    [chunk] = chunk_document(splitter, [slide], doc_id="q3.pptx", file_hash="2" * 64)
+    assert chunk.metadata["title"] == "Q3 review" and "section" not in chunk.metadata
     assert same_label("Onboarding notes – Kestrel team", " onboarding notes - kestrel  team")
     assert not same_label("Onboarding", "Onboarding notes") and not same_label("", "")
 
@@ -157,6 +174,11 @@ def test_a_layout_table_is_read_as_text() -> None:
 )
 def test_a_page_whose_rules_keep_nothing_yields_its_visible_text(html: str) -> None:
     assert _read(html)[0].text == "The gate code for the loading bay is 4471."
+
+
+def test_an_unclosed_heading_is_no_section() -> None:
+    [doc] = _read("<h1>Minutes<p>" + "The board approved the budget. " * 20)
+    assert doc.metadata[HEADINGS] == [] and "approved the budget" in doc.text
 
 
 def test_a_page_of_scripts_only_is_skipped_with_a_reason() -> None:

@@ -182,9 +182,7 @@ def chunk_document(
             section = {}
             if headings and node.start_char_idx is not None:
                 at = bisect.bisect_right(heading_starts, node.start_char_idx) - 1
-                # A heading that repeats the title (a Markdown file's "# Title") is no section:
-                # the citation would read "Title, Title".
-                if at >= 0 and not same_label(headings[at][1], doc.metadata.get("title")):
+                if at >= 0:
                     section = {"section": headings[at][1]}
             metadata: dict[str, Any] = {
                 DOC_ID: doc_id,
@@ -197,5 +195,9 @@ def chunk_document(
                 **{k: v for k, v in doc.metadata.items() if k in ("title", "page", "section")},
                 **section,
             }
+            # A section that is the title again (a Markdown file's "# Title", a page's h1) is no
+            # section: its citation would read "Title, Title".
+            if same_label(metadata.get("section"), metadata.get("title")):
+                del metadata["section"]
             chunks.append(Chunk(id=f"{doc_id}::{file_hash[:12]}::{index}", text=node.text, metadata=metadata))
     return chunks
