@@ -4,10 +4,10 @@ its headings as sections.
 Main content by rules over the page's own markup, chosen by measurement over trafilatura 2 and
 readability-lxml (``benchmarks/html_main_content.py``, 13 pages whose main text, chrome, table rows
 and headings are known): the rules kept all the main text (trafilatura lost a small page and a
-passage of another, readability a whole datasheet: 7% each), left out 93% of the chrome (trafilatura 90%, readability 93%),
-kept every table row and every heading (trafilatura 82% of the headings, readability 88%), and
-add no dependency (trafilatura brings courlan, htmldate, jusText, dateparser, babel and tld).
-The rules:
+passage of another, readability a whole datasheet: 7% each), left out 93% of the chrome
+(trafilatura 90%, readability 93%), kept every table row and every heading (trafilatura 82% of
+the headings, readability 88%), and add no dependency (trafilatura brings courlan, htmldate,
+jusText, dateparser, babel and tld). The rules:
 
 - what a reader never sees is left out: script, style, template, form controls, ``hidden`` and
   ``aria-hidden`` elements;
@@ -74,7 +74,7 @@ _MAX_ROWSPAN = 1000
 _MAX_HEADING = 300  # characters
 # A menu on a page without landmarks: a block of this many links or more, this much of its text
 # linked.
-_MENU_BLOCKS = frozenset({"div", "ul", "ol", "table", "tr", "td", "p", "span", "center"})
+_MENU_BLOCKS = frozenset({"div", "ul", "ol", "td", "p", "span", "center", "font"})
 _MENU_LINKS = 3
 _MENU_LINK_SHARE = 0.8
 _LINE_BREAK = "\ue000"  # <br> inside a block, kept through whitespace folding (not a space to \s)
@@ -322,40 +322,46 @@ def _inline_text(tag: Tag, skip: Callable[[Tag], bool]) -> str:
     return _fold("".join(parts))
 
 
+def _children(tag: Tag, names: Collection[str]) -> list[Tag]:
+    # By hand: bs4's find_all(recursive=False) builds a matcher per call, most of the time of a
+    # table of 50,000 rows.
+    from bs4 import Tag
+
+    return [child for child in tag.contents if isinstance(child, Tag) and child.name in names]
+
+
 def _rows_of(table: Tag) -> list[tuple[Tag, bool]]:
     """The table's own rows (not those of a table nested in a cell), each with whether it belongs
     to the table's head, in the order thead, tbody/bare rows, tfoot."""
     head: list[tuple[Tag, bool]] = []
     body: list[tuple[Tag, bool]] = []
     foot: list[tuple[Tag, bool]] = []
-    for child in table.find_all(True, recursive=False):
+    for child in _children(table, ("tr", "thead", "tbody", "tfoot")):
         if child.name == "tr":
             body.append((child, False))
-        elif child.name in ("thead", "tbody", "tfoot"):
+        else:
             into = head if child.name == "thead" else foot if child.name == "tfoot" else body
-            into.extend((row, child.name == "thead") for row in child.find_all("tr", recursive=False))
+            into.extend((row, child.name == "thead") for row in _children(child, ("tr",)))
     return head + body + foot
 
 
 def _cells_of(row: Tag) -> list[Tag]:
-    return row.find_all(["td", "th"], recursive=False)
+    return _children(row, ("td", "th"))
 
 
 def _is_data_table(table: Tag) -> bool:
     """A table of data, rendered as a Markdown table; a table used for layout (one row or one
     column, ``role=presentation``, or cells that hold headings or tables of their own) is read
     as the blocks of its cells instead."""
+    from bs4 import Tag
+
     if str((table.attrs or {}).get("role", "")).lower() in ("presentation", "none"):
         return False
     if not _is_grid(table):
         return False
-    for cells in (_cells_of(row) for row, _ in _rows_of(table)):
-        for cell in cells:
-            if cell.find(list(_HEADINGS)) is not None:
-                return False
-            inner = cell.find("table")
-            if inner is not None and _is_grid(inner):
-                return False
+    for node in table.descendants:
+        if isinstance(node, Tag) and (node.name in _HEADINGS or (node.name == "table" and _is_grid(node))):
+            return False
     return True
 
 
