@@ -285,7 +285,8 @@ def test_page_asks_for_the_key_once_and_answers_from_sources_without_a_model(
         status = driver.execute_async_script(
             """
             const done = arguments[1];
-            fetch(arguments[0], {headers: {Authorization: `Bearer ${sessionStorage.getItem('indexer-api-key')}`}})
+            const key = sessionStorage.getItem('indexer-api-key');
+            fetch(arguments[0], {headers: {Authorization: `Bearer ${key}`}})
               .then((r) => done(r.status), () => done(0));
             """,
             links[0].get_attribute("href").split("#")[0],
