@@ -116,3 +116,18 @@ def test_a_broken_or_locked_pdf_is_skipped_with_its_reason(tmp_path: Path) -> No
     pdf.output(str(locked))
     with pytest.raises(UnreadableFile, match="encrypted PDF"):
         read_file(locked)
+
+
+def test_a_broken_pdf_page_is_a_page_error_not_a_crash(tmp_path: Path) -> None:
+    from indexer.server.documents import PageError, page_png
+
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 this is not really a PDF")
+    with pytest.raises(PageError) as caught:
+        page_png(broken, 1)
+    assert caught.value.status == 422
+    good = write_pdf(tmp_path / "one.pdf", [[BEFORE]])
+    with pytest.raises(PageError) as caught:
+        page_png(good, 2)
+    assert caught.value.status == 404
+    assert page_png(good, 1, BEFORE, width=10_000).startswith(b"\x89PNG")  # the width is bounded
