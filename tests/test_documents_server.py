@@ -94,7 +94,10 @@ def test_the_original_of_an_indexed_file_is_served(client: httpx.Client, folders
     pdf = client.get("/v1/original/travel.pdf")
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert pdf.content == (docs / "travel.pdf").read_bytes()
-    assert httpx.get(f"{client.base_url}/v1/original/notes.txt").status_code == 401  # the key, as elsewhere
+    # The key and the Host allow-list hold as for every endpoint.
+    assert httpx.get(f"{client.base_url}/v1/original/notes.txt").status_code == 401
+    assert client.get("/v1/original/notes.txt", headers={"Host": "rebound.example"}).status_code == 400
+    assert httpx.get(f"{client.base_url}/v1/page-image?doc_id=travel.pdf&page=1").status_code == 401
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,7 @@ def spans():
     return lambda text: tokenizer.encode(text, add_special_tokens=False).offsets
 
 
+@pytest.mark.slow  # imports LlamaIndex's splitter
 def test_chunks_carry_the_page_they_start_and_end_on(tmp_path: Path, spans) -> None:
     pages = [
         [f"Page {n} sentence {i} about the weather station logbook." for i in range(28)] for n in (1, 2, 3)
@@ -83,6 +84,22 @@ def test_chunks_carry_the_page_they_start_and_end_on(tmp_path: Path, spans) -> N
     assert any(c.metadata["page_end"] > c.metadata["page"] for c in chunks), "no chunk crosses a page"
 
 
+def test_a_citation_names_the_pages_a_passage_spans() -> None:
+    from indexer.query.engine import Source
+
+    def cite(**metadata: int) -> str:
+        return Source(
+            rank=1, score=1.0, file="log.pdf", doc_id="log.pdf", text="x", metadata=metadata
+        ).citation()
+
+    assert cite(page=2, page_end=3) == "log.pdf, pages 2-3"
+    assert cite(page=2, page_end=2) == cite(page=2) == "log.pdf, page 2"  # an index built before page_end
+    source = Source(
+        rank=1, score=1.0, file="log.pdf", doc_id="log.pdf", text="x", metadata={"page": 2, "page_end": 3}
+    )
+    assert source.to_dict()["page_end"] == 3
+
+
 def test_a_broken_or_locked_pdf_is_skipped_with_its_reason(tmp_path: Path) -> None:
     broken = tmp_path / "broken.pdf"
     broken.write_bytes(b"%PDF-1.4 this is not really a PDF")
@@ -99,3 +116,18 @@ def test_a_broken_or_locked_pdf_is_skipped_with_its_reason(tmp_path: Path) -> No
     pdf.output(str(locked))
     with pytest.raises(UnreadableFile, match="encrypted PDF"):
         read_file(locked)
+
+
+def test_a_broken_pdf_page_is_a_page_error_not_a_crash(tmp_path: Path) -> None:
+    from indexer.server.documents import PageError, page_png
+
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 this is not really a PDF")
+    with pytest.raises(PageError) as caught:
+        page_png(broken, 1)
+    assert caught.value.status == 422
+    good = write_pdf(tmp_path / "one.pdf", [[BEFORE]])
+    with pytest.raises(PageError) as caught:
+        page_png(good, 2)
+    assert caught.value.status == 404
+    assert page_png(good, 1, BEFORE, width=10_000).startswith(b"\x89PNG")  # the width is bounded

@@ -164,6 +164,10 @@ def _check_passage_panel(driver: Any, source_button: Any) -> None:
     assert _by(driver, "#passage-where").text.strip()  # page/section, or "whole file"
     assert len(_all(driver, "#passage-scores tr.score-row")) >= 2  # the fused score and its parts
     assert _by(driver, "#passage-text").text.strip()
+    # Every source opens its original file, served from data.input_dir by its path there.
+    link = _by(driver, "#passage-original a.original")
+    file = _by(driver, "#passage-file").text.strip()
+    assert link.get_attribute("href").split("#")[0].endswith("/v1/original/" + file)
 
 
 @pytest.mark.slow
@@ -275,6 +279,19 @@ def test_page_asks_for_the_key_once_and_answers_from_sources_without_a_model(
         sources = turn.find_elements("css selector", "ol.sources button.source")
         assert sources
         _check_passage_panel(driver, sources[0])
+        # Each listed source has its "open original" link; the file comes with the tab's key.
+        links = turn.find_elements("css selector", "ol.sources a.original")
+        assert len(links) == len(sources)
+        status = driver.execute_async_script(
+            """
+            const done = arguments[1];
+            const key = sessionStorage.getItem('indexer-api-key');
+            fetch(arguments[0], {headers: {Authorization: `Bearer ${key}`}})
+              .then((r) => done(r.status), () => done(0));
+            """,
+            links[0].get_attribute("href").split("#")[0],
+        )
+        assert status == 200
 
         # Unticked, the query endpoint answers with the notice and the same kind of sources.
         _by(driver, "#sources-only").click()

@@ -205,5 +205,5 @@ def _setup_logging() -> None:
     handler.setFormatter(PrintableFormatter("%(levelname)s: %(message)s"))
     handler.addFilter(OncePerRun())
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3", "pypdf"):
+    for noisy in ("chromadb", "httpx", "sentence_transformers", "transformers", "urllib3", "pdfminer"):
         logging.getLogger(noisy).setLevel(logging.ERROR)

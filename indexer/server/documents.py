@@ -65,19 +65,19 @@ def page_png(path: Path, page: int, passage: str = "", width: int = DEFAULT_WIDT
         if cached is not None:
             _CACHE.move_to_end(key)
             return cached
-        png = _render(path.read_bytes(), page, passage, width)
+        png = _render(path, page, passage, width)
         _CACHE[key] = png
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
         return png
 
 
-def _render(raw: bytes, number: int, passage: str, width: int) -> bytes:
+def _render(path: Path, number: int, passage: str, width: int) -> bytes:
     import pypdfium2 as pdfium  # type: ignore[import-untyped]
     from PIL import Image, ImageDraw
 
     try:
-        pdf = pdfium.PdfDocument(raw)
+        pdf = pdfium.PdfDocument(str(path))  # pdfium reads the parts it needs, not the whole file
     except pdfium.PdfiumError as exc:
         raise PageError(422, f"the PDF cannot be rendered ({exc})") from None
     try:

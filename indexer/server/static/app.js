@@ -226,10 +226,15 @@
   const labelKey = (label) => String(label || "").replace(/[\u2010-\u2015\u2212-]+/g, "-")
     .replace(/\s+/g, " ").trim().toLowerCase();
   const sameLabel = (a, b) => labelKey(a) !== "" && labelKey(a) === labelKey(b);
+  const hasPage = (source) => source.page !== undefined && source.page !== null && source.page !== "";
+  const isPdf = (source) => /\.pdf$/i.test(source.doc_id || source.file || "");
 
   function where(source) {
     const parts = [];
-    if (source.page !== undefined && source.page !== null && source.page !== "") parts.push(`page ${source.page}`);
+    if (hasPage(source)) {
+      const end = Number(source.page_end);
+      parts.push(end > Number(source.page) ? `pages ${source.page}–${end}` : `page ${source.page}`);
+    }
     // A section that is the title again (an index built before sections left it out) shows once.
     const section = sameLabel(source.section, source.title) ? "" : source.section;
     if (section) parts.push(`section ${section}`);
@@ -252,7 +257,7 @@
       const score = document.createElement("span");
       score.className = "score";
       score.textContent = `score ${Number(source.score).toFixed(3)}`;
-      item.append(button, score);
+      item.append(button, score, originalLink(source));
       if (source.relevance_label) {
         // The score ranks passages within one question; the label says how relevant one is at all.
         const label = document.createElement("span");
@@ -269,6 +274,83 @@
       list.append(item);
     }
     turn.append(list);
+  }
+
+  // -- the original file and the cited page ---------------------------------------------------------
+
+  // The file as /v1/original serves it (each path part encoded), at the cited page for a PDF.
+  function originalHref(source) {
+    const path = String(source.doc_id || source.file).split("/").map(encodeURIComponent).join("/");
+    return `/v1/original/${path}${isPdf(source) && hasPage(source) ? `#page=${Number(source.page)}` : ""}`;
+  }
+
+  function originalLink(source) {
+    const link = document.createElement("a");
+    link.className = "original";
+    link.href = originalHref(source);
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.textContent = "open original";
+    link.title = `Open ${source.file}${isPdf(source) && hasPage(source) ? ` at page ${source.page}` : ""}`;
+    link.addEventListener("click", (event) => {
+      if (!sessionStorage.getItem(KEY_STORE)) return; // no key: the browser opens the link itself
+      // A link cannot send the key: fetch the file with it and open a copy. Only a PDF or an image
+      // keeps its type; anything else opens as plain text, so a saved web page runs no script here.
+      event.preventDefault();
+      const tab = window.open("", "_blank");
+      request("GET", link.getAttribute("href").split("#")[0])
+        .then(async (response) => {
+          const type = response.headers.get("Content-Type") || "";
+          const kept = /^(application\/pdf|image\/)/.test(type) ? type.split(";")[0] : "text/plain";
+          const blob = new Blob([await response.arrayBuffer()], { type: kept });
+          const hash = link.hash || "";
+          if (tab) tab.location.href = URL.createObjectURL(blob) + hash;
+        })
+        .catch((err) => {
+          if (tab) tab.close();
+          showError(err, null);
+        });
+    });
+    return link;
+  }
+
+  // The cited pages of a PDF source (its first three), rendered by the server with the passage
+  // highlighted; fetched with the key like every request, shown as data: URLs (the CSP allows them).
+  async function showPages(source) {
+    const box = $("passage-pages");
+    box.replaceChildren();
+    if (!isPdf(source) || !hasPage(source)) return;
+    const first = Number(source.page);
+    const last = Math.min(Math.max(first, Number(source.page_end) || first), first + 2);
+    const rank = String(source.rank);
+    for (let page = first; page <= last; page++) {
+      const figure = document.createElement("figure");
+      figure.className = "page-image";
+      const img = document.createElement("img");
+      img.alt = `Page ${page} of ${source.file}, the passage highlighted`;
+      const caption = document.createElement("figcaption");
+      caption.textContent = `page ${page}`;
+      figure.append(img, caption);
+      box.append(figure);
+      const query = new URLSearchParams({ doc_id: source.doc_id || source.file, page: String(page) });
+      if (source.chunk_id) query.set("chunk_id", source.chunk_id);
+      else query.set("text", String(source.text).slice(0, 4000));
+      try {
+        const blob = await (await request("GET", `/v1/page-image?${query}`)).blob();
+        const url = await new Promise((resolve, reject) => {
+          const reader = new FileReader();
+          reader.onload = () => resolve(reader.result);
+          reader.onerror = () => reject(reader.error);
+          reader.readAsDataURL(blob);
+        });
+        if ($("passage").dataset.rank !== rank) return; // another source was opened meanwhile
+        img.src = url;
+        figure.dataset.state = "done";
+      } catch (err) {
+        caption.textContent = `page ${page}: cannot be shown (${err.message})`;
+        figure.dataset.state = "error";
+      }
+    }
   }
 
   function showNotice(turn, text) {
@@ -300,7 +382,9 @@
       }),
     );
     $("passage-text").textContent = source.text;
+    $("passage-original").replaceChildren(originalLink(source));
     panel.hidden = false;
+    showPages(source);
   }
 
   $("passage-close").addEventListener("click", () => {
