@@ -82,6 +82,32 @@ def test_docx_chunks_get_the_word_heading_as_section(tmp_path: Path) -> None:
     assert table_chunk.metadata["section"] == "Allowances"
 
 
+def test_docx_text_in_content_controls_and_tracked_changes_is_read(tmp_path: Path) -> None:
+    import docx
+    from docx.oxml import parse_xml
+
+    document = docx.Document()
+    document.add_paragraph("Visible paragraph.")
+    w = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    document.element.body.append(
+        parse_xml(
+            f"<w:sdt {w}><w:sdtContent><w:p><w:r><w:t>Cover page subtitle</w:t></w:r></w:p>"
+            "</w:sdtContent></w:sdt>"
+        )
+    )
+    document.element.body.append(
+        parse_xml(
+            f"<w:p {w}><w:r><w:t>Rate </w:t></w:r><w:ins><w:r><w:t>raised</w:t></w:r></w:ins>"
+            "<w:del><w:r><w:delText>cut</w:delText></w:r></w:del></w:p>"
+        )
+    )
+    document.element.body.append(document.element.body.sectPr)  # the section's properties stay last
+    path = tmp_path / "controls.docx"
+    document.save(path)
+    text = _text(path)
+    assert "Cover page subtitle" in text and "Rate raised" in text and "cut" not in text
+
+
 def test_a_damaged_docx_gives_a_one_line_reason(tmp_path: Path) -> None:
     path = _docx(tmp_path / "policy.docx")
     path.write_bytes(path.read_bytes()[:2000])
