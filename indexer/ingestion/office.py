@@ -286,7 +286,7 @@ def read_ods(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
         doc = opendocument.load(io.BytesIO(raw))
     except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors
         raise UnreadableFile(f"not a readable ODS ({type(exc).__name__}: {exc})") from None
-    if doc.spreadsheet is None:
+    if getattr(doc, "spreadsheet", None) is None:
         raise UnreadableFile("not an OpenDocument spreadsheet (no spreadsheet body)")
     hidden_styles = {
         style.getAttrNS(STYLENS, "name")
