@@ -55,6 +55,18 @@ def test_paths_in_a_spec_are_relative_to_it(tmp_path: Path) -> None:
     assert spec.index_cache == tmp_path / "cache"
 
 
+def test_a_bundled_model_in_a_spec_is_no_path(tmp_path: Path) -> None:
+    # As in a config: bundled:NAME names a model a package ships (configs/eval-answers.yaml).
+    path = write_spec(
+        tmp_path,
+        grid={"llm.model_path": ["bundled:smollm2", "model.gguf"]},
+        variants=[{"name": "gemma", "set": {"llm.model_path": "bundled:gemma3-270m"}}],
+    )
+    spec = load_spec(path)
+    assert spec.grid["llm.model_path"] == ["bundled:smollm2", str(tmp_path / "model.gguf")]
+    assert spec.variants[0].set["llm.model_path"] == "bundled:gemma3-270m"
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

@@ -9,7 +9,7 @@ import pytest
 
 from indexer import Indexer
 from indexer.errors import DataError
-from indexer.ingestion.readers import UnreadableFile, read_file
+from indexer.ingestion.readers import PAGES, UnreadableFile, read_file
 from tests.conftest import SHARED_DATA
 
 FIXTURES = SHARED_DATA / "mixed_docs_unstructured"
@@ -63,8 +63,8 @@ def test_encodings_decode_correctly() -> None:
 
 
 def test_formats_keep_pages_sections_and_titles() -> None:
-    pdf = read_file(FILES / "list-item-example.pdf")
-    assert [d.metadata["page"] for d in pdf] == [1, 2] and pdf[0].metadata["title"] == "Unstructured-test-doc"
+    [pdf] = read_file(FILES / "list-item-example.pdf")  # one document, with where each page starts
+    assert [n for _, n in pdf.metadata[PAGES]] == [1, 2] and pdf.metadata["title"] == "Unstructured-test-doc"
     slides = read_file(FILES / "sample-presentation.pptx")
     assert [d.metadata["page"] for d in slides] == [1, 2, 3, 4]
     assert slides[1].metadata["section"] == "This is the first content slide"
@@ -81,7 +81,8 @@ def test_formats_keep_pages_sections_and_titles() -> None:
     assert read_file(FILES / "ideas-page.html")[0].metadata["title"] == "How to Get New Ideas"
     scripts = _text("example-with-scripts.html")
     assert "function(" not in scripts and "Russian Offensive Campaign Assessment" in scripts
-    assert [d.metadata["page"] for d in read_file(FILES / "copy-protected.pdf")] == [1, 2]  # no user password
+    [protected] = read_file(FILES / "copy-protected.pdf")  # no user password
+    assert [n for _, n in protected.metadata[PAGES]] == [1, 2]
     mail = read_file(FILES / "fake-email.eml")[0]
     assert mail.metadata["title"] == "Test Email" and "Roses are red" in mail.text
     assert "All human beings are born free" in _text("lang_eng_spa_mult.eml")
@@ -131,7 +132,10 @@ def test_a_build_of_the_fixtures_lists_skips_and_cites_every_chunk(make_config) 
     by_file: dict[str, list[dict]] = {}
     for meta in metas:
         by_file.setdefault(meta["file"], []).append(meta)
-    assert {m["page"] for m in by_file["list-item-example.pdf"]} == {1, 2}
+    # One document of two pages: its chunks start on page 1 and reach page 2.
+    pdf_chunks = by_file["list-item-example.pdf"]
+    assert min(m["page"] for m in pdf_chunks) == 1 and max(m["page_end"] for m in pdf_chunks) == 2
+    assert all(m["page"] <= m["page_end"] for m in pdf_chunks)
     assert {m["page"] for m in by_file["sample-presentation.pptx"]} == {1, 2, 3, 4}
     assert any(
         m.get("section") == "This is the first content slide" for m in by_file["sample-presentation.pptx"]

@@ -13,13 +13,17 @@ import re
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 RETRIEVAL_METRICS = ("hit", "mrr", "ndcg", "recall", "precision")
 ANSWER_METRICS = ("exact_match", "f1", "semantic_similarity")
+# Shares read off each checked answer (``Answer.abstained``, its sentences and citations): what the
+# system did with the model's text, not how close the text is to a reference (see check_scores).
+CHECK_METRICS = ("abstained", "flagged", "cited", "model_cited", "unflagged_number", "answered_correct")
 JUDGE_METRICS = ("faithfulness", "relevancy")
 
 DEFAULT_RETRIEVAL = ("hit@1", "hit@10", "mrr@10", "ndcg@10", "recall@10", "recall@100", "precision@10")
-DEFAULT_ANSWER = ("exact_match", "f1", "semantic_similarity")
+DEFAULT_ANSWER = ("exact_match", "f1", "semantic_similarity", *CHECK_METRICS)
 
 _METRIC_RE = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)(?:@(?P<k>\d+))?$")
 
@@ -31,9 +35,11 @@ def parse_metric(text: str) -> tuple[str, int | None]:
         name, k = match.group("name"), match.group("k")
         if name in RETRIEVAL_METRICS and k is not None and int(k) > 0:
             return name, int(k)
-        if name in (*ANSWER_METRICS, *JUDGE_METRICS) and k is None:
+        if name in (*ANSWER_METRICS, *CHECK_METRICS, *JUDGE_METRICS) and k is None:
             return name, None
-    known = ", ".join([f"{m}@K" for m in RETRIEVAL_METRICS] + list(ANSWER_METRICS + JUDGE_METRICS))
+    known = ", ".join(
+        [f"{m}@K" for m in RETRIEVAL_METRICS] + list(ANSWER_METRICS + CHECK_METRICS + JUDGE_METRICS)
+    )
     raise ValueError(f"unknown metric {text!r}; known: {known}")
 
 
@@ -130,6 +136,20 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
 
 
+_DIGITS_RE = re.compile(r"\d+")
+# The [n] markers the model or the system put in a sentence: not numbers the sentence states.
+_CITATION_RE = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+# The quote marks an extracted answer is shown in (query.answer_style: extract).
+_QUOTE_MARKS = str.maketrans("", "", "“”")
+
+
+def answer_text(answer: str) -> str:
+    """An answer as EM, F1 and semantic similarity score it: without the ``[n]`` citations and the
+    quote marks around an extract, which are how the answer is shown, not what it says (SQuAD's
+    normalisation strips ASCII punctuation only, so "“868 MHz” [1]" would miss "868 MHz")."""
+    return " ".join(_CITATION_RE.sub(" ", answer).translate(_QUOTE_MARKS).split())
+
+
 def normalize_answer(text: str) -> str:
     """Lowercase, strip punctuation and the articles a/an/the, collapse whitespace (SQuAD)."""
     text = text.lower()
@@ -163,6 +183,52 @@ def _f1(prediction: str, reference: str) -> float:
     precision = same / len(pred_tokens)
     recall = same / len(ref_tokens)
     return 2 * precision * recall / (precision + recall)
+
+
+def contains_answer(prediction: str, references: Sequence[str]) -> bool:
+    """Whether a normalised reference occurs in the normalised prediction as whole words (the
+    "has answer" test of open-domain QA): a right answer in a longer sentence counts, "15" in
+    "150" does not."""
+    padded = f" {normalize_answer(prediction)} "
+    return any(f" {ref} " in padded for ref in map(normalize_answer, references) if ref)
+
+
+def check_scores(
+    *,
+    abstained: bool,
+    sentences: Sequence[Mapping[str, Any]],
+    citations: Sequence[int],
+    answer: str,
+    source_texts: Sequence[str],
+    references: Sequence[str],
+) -> dict[str, float]:
+    """The CHECK_METRICS of one answer, from what the query engine reported about it (its
+    ``abstained`` flag, its sentences as ``Sentence.to_dict`` gives them, ``Answer.citations``):
+    eval reads the attribution, it does not redo it.
+
+    ``abstained`` is scored for every answer; ``answered_correct`` (not abstained, and a reference
+    in the text) where there are references; the others only for answers given (an abstention
+    has no sentences to flag or cite), so their means are shares of the answers given.
+    ``unflagged_number`` audits the flags with a cruder test of its own: a sentence marked
+    supported that holds a run of digits found in no source's text (it over-counts "6" for
+    "six", and does not ask which passage holds the digits)."""
+    scores = {"abstained": 1.0 if abstained else 0.0}
+    if references:
+        correct = not abstained and contains_answer(answer, references)
+        scores["answered_correct"] = 1.0 if correct else 0.0
+    if abstained or not answer.strip():
+        return scores
+    source_digits = {d for text in source_texts for d in _DIGITS_RE.findall(text)}
+    scores["flagged"] = 1.0 if any(not s.get("supported", True) for s in sentences) else 0.0
+    scores["cited"] = 1.0 if citations else 0.0
+    scores["model_cited"] = 1.0 if any(s.get("cited_by") == "model" for s in sentences) else 0.0
+    unflagged = any(
+        s.get("supported", True)
+        and set(_DIGITS_RE.findall(_CITATION_RE.sub("", str(s.get("text", ""))))) - source_digits
+        for s in sentences
+    )
+    scores["unflagged_number"] = 1.0 if unflagged else 0.0
+    return scores
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:

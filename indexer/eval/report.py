@@ -170,7 +170,14 @@ def render_markdown(run: EvalRun, summary: dict[str, Any], *, chart: bool) -> st
         "relevance, linear gain and a log2 discount, with the ideal ranking from all judged documents; "
         "a judged question that retrieves nothing scores 0; equal scores rank by document id.",
         "- exact_match and f1 follow the SQuAD script (lowercase, no punctuation or articles, max over "
-        "references); semantic_similarity is the cosine of answer and reference embeddings.",
+        "references); semantic_similarity is the cosine of answer and reference embeddings. All three "
+        "score the answer the user is shown (checked: query.answer_style and query.unsupported applied), "
+        "without its [n] citations and an extract's quote marks.",
+        "- The checks are shares read off each answer's own report: abstained (of all questions), "
+        "answered_correct (not abstained and a reference in the answer), and, of the answers given, "
+        "flagged (a sentence with supported: false), cited (a citation by the model or the system), "
+        "model_cited (an [n] the model wrote), unflagged_number (a sentence marked supported that states "
+        "digits no retrieved passage holds: should be 0).",
         "- faithfulness and relevancy are LLM verdicts (yes 1, partly 0.5, no 0), averaged over the "
         "verdicts the judge gave; failures are counted, not scored.",
         "",

@@ -103,32 +103,50 @@ class QuestionScorer:
             record["answer_error"] = str(exc)
             return
         t_end = time.perf_counter()
-        answer = stream.answer or ""
+        # The answer a user is shown: checked (attributed, query.unsupported and answer_style
+        # applied), which for extract and auto is not the text the model streamed.
+        result = stream.result()
+        latency["check_ms"] = _ms(t_end)
+        answer = result.answer or ""
         usage = stream.usage
         latency.update(
             answer_retrieval_ms=round((t_gen - t0) * 1000, 2),
             ttft_ms=round(((first or t_end) - t_gen) * 1000, 2),
             generation_ms=round((t_end - t_gen) * 1000, 2),
         )
+        sentences = [s.to_dict() for s in result.sentences]
         record.update(
             answer=answer,
             references=question.answers,
             sources=[s.chunk_id for s in stream.sources],
+            abstained=result.abstained,
+            citations=result.citations,
+            sentences=sentences,
             tokens={
                 "prompt": usage.prompt_tokens if usage else None,
                 "completion": usage.completion_tokens if usage else None,
             },
         )
+        if result.notice:
+            record["notice"] = result.notice
         metrics = self.metrics
+        checks = m.check_scores(
+            abstained=result.abstained,
+            sentences=sentences,
+            citations=result.citations,
+            answer=answer,
+            source_texts=[s.text for s in stream.sources],
+            references=question.answers,
+        )
+        scores.update({name: value for name, value in checks.items() if name in metrics})
         if question.answers:
+            said = m.answer_text(answer)
             if "exact_match" in metrics:
-                scores["exact_match"] = m.exact_match(answer, question.answers)
+                scores["exact_match"] = m.exact_match(said, question.answers)
             if "f1" in metrics:
-                scores["f1"] = m.token_f1(answer, question.answers)
+                scores["f1"] = m.token_f1(said, question.answers)
             if "semantic_similarity" in metrics:
-                scores["semantic_similarity"] = _semantic_similarity(
-                    self.components, answer, question.answers
-                )
+                scores["semantic_similarity"] = _semantic_similarity(self.components, said, question.answers)
         if self.judge:
             verdicts = {}
             if "faithfulness" in metrics:

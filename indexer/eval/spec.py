@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from indexer.config.loader import BoundedSafeLoader, load_config, path_keys
+from indexer.config.loader import BoundedSafeLoader, _is_bundled, load_config, path_keys
 from indexer.config.models import Config
 from indexer.errors import ConfigError
 from indexer.eval.metrics import DEFAULT_ANSWER, DEFAULT_RETRIEVAL, parse_metric
@@ -117,8 +117,9 @@ def load_spec(path: str | os.PathLike[str]) -> EvalSpec:
 
 
 def _resolve_path_value(key: str, value: Any, base: Path) -> Any:
-    # In a spec, as in a config, a relative path means: relative to the file that wrote it.
-    if key in path_keys() and isinstance(value, str):
+    # In a spec, as in a config, a relative path means: relative to the file that wrote it; a
+    # bundled:NAME model is no path.
+    if key in path_keys() and isinstance(value, str) and not _is_bundled(value):
         return str((base / os.path.expanduser(value)).resolve())
     return value
 

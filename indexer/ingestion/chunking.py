@@ -25,8 +25,10 @@ from llama_index.core.schema import Document, TextNode
 from indexer.components.embedding.tokenizer import token_counter, token_spans_by
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
-from indexer.ingestion.readers import HEADINGS
+from indexer.ingestion.punkt import import_nltk
+from indexer.ingestion.readers import HEADINGS, PAGES
 from indexer.ingestion.table_chunks import split_with_tables
+from indexer.labels import same_label
 
 # A tokenizer may give one token to a whole run of characters: wordpiece (MiniLM, BERT) turns any
 # word over 100 characters into a single [UNK], so a 50 MB word would "fit" in one chunk, and it
@@ -146,6 +148,7 @@ def make_splitter(config: ChunkingConfig, tokens: Spans | str) -> SentenceSplitt
     embedding model's tokens, whose last resort cuts by tokens. ``tokens`` is the tokenizer's
     ``token_spans``, or the tokenizer serialised as JSON (``Embedder.tokenizer_json``), rebuilt
     here without torch or the model's weights, as a chunking worker does."""
+    import_nltk()  # for the splitter's Punkt, without the toolkit's SciPy and scikit-learn (1.3 s)
     spans = token_spans_by(token_counter(tokens)) if isinstance(tokens, str) else tokens
     limit = config.chunk_size
     counter = PieceCounter(spans, limit)
@@ -195,6 +198,22 @@ def chunk_document(
                 "end_char": node.end_char_idx,
                 **{k: v for k, v in doc.metadata.items() if k in ("title", "page", "section")},
                 **section,
+                **_page_span(doc.metadata.get(PAGES), node.start_char_idx, node.end_char_idx),
             }
+            # A section that is the title again (a Markdown file's "# Title", a page's h1) is no
+            # section: its citation would read "Title, Title".
+            if same_label(metadata.get("section"), metadata.get("title")):
+                del metadata["section"]
             chunks.append(Chunk(id=f"{doc_id}::{file_hash[:12]}::{index}", text=node.text, metadata=metadata))
     return chunks
+
+
+def _page_span(pages: Sequence[tuple[int, int]] | None, start: int | None, end: int | None) -> dict[str, int]:
+    """``page`` (where the chunk starts) and ``page_end`` (where it ends) of a document whose
+    ``pages`` metadata gives each page's start: ``(char offset, page number)`` pairs, in order."""
+    if not pages or start is None:
+        return {}
+    starts = [offset for offset, _ in pages]
+    first = max(bisect.bisect_right(starts, start) - 1, 0)
+    last = max(bisect.bisect_right(starts, max(start, (end if end is not None else start) - 1)) - 1, first)
+    return {"page": pages[first][1], "page_end": pages[last][1]}

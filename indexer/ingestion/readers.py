@@ -1,7 +1,7 @@
 """Turn one file into LlamaIndex ``Document`` objects, or say why it cannot be read.
 
-Binary formats go to maintained parsers (pypdf, python-docx, python-pptx, openpyxl, EbookLib, odfpy,
-striprtf); the readers of formats that hold tables are in ``office.py``.
+Binary formats go to maintained parsers (pdfplumber in ``pdf.py``, python-docx, python-pptx,
+openpyxl, EbookLib, odfpy, striprtf); the readers of formats that hold tables are in ``office.py``.
 Text formats are decoded here rather than by ``SimpleDirectoryReader``, whose text fallback decodes
 with ``errors="ignore"``: that silently drops non-UTF-8 characters and happily "reads" binary blobs
 as garbage.
@@ -18,7 +18,8 @@ as LlamaIndex's file readers are, ``load_data(path)``, behind the same guard and
 rewritten between its hash and its reading is read again by the next build, whose hash differs.
 
 A document may carry ``headings``: ``(char offset, heading)`` pairs in its text, from which each
-chunk gets the ``section`` it starts in (see ``chunking.py``).
+chunk gets the ``section`` it starts in, and ``pages``: ``(char offset, page number)`` pairs, from
+which it gets ``page`` and ``page_end`` (see ``chunking.py``).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ FORMATS_EXTRA = "pip install 'indexer[formats]'"
 if TYPE_CHECKING:
     from llama_index.core.schema import Document
 
+    from indexer.ingestion.html import HtmlText
+
 
 def _document(text: str, metadata: dict[str, Any] | None = None) -> Document:
     # Imported here: planning a build imports this module, and an unchanged build needs no
@@ -59,6 +62,8 @@ def _document(text: str, metadata: dict[str, Any] | None = None) -> Document:
 
 
 HEADINGS = "headings"
+# ``(char offset, page number)`` pairs: where each page starts in a document's text (PDFs).
+PAGES = "pages"
 
 
 def _default(field: str) -> Any:
@@ -121,50 +126,36 @@ def _read_json(raw: bytes) -> list[Document]:
     return [_document(text=text)]
 
 
-def html_to_text(markup: str | bytes) -> tuple[str, str]:
-    """Visible text and title of an HTML page (bs4 detects the charset of bytes from <meta>)."""
-    from bs4 import BeautifulSoup
+def html_to_text(markup: str | bytes, *, main_content: bool = False) -> tuple[str, str]:
+    """Visible text and title of an HTML page (bs4 detects the charset of bytes from <meta>); with
+    ``main_content`` only its main content (``indexer.ingestion.html``)."""
+    from indexer.ingestion.html import page_text
 
-    soup = BeautifulSoup(markup, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    title = soup.title.get_text(strip=True) if soup.title else ""
-    if soup.title:
-        soup.title.decompose()
-    text = soup.get_text("\n")
-    text = re.sub(r"[ \t]*\n\s*\n+", "\n\n", text).strip()
-    return text, title
+    page = page_text(markup, main_content=main_content)
+    return page.text, page.title
+
+
+def read_html(raw: bytes) -> HtmlText:
+    """An HTML file's main content, title and headings."""
+    from indexer.ingestion.html import page_text
+
+    # Decode ourselves (BOM, UTF-8, cp1252) unless the page declares its charset.
+    markup: str | bytes = raw if re.search(rb"<meta[^>]+charset", raw[:4096], re.I) else decode_text(raw)
+    return page_text(markup, main_content=True)
 
 
 def _read_html(raw: bytes) -> list[Document]:
-    # Decode ourselves (BOM, UTF-8, cp1252) unless the page declares its charset.
-    markup: str | bytes = raw if re.search(rb"<meta[^>]+charset", raw[:4096], re.I) else decode_text(raw)
-    text, title = html_to_text(markup)
-    return [_document(text=text, metadata={"title": title} if title else {})]
+    page = read_html(raw)
+    metadata: dict[str, Any] = {HEADINGS: page.headings}
+    if page.title:
+        metadata["title"] = page.title
+    return [_document(text=page.text, metadata=metadata)]
 
 
 def _read_pdf(raw: bytes) -> list[Document]:
-    import pypdf
+    from indexer.ingestion.pdf import read_pdf  # it imports this module
 
-    try:
-        pdf = pypdf.PdfReader(io.BytesIO(raw))
-        if pdf.is_encrypted and not pdf.decrypt(""):
-            # Copy-protected PDFs have an empty user password and read fine; this one needs one.
-            raise UnreadableFile("encrypted PDF (password protected)")
-        title = (pdf.metadata.title if pdf.metadata else None) or ""
-        docs = []
-        for number, page in enumerate(pdf.pages, start=1):
-            metadata: dict[str, Any] = {"page": number}
-            if title:
-                metadata["title"] = str(title)
-            # pypdf yields NUL for glyphs it cannot map (ligatures such as "ffi"): drop them.
-            text = (page.extract_text() or "").replace("\x00", "")
-            docs.append(_document(text=text, metadata=metadata))
-    except pypdf.errors.DependencyError:
-        raise UnreadableFile(f"AES-encrypted PDF needs the 'formats' extra: {FORMATS_EXTRA}") from None
-    except pypdf.errors.PdfReadError as exc:
-        raise UnreadableFile(f"not a readable PDF ({exc})") from None
-    return docs
+    return read_pdf(raw)
 
 
 class _OfficeReader:

@@ -28,7 +28,7 @@ from indexer.errors import DataError
 from indexer.ingestion.readers import is_supported
 
 # Bump when reading or splitting changes what chunks a file produces, so builds redo them.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -226,3 +226,44 @@ def content_hash(data: bytes, settings_key: str) -> str:
     digest = hashlib.sha256(settings_key.encode())
     digest.update(data)
     return digest.hexdigest()[:32]
+
+
+def served_path(config: DataConfig, doc_id: str) -> Path | None:
+    """The file a document id names, when ``discover`` would list it now: inside the folder by the
+    same rules (no ``..``, no absolute path, no hidden part, no linked folder on the way, a link only
+    where ``data.follow_symlinks`` allows it and only to a file inside the folder, not excluded, not
+    over ``data.max_file_bytes``), resolved; ``None`` otherwise. Nothing is read."""
+    name = id_to_name(doc_id)
+    parts = name.split("/")
+    if not name or "\x00" in name or name.startswith("/"):
+        return None
+    if any(part in ("", ".", "..") or part.startswith(".") for part in parts):
+        return None
+    if len(parts) > 1 and not config.recursive:
+        return None
+    if config.required_exts is not None and Path(name).suffix.lower() not in set(config.required_exts):
+        return None
+    names = (doc_id, parts[-1])
+    if any(fnmatch.fnmatch(n, pat) for pat in config.exclude for n in names):
+        return None
+    root = config.input_dir
+    try:
+        real_root = root.resolve(strict=True)
+        folder = root
+        for part in parts[:-1]:  # the walk enters no linked folder
+            folder = folder / part
+            if not stat.S_ISDIR(folder.lstat().st_mode):
+                return None
+        path = folder / parts[-1]
+        info = path.lstat()
+    except OSError:
+        return None
+    if _refusal(path, info, real_root, config) is not None:
+        return None
+    try:
+        target = path.resolve(strict=True)
+        if not target.is_relative_to(real_root) or target.stat().st_size > config.max_file_bytes:
+            return None
+    except OSError:
+        return None
+    return target

@@ -27,7 +27,7 @@ from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, Retrieved, Retrieve
 from indexer.query.runaway import RunawayGuard, turn_labels
 from indexer.query.text import unicode_problem
 
-_CITATION_KEYS = ("page", "section", "title", "start_char", "end_char", "chunk")
+_CITATION_KEYS = ("page", "page_end", "section", "title", "start_char", "end_char", "chunk")
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
 _PASSAGE_TAG_RE = re.compile(r"<(/?\s*passage)", re.IGNORECASE)
@@ -65,7 +65,10 @@ class Source:
     def citation(self) -> str:
         where = self.file
         page, section = self.metadata.get("page"), self.metadata.get("section")
-        if page:
+        end = self.metadata.get("page_end")
+        if page and end and end != page:
+            where += f", pages {page}-{end}"
+        elif page:
             where += f", page {page}"
         if section:
             where += f", section {section}"

@@ -30,6 +30,7 @@ TYPE_KEYS = ("type", "ext", "file_type")
 METADATA_KEYS = (
     "title",
     "page",
+    "page_end",
     "section",
     "file_name",
     DOC_ID,

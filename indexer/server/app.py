@@ -21,7 +21,7 @@ from indexer.server.errors import error_body, install_handlers
 from indexer.server.hosts import HostAllowListMiddleware, allowed_names
 from indexer.server.limits import BodyLimitMiddleware
 from indexer.server.page import mount_page
-from indexer.server.routes import openai, rag, service
+from indexer.server.routes import documents, openai, rag, service
 from indexer.server.service import RagService
 from indexer.ways_in import ways_in
 
@@ -74,6 +74,6 @@ def create_app(
     app.add_middleware(HostAllowListMiddleware, allowed=hosts)
 
     mount_page(app)
-    for router in (service.router, rag.router, openai.router):
+    for router in (service.router, rag.router, openai.router, documents.router):
         app.include_router(router)
     return app

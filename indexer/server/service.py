@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from indexer.api import Indexer
 from indexer.config.models import RetrievalMode
 from indexer.server.queue import Generation
+from indexer.ways_in import Refused
 
 
 @dataclass
@@ -129,6 +130,35 @@ class RagService:
                 stream.close()  # stops llama.cpp at once when the loop above broke off
 
         return job
+
+    # -- the documents behind the sources (routes/documents.py) -----------------------------------
+
+    def original_path(self, doc_id: str) -> Path:
+        """The file of an indexed document, where the build would list it now; 404 otherwise."""
+        from indexer.ingestion.sources import served_path
+
+        path = served_path(self.config.data, doc_id) if doc_id in self.indexer.indexed_files() else None
+        if path is None:
+            raise Refused(404, f"no indexed file {doc_id[:200]!r} in data.input_dir", param="doc_id")
+        return path
+
+    def page_image(self, doc_id: str, page: int, chunk_id: str | None, text: str | None, width: int) -> bytes:
+        """A page of an indexed PDF as a PNG, the passage (a chunk of that file, or text) highlighted."""
+        from indexer.server.documents import PageError, page_png
+
+        if not doc_id.lower().endswith(".pdf"):
+            raise Refused(400, f"{doc_id[:200]!r} is not a PDF: only PDF pages are images", param="doc_id")
+        path = self.original_path(doc_id)
+        passage = text or ""
+        if chunk_id:
+            found = next((h.text for h in self.indexer.file_passages(doc_id) or [] if h.id == chunk_id), None)
+            if found is None:
+                raise Refused(404, f"no passage {chunk_id[:200]!r} in {doc_id[:200]!r}", param="chunk_id")
+            passage = found
+        try:
+            return page_png(path, page, passage, width)
+        except PageError as exc:
+            raise Refused(exc.status, f"{doc_id[:200]!r}: {exc.message}", param="page") from None
 
     # -- embeddings and index description --------------------------------------------------------
 

@@ -107,3 +107,49 @@ def test_a_small_build_embeds_on_the_onnx_route_with_the_vectors_of_torch(tmp_pa
     assert "OnnxTransformer" not in type(embedder.sentence_transformer[0].model).__name__
     assert cosine.min() > 0.999, cosine
     assert ix.retrieve("Which frequency does the radio use in the Americas?", top_k=1)[0].file == "radio.md"
+
+
+_SPLIT_THEN_REPORT = """
+import json, sys
+from indexer.config.models import ChunkingConfig
+from indexer.ingestion.chunking import make_splitter
+
+def spans(text):
+    import re
+    return [m.span() for m in re.finditer(r"\\S+", text)]
+
+splitter = make_splitter(ChunkingConfig(chunk_size=16, chunk_overlap=0), spans)
+chunks = splitter.split_text("Dr. Smith replaced the pack. It was wet! Was it the seal? " * 4)
+loaded = sorted(m for m in ("nltk", "sklearn", "scipy") if m in sys.modules)
+import scipy.stats  # whoever wants them later imports them as usual
+print(json.dumps({"chunks": chunks, "loaded": loaded}))
+"""
+
+
+@pytest.mark.slow
+def test_chunking_imports_nltk_without_scipy_or_scikit_learn() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SPLIT_THEN_REPORT], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["loaded"] == ["nltk"]  # the optional toolkit (1.3 s of CPU) stayed out
+    assert len(report["chunks"]) > 1 and all(c.strip() for c in report["chunks"])
+
+
+def test_nltk_hides_scipy_only_from_its_own_import() -> None:
+    import threading
+
+    from indexer.ingestion import punkt
+
+    finder = punkt._HideFromThread()
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(finder.find_spec("scipy.stats", None)))
+    thread.start()
+    thread.join()
+
+    assert other == [None]  # another thread's import goes on to the real finders
+    with pytest.raises(ModuleNotFoundError):
+        finder.find_spec("scipy.stats", None)
+    assert finder.find_spec("numpy", None) is None

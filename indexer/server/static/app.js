@@ -222,10 +222,17 @@
     node.append(text.slice(last));
   }
 
+  // Case, spacing and the kind of dash aside (indexer/labels.py same_label is the same rule).
+  const labelKey = (label) => String(label || "").replace(/[\u2010-\u2015\u2212-]+/g, "-")
+    .replace(/\s+/g, " ").trim().toLowerCase();
+  const sameLabel = (a, b) => labelKey(a) !== "" && labelKey(a) === labelKey(b);
+
   function where(source) {
     const parts = [];
     if (source.page !== undefined && source.page !== null && source.page !== "") parts.push(`page ${source.page}`);
-    if (source.section) parts.push(`section ${source.section}`);
+    // A section that is the title again (an index built before sections left it out) shows once.
+    const section = sameLabel(source.section, source.title) ? "" : source.section;
+    if (section) parts.push(`section ${section}`);
     if (source.title) parts.push(source.title);
     return parts.join(", ");
   }
