@@ -432,6 +432,16 @@ def test_a_row_longer_than_a_chunk_is_cut_and_bounded(splitter) -> None:
     assert "".join(c.text.split("|---|---|\n", 1)[1] for c in chunks).count("x") == 3000
 
 
+def test_a_header_too_wide_to_repeat_splits_the_table_between_rows_alone(splitter) -> None:
+    header = [f"Column heading {i}" for i in range(12)]
+    rows = [[f"r{r}c{c}" for c in range(12)] for r in range(30)]
+    table = markdown_table([header, *rows])
+    chunks = _chunks(splitter, 64, table)
+    assert len(chunks) > 2 and sum(c.text.count("| Column heading 0 |") for c in chunks) == 1
+    assert [line for c in chunks for line in c.text.split("\n")] == table.split("\n")  # rows whole
+    assert all(table[c.metadata["start_char"] : c.metadata["end_char"]] == c.text for c in chunks)
+
+
 def test_text_without_tables_is_chunked_as_before(splitter) -> None:
     from llama_index.core.schema import Document
 
