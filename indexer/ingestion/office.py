@@ -20,6 +20,7 @@ the chunker keeps it whole or splits it between rows under its header (``table_c
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime
 import io
@@ -434,6 +435,7 @@ def _fill_merged(cells: dict[int, dict[int, str]], refs: Sequence[str], budget: 
     if not cells:
         return
     last_column = max(max(row) for row in cells.values())
+    numbers = sorted(cells)  # the rows with text, searched by bisection: many merges over many rows
     for ref in refs:
         try:
             min_col, min_row, max_col, max_row = range_boundaries(ref)
@@ -444,7 +446,7 @@ def _fill_merged(cells: dict[int, dict[int, str]], refs: Sequence[str], budget: 
         value = cells.get(min_row, {}).get(min_col)
         if not value:
             continue
-        for number in [n for n in cells if min_row <= n <= max_row]:
+        for number in numbers[bisect.bisect_left(numbers, min_row) : bisect.bisect_right(numbers, max_row)]:
             for column in range(min_col, min(max_col, last_column) + 1):
                 cells[number][column] = budget.take(value)
 
