@@ -108,7 +108,7 @@ def test_the_openai_like_llm_without_openai_names_the_openai_extra(tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [("pptx", "slides.pptx"), ("ebooklib", "book.epub"), ("odf", "letter.odt")],
+    [("pptx", "slides.pptx"), ("ebooklib", "book.epub"), ("odf", "letter.odt"), ("odf", "sheet.ods")],
 )
 def test_a_format_reader_without_its_package_names_the_formats_extra(
     tmp_path: Path, module: str, name: str

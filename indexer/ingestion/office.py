@@ -20,6 +20,7 @@ the chunker keeps it whole or splits it between rows under its header (``table_c
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime
 import io
@@ -86,21 +87,22 @@ class _Blocks:
 
 def read_docx(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
     import docx
-    from docx.text.paragraph import Paragraph
 
     try:
         document = docx.Document(io.BytesIO(raw))
     except Exception as exc:  # zipfile.BadZipFile, KeyError, ValueError, lxml errors on a damaged file
         raise UnreadableFile(f"not a readable DOCX ({type(exc).__name__}: {exc})") from None
+    from docx.text.paragraph import Paragraph
+
     blocks = _Blocks()
     headers, footers = _docx_margins(document)
     for text in headers:
         blocks.add(text)
-    for item in document.iter_inner_content():
-        if isinstance(item, Paragraph):
-            blocks.add(item.text, heading=_is_heading(item))
+    for kind, element in _docx_blocks(document.element.body):
+        if kind == "p":
+            blocks.add(_docx_text(element), heading=_is_heading(Paragraph(element, document)))
         else:
-            blocks.add(markdown_table(_docx_rows(item)))
+            blocks.add(markdown_table(_docx_rows(element, document)))
     for text in footers:
         blocks.add(text)
     metadata: dict[str, Any] = {HEADINGS: blocks.headings}
@@ -108,6 +110,48 @@ def read_docx(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
     if title:
         metadata["title"] = title
     return [_document(text=blocks.text, metadata=metadata)]
+
+
+def _w(tag: str) -> str:
+    return "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}" + tag
+
+
+_W_P, _W_TBL, _W_T, _W_TAB = _w("p"), _w("tbl"), _w("t"), _w("tab")
+_W_BREAKS = {_w("br"), _w("cr")}
+_W_WRAPPERS = {_w("sdt"), _w("sdtContent"), _w("customXml")}  # content controls around blocks
+_MC_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+
+
+def _docx_blocks(container: Any) -> Iterator[tuple[str, Any]]:
+    """The paragraphs (``"p"``) and tables (``"tbl"``) of a body or a cell in order, those inside
+    content controls included (python-docx's own iteration leaves them out)."""
+    for child in container.iterchildren():
+        if child.tag == _W_P:
+            yield "p", child
+        elif child.tag == _W_TBL:
+            yield "tbl", child
+        elif child.tag in _W_WRAPPERS:
+            yield from _docx_blocks(child)
+
+
+def _docx_text(element: Any) -> str:
+    """A paragraph's text, as Word shows it: every run's, those in hyperlinks, fields, content
+    controls, tracked insertions and text boxes included (deleted text is ``w:delText``, not read);
+    a drawing's legacy copy (``mc:Fallback``) is skipped, so a text box is read once."""
+    parts: list[str] = []
+    for child in element.iterchildren():
+        tag = child.tag
+        if tag == _W_T:
+            parts.append(child.text or "")
+        elif tag == _W_TAB:
+            parts.append("\t")
+        elif tag in _W_BREAKS:
+            parts.append("\n")
+        elif tag == _W_P:  # a paragraph of a text box
+            parts.append("\n" + _docx_text(child) + "\n")
+        elif tag != _MC_FALLBACK and isinstance(tag, str):
+            parts.append(_docx_text(child))
+    return "".join(parts)
 
 
 def _is_heading(paragraph: Any) -> bool:
@@ -121,20 +165,22 @@ def _is_heading(paragraph: Any) -> bool:
     return False
 
 
-def _docx_rows(table: Any) -> list[list[str]]:
-    # A merged cell is the same cell object in every grid position it spans: its text repeats.
-    return [[_docx_cell_text(cell) for cell in row.cells] for row in table.rows]
+def _docx_rows(element: Any, document: Any) -> list[list[str]]:
+    from docx.table import Table
+
+    # A merged cell is the same cell in every grid position it spans: its text repeats.
+    return [
+        [_docx_cell_text(cell._tc, document) for cell in row.cells] for row in Table(element, document).rows
+    ]
 
 
-def _docx_cell_text(cell: Any) -> str:
-    from docx.text.paragraph import Paragraph
-
+def _docx_cell_text(cell: Any, document: Any) -> str:
     parts = []
-    for item in cell.iter_inner_content():
-        if isinstance(item, Paragraph):
-            parts.append(item.text)
+    for kind, element in _docx_blocks(cell):
+        if kind == "p":
+            parts.append(_docx_text(element))
         else:  # a table in the cell: its rows inline, cells by commas, rows by semicolons
-            rows = [", ".join(filter(None, (_docx_cell_text(c) for c in row.cells))) for row in item.rows]
+            rows = [", ".join(filter(None, row)) for row in _docx_rows(element, document)]
             parts.append("; ".join(filter(None, rows)))
     return " ".join(p.strip() for p in parts if p.strip())
 
@@ -150,7 +196,7 @@ def _docx_margins(document: Any) -> tuple[list[str], list[str]]:
                 part = getattr(section, name)
                 if part.is_linked_to_previous:
                     continue
-                text = "\n".join(p.text for p in part.paragraphs).strip()
+                text = "\n".join(_docx_text(p) for _, p in _docx_blocks(part._element)).strip()
                 if text and text not in found:
                     found.append(text)
     return headers, footers
@@ -241,7 +287,7 @@ def read_ods(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
         doc = opendocument.load(io.BytesIO(raw))
     except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors
         raise UnreadableFile(f"not a readable ODS ({type(exc).__name__}: {exc})") from None
-    if doc.spreadsheet is None:
+    if getattr(doc, "spreadsheet", None) is None:
         raise UnreadableFile("not an OpenDocument spreadsheet (no spreadsheet body)")
     hidden_styles = {
         style.getAttrNS(STYLENS, "name")
@@ -389,6 +435,7 @@ def _fill_merged(cells: dict[int, dict[int, str]], refs: Sequence[str], budget: 
     if not cells:
         return
     last_column = max(max(row) for row in cells.values())
+    numbers = sorted(cells)  # the rows with text, searched by bisection: many merges over many rows
     for ref in refs:
         try:
             min_col, min_row, max_col, max_row = range_boundaries(ref)
@@ -399,7 +446,7 @@ def _fill_merged(cells: dict[int, dict[int, str]], refs: Sequence[str], budget: 
         value = cells.get(min_row, {}).get(min_col)
         if not value:
             continue
-        for number in [n for n in cells if min_row <= n <= max_row]:
+        for number in numbers[bisect.bisect_left(numbers, min_row) : bisect.bisect_right(numbers, max_row)]:
             for column in range(min_col, min(max_col, last_column) + 1):
                 cells[number][column] = budget.take(value)
 

@@ -7,7 +7,7 @@ the table's header row and its ``|---|`` line, so every chunk can be read on its
   introducing sentence stays with its table.
 - A longer table is split between rows. A row that alone exceeds what a chunk holds beside the
   header is cut between words (and a word longer than that between characters), bounded like any
-  text; a header over half a chunk is not repeated, and its table is chunked as plain text.
+  text; a header over half a chunk is not repeated (its table is split between rows alone).
 - Text between tables is chunked by the splitter as before; a document without a table goes to the
   splitter untouched.
 
@@ -95,8 +95,9 @@ def _table_pieces(
     lines = table.split("\n")
     header = "\n".join(lines[:2])
     header_cost = count(header)
-    if header_cost > limit // 2:
-        return _text_pieces(splitter, text, start, end)
+    lead = header + "\n"
+    if header_cost > limit // 2:  # too wide to repeat: its lines are the first rows, and lead nothing
+        lines, lead, header_cost = ["", "", *lines], "", 0
     budget = limit - header_cost
     pieces: list[_Piece] = []
     rows: list[tuple[int, int]] = []  # the rows of the piece being filled, as document offsets
@@ -106,10 +107,10 @@ def _table_pieces(
         nonlocal rows, cost
         if rows:
             a, b = rows[0][0], rows[-1][1]
-            pieces.append(_Piece(a, b, header + "\n" + text[a:b], sliced=False, table=True))
+            pieces.append(_Piece(a, b, lead + text[a:b], sliced=not lead, table=True))
         rows, cost = [], 0
 
-    at = start + len(header) + 1
+    at = start + len(lead)
     for line in lines[2:]:
         row = (at, at + len(line))
         at += len(line) + 1
@@ -117,7 +118,7 @@ def _table_pieces(
         if row_cost > budget:
             flush()
             for a, b in _cut_row(text, row, count, budget):
-                pieces.append(_Piece(a, b, header + "\n" + text[a:b], sliced=False, table=True))
+                pieces.append(_Piece(a, b, lead + text[a:b], sliced=not lead, table=True))
             continue
         if cost + row_cost > budget:
             flush()

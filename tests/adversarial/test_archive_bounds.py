@@ -95,7 +95,7 @@ def test_the_ratio_bound_alone_refuses_a_bomb(tmp_path: Path) -> None:
     assert read_file(path, ReadLimits(max_inflation_ratio=1_000))  # within both bounds: read
 
 
-@pytest.mark.parametrize("suffix", [".docx", ".pptx", ".epub", ".odt"])
+@pytest.mark.parametrize("suffix", [".docx", ".pptx", ".epub", ".odt", ".xlsx", ".ods"])
 def test_every_archive_format_is_checked_before_its_reader(tmp_path: Path, suffix: str) -> None:
     # The check needs no reader of the format (nor the 'formats' extra): it reads the directory.
     path = tmp_path / f"bomb{suffix}"
