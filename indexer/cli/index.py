@@ -45,6 +45,8 @@ def build(
             echo(f"  embedded in {summary.dtype['dtype']}: {summary.dtype['reason']}")
         for skipped in summary.skipped:
             echo(f"  skipped {skipped['file']}: {skipped['reason']}")
+        for note in summary.notes:
+            echo(f"  note {note['file']}: {note['note']}")
         _print_unreadable(summary.unreadable, summary.kept, {s["file"] for s in summary.skipped})
 
     with ctrl_c_ends_the_process():

@@ -165,6 +165,10 @@ def make_splitter(config: ChunkingConfig, tokens: Spans | str) -> SentenceSplitt
     return splitter
 
 
+# A document's metadata that each of its chunks carries (``ocr``: read by OCR, ``ingestion/ocr.py``).
+_FROM_DOCUMENT = ("title", "page", "section", "ocr", "ocr_confidence")
+
+
 def chunk_document(
     splitter: SentenceSplitter, docs: Sequence[Document], *, doc_id: str, file_hash: str
 ) -> list[Chunk]:
@@ -191,7 +195,7 @@ def chunk_document(
                 CHUNK_INDEX: index,
                 "start_char": node.start_char_idx,
                 "end_char": node.end_char_idx,
-                **{k: v for k, v in doc.metadata.items() if k in ("title", "page", "section")},
+                **{k: v for k, v in doc.metadata.items() if k in _FROM_DOCUMENT},
                 **section,
             }
             chunks.append(Chunk(id=f"{doc_id}::{file_hash[:12]}::{index}", text=node.text, metadata=metadata))
