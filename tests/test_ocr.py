@@ -272,9 +272,10 @@ def test_a_100_megapixel_image_is_read_in_bounded_memory_and_time(tmp_path: Path
     )
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert "hinges" in got["text"]
-    # The decoded image is 100 MB in grey (Pillow holds it once); the engine and its models some
-    # 300 MB. An image read at full size would take the detector gigabytes.
-    assert got["peak_mib"] < 1200, got
+    # The decoded image is 100 MB in grey (Pillow holds it once); the detector's activations on a
+    # page scaled to ocr.MAX_SIDE some 1 GB (measured 1.2 GB in all), whatever the image's size.
+    # At full size, 10,000 pixels a side, they would be some 18 times that.
+    assert got["peak_mib"] < 1600, got
     assert got["cpu_s"] < 60, got
 
 

@@ -101,6 +101,8 @@ def watch(
             echo(describe_sync(s))
             for skipped in s.skipped:
                 once(f"  skipped {skipped['file']}: {skipped['reason']}")
+            for note in s.notes:
+                once(f"  note {note['file']}: {note['note']}")
             _print_unreadable(s.unreadable, s.kept, {k["file"] for k in s.skipped}, once)
 
         watcher = FolderWatcher(ix, on_sync=report)
