@@ -45,6 +45,8 @@ def build(
             echo(f"  embedded in {summary.dtype['dtype']}: {summary.dtype['reason']}")
         for skipped in summary.skipped:
             echo(f"  skipped {skipped['file']}: {skipped['reason']}")
+        for note in summary.notes:
+            echo(f"  note {note['file']}: {note['note']}")
         _print_unreadable(summary.unreadable, summary.kept, {s["file"] for s in summary.skipped})
 
     with ctrl_c_ends_the_process():
@@ -99,6 +101,8 @@ def watch(
             echo(describe_sync(s))
             for skipped in s.skipped:
                 once(f"  skipped {skipped['file']}: {skipped['reason']}")
+            for note in s.notes:
+                once(f"  note {note['file']}: {note['note']}")
             _print_unreadable(s.unreadable, s.kept, {k["file"] for k in s.skipped}, once)
 
         watcher = FolderWatcher(ix, on_sync=report)

@@ -110,6 +110,21 @@ class DataConfig(StrictModel):
         "llama_index.readers.file.FlatReader, kwargs: {}}}. Any LlamaIndex BaseReader (or your own), "
         "called as load_data(path) in the build's workers; a file it fails on is skipped and listed.",
     )
+    ocr: Literal["auto", "off", "always"] = Field(
+        "auto",
+        description="OCR of images (.png, .jpg, .jpeg, .tif, .tiff, .webp) and scanned PDF pages, offline "
+        "(needs the ocr extra). auto: images, and PDF pages whose text layer has fewer than 16 "
+        "characters. always: every PDF page too, over its text layer. off: no OCR (images are "
+        "skipped and listed; YAML's unquoted off works too). Chunks of OCR text carry ocr: true and "
+        "ocr_confidence (0 to 1); a page left without text is listed in the build summary's notes. "
+        "Changing it reads images and PDFs again.",
+    )
+    ocr_languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="Languages OCR reads, as ISO 639-1 codes. The bundled engine (RapidOCR's PP-OCRv4 "
+        "models) reads en and zh (Chinese, simplified) with one model; any other is refused, since "
+        "its model would have to be downloaded.",
+    )
 
     @field_validator("readers", mode="before")
     @classmethod
@@ -137,6 +152,19 @@ class DataConfig(StrictModel):
                     f"({', '.join(self.required_exts)}) leaves out: add it there, or remove the reader"
                 )
         return self
+
+    @field_validator("ocr", mode="before")
+    @classmethod
+    def _yaml_off(cls, mode: Any) -> Any:
+        # YAML reads an unquoted off as false (and on as true).
+        return {False: "off", True: "auto"}.get(mode, mode) if isinstance(mode, bool) else mode
+
+    @field_validator("ocr_languages")
+    @classmethod
+    def _offline_languages(cls, languages: list[str]) -> list[str]:
+        from indexer.ingestion.ocr import check_languages
+
+        return check_languages(languages)
 
     @field_validator("required_exts")
     @classmethod

@@ -25,6 +25,7 @@ from llama_index.core.schema import Document, TextNode
 from indexer.components.embedding.tokenizer import token_counter, token_spans_by
 from indexer.config.models import ChunkingConfig
 from indexer.index.store import CHUNK_INDEX, DOC_ID, FILE_HASH, Chunk
+from indexer.ingestion.ocr import OCR_PAGES
 from indexer.ingestion.punkt import import_nltk
 from indexer.ingestion.readers import HEADINGS, PAGES
 from indexer.ingestion.table_chunks import split_with_tables
@@ -169,6 +170,10 @@ def make_splitter(config: ChunkingConfig, tokens: Spans | str) -> SentenceSplitt
     return splitter
 
 
+# A document's metadata that each of its chunks carries (``ocr``: read by OCR, ``ingestion/ocr.py``).
+_FROM_DOCUMENT = ("title", "page", "section", "ocr", "ocr_confidence")
+
+
 def chunk_document(
     splitter: SentenceSplitter, docs: Sequence[Document], *, doc_id: str, file_hash: str
 ) -> list[Chunk]:
@@ -196,10 +201,11 @@ def chunk_document(
                 CHUNK_INDEX: index,
                 "start_char": node.start_char_idx,
                 "end_char": node.end_char_idx,
-                **{k: v for k, v in doc.metadata.items() if k in ("title", "page", "section")},
+                **{k: v for k, v in doc.metadata.items() if k in _FROM_DOCUMENT},
                 **section,
                 **_page_span(doc.metadata.get(PAGES), node.start_char_idx, node.end_char_idx),
             }
+            metadata.update(_ocr_of_pages(doc.metadata.get(OCR_PAGES), metadata))
             # A section that is the title again (a Markdown file's "# Title", a page's h1) is no
             # section: its citation would read "Title, Title".
             if same_label(metadata.get("section"), metadata.get("title")):
@@ -217,3 +223,13 @@ def _page_span(pages: Sequence[tuple[int, int]] | None, start: int | None, end: 
     first = max(bisect.bisect_right(starts, start) - 1, 0)
     last = max(bisect.bisect_right(starts, max(start, (end if end is not None else start) - 1)) - 1, first)
     return {"page": pages[first][1], "page_end": pages[last][1]}
+
+
+def _ocr_of_pages(ocr_pages: Sequence[tuple[int, float]] | None, metadata: dict[str, Any]) -> dict[str, Any]:
+    """``ocr`` and the mean ``ocr_confidence`` of a PDF chunk over pages OCR read (``ocr_pages``
+    metadata: ``(page, confidence)`` pairs); nothing for a chunk only over text-layer pages."""
+    if not ocr_pages or "page" not in metadata:
+        return {}
+    first, last = metadata["page"], metadata.get("page_end", metadata["page"])
+    read = [confidence for page, confidence in ocr_pages if first <= page <= last]
+    return {"ocr": True, "ocr_confidence": round(sum(read) / len(read), 3)} if read else {}

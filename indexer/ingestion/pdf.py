@@ -39,9 +39,6 @@ _UNMAPPED_RE = re.compile(r"\(cid:\d+\)|\x00")
 # A "table" whose cells hold paragraphs is a page layout drawn with rules (a two-column course
 # outline, a boxed quote): its text reads better as text than squeezed into one-line cells.
 _LAYOUT_CELL_CHARS = 200
-# A page with fewer characters than this (a page number, a stray mark) has no usable text layer:
-# a scan, or text drawn as curves. OCR reads such pages (``PdfText.without_text``).
-MIN_PAGE_CHARS = 20
 PAGE_SEPARATOR = "\n\n"
 
 
@@ -52,19 +49,21 @@ class PdfText:
     pages: list[str] = field(default_factory=list)
     title: str = ""
 
-    def without_text(self) -> list[int]:
-        """The page numbers (from 1) whose text layer holds no usable text."""
-        return [
-            n for n, text in enumerate(self.pages, start=1) if len("".join(text.split())) < MIN_PAGE_CHARS
-        ]
 
+def read_pdf(raw: bytes, ocr: str = "auto", languages: Sequence[str] = ("en",)) -> list[Document]:
+    """The PDF as one document (``pages`` metadata: where each page starts in its text), its pages
+    without a usable text layer read by OCR as ``data.ocr`` (``ocr``) says."""
+    from indexer.ingestion.ocr import NO_TEXT, OCR_PAGES, ocr_pdf_texts
 
-def read_pdf(raw: bytes) -> list[Document]:
-    """The PDF as one document (``pages`` metadata: where each page starts in its text)."""
     text = extract(raw)
-    # Pages without usable text are known here: text.without_text(). OCR fills them in by setting
-    # text.pages[number - 1] before the document is made.
-    return [pdf_document(text)]
+    read = ocr_pdf_texts(raw, text.pages, ocr, languages)
+    text.pages = read.texts
+    document = pdf_document(text)
+    if read.confidence:
+        document.metadata[OCR_PAGES] = sorted(read.confidence.items())
+    if read.no_text:
+        document.metadata[NO_TEXT] = sorted(read.no_text.items())
+    return [document]
 
 
 def pdf_document(text: PdfText) -> Document:

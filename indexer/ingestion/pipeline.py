@@ -100,6 +100,8 @@ class BuildSummary(SyncCounts):
     """Folders (``name/``) and files that cannot be read now; never taken for deleted."""
     kept: list[str] = field(default_factory=list)
     """Indexed documents left as last built because their file or folder cannot be read now."""
+    notes: list[dict[str, str]] = field(default_factory=list)
+    """Files indexed with something to tell: a page that yielded no text, say (``Prepared.notes``)."""
 
 
 def build_index(
@@ -420,6 +422,7 @@ class _Build:
                 continue
             manifest.skipped.pop(doc_id, None)
             manifest.skipped_hashes.pop(doc_id, None)
+            self.summary.notes.extend({"file": doc_id, "note": note} for note in p.notes)
             written.append(Written(doc_id, p.item.hash, p.item.size, p.chunks, p.vectors))
             if doc_id in self.previously_indexed:
                 self.summary.updated += 1

@@ -13,6 +13,8 @@ from typing import Any
 from indexer.config.models import Config
 from indexer.errors import DataError
 from indexer.index.manifest import Manifest
+from indexer.ingestion.images import OCR_SUFFIXES
+from indexer.ingestion.ocr import OCR_EXTRA
 from indexer.ingestion.readers import FORMATS_EXTRA, ReadLimits
 from indexer.ingestion.sources import Discovery, Refused, SourceFile, file_hash, settings_digest
 
@@ -71,11 +73,14 @@ class SyncPlan:
 def chunk_settings_key(config: Config, suffix: str | None = None) -> str:
     """What, beside its bytes, decides a file's chunks and vectors; part of every file's hash. For
     a file whose extension ``data.readers`` names a reader, that reader too (its class and kwargs,
-    secrets left out), so changing it reads those files again, and only those."""
+    secrets left out), so changing it reads those files again, and only those. For images and
+    PDFs, ``data.ocr`` and ``data.ocr_languages`` too: they decide those files' text."""
     settings: dict[str, Any] = {
         "chunking": config.chunking.model_dump(),
         "passage_prefix": config.embedding.passage_prefix,
     }
+    if suffix and suffix.lower() in OCR_SUFFIXES:
+        settings["ocr"] = [config.data.ocr, config.data.ocr_languages]
     spec = config.data.readers.get(suffix.lower()) if suffix else None
     if spec is not None:
         settings["reader"] = spec.record()
@@ -87,7 +92,8 @@ def settings_keys(config: Config) -> Callable[[str], str]:
     keys: dict[str, str] = {}
 
     def key(suffix: str) -> str:
-        suffix = suffix.lower() if suffix.lower() in config.data.readers else ""
+        keyed = suffix.lower() in config.data.readers or suffix.lower() in OCR_SUFFIXES
+        suffix = suffix.lower() if keyed else ""
         if suffix not in keys:
             keys[suffix] = chunk_settings_key(config, suffix or None)
         return keys[suffix]
@@ -174,5 +180,6 @@ def _worth_retrying(previous: Manifest, doc_id: str, digest: str, limits: ReadLi
     return (
         previous.skipped_hashes.get(doc_id) != digest
         or FORMATS_EXTRA in reason
+        or OCR_EXTRA in reason
         or limits.changed_since(reason)  # skipped for passing a bound that has been changed
     )

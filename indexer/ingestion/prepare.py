@@ -48,6 +48,9 @@ class Prepared:
     chunks: list[Chunk] = field(default_factory=list)
     vectors: Any = None
     error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    """What the build summary tells of a file read with some pages left empty ("page 3: no text
+    (OCR found none)")."""
 
 
 class Engine(Protocol):
@@ -90,7 +93,7 @@ def read_and_chunk(
         # after the plan hashed it is recorded under the hash of what was chunked.
         raw = read_bytes(path, item.limits)
         item = prepared.item = replace(item, hash=content_hash(raw, item.settings_key), size=len(raw))
-        docs = documents_from(raw, path.suffix, item.limits, path)
+        docs = documents_from(raw, path.suffix, item.limits, path, prepared.notes)
         try:
             prepared.chunks = chunk_document(splitter, docs, doc_id=item.doc_id, file_hash=item.hash)
         except Exception as exc:  # one odd text must not stop the build, any more than one odd file

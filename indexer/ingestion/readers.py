@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import DataConfig
+from indexer.ingestion.images import IMAGE_SUFFIXES, read_image
+from indexer.ingestion.ocr import NO_TEXT
 
 _SNIFF_BYTES = 8192
 _BOMS = (
@@ -152,10 +154,11 @@ def _read_html(raw: bytes) -> list[Document]:
     return [_document(text=page.text, metadata=metadata)]
 
 
-def _read_pdf(raw: bytes) -> list[Document]:
+def _read_pdf(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
     from indexer.ingestion.pdf import read_pdf  # it imports this module
 
-    return read_pdf(raw)
+    limits = limits or ReadLimits()
+    return read_pdf(raw, limits.ocr, limits.ocr_languages)
 
 
 class _OfficeReader:
@@ -206,6 +209,11 @@ def _read_rtf(raw: bytes) -> list[Document]:
     return [_document(text=rtf_to_text(text, errors="replace"))]
 
 
+def _read_image(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
+    limits = limits or ReadLimits()
+    return read_image(raw, limits.ocr, limits.ocr_languages)
+
+
 def _read_eml(raw: bytes) -> list[Document]:
     # The standard library's email parser (policy.default decodes charsets and transfer encodings).
     from email import policy
@@ -223,7 +231,7 @@ def _read_eml(raw: bytes) -> list[Document]:
     return [_document(text=text, metadata=metadata)]
 
 
-READERS: dict[str, Callable[[bytes], list[Document]]] = {
+READERS: dict[str, Callable[..., list[Document]]] = {
     ".txt": _read_text,
     ".text": _read_text,
     ".md": _read_markdown,
@@ -243,7 +251,10 @@ READERS: dict[str, Callable[[bytes], list[Document]]] = {
     ".rtf": _read_rtf,
     ".odt": _OfficeReader("read_odt"),
     ".eml": _read_eml,
+    **dict.fromkeys(IMAGE_SUFFIXES, _read_image),
 }
+TAKES_LIMITS = {_read_pdf, _read_image}
+"""Readers handed the ``ReadLimits`` too, for the OCR settings (``data.ocr``)."""
 
 
 def is_supported(path: Path, configured: Collection[str] = ()) -> bool:
@@ -267,6 +278,8 @@ class ReadLimits:
     max_inflation_ratio: float = _default("max_inflation_ratio")
     max_document_chars: int = _default("max_document_chars")
     readers: tuple[ReaderRef, ...] = field(default=(), hash=False)
+    ocr: str = _default("ocr")
+    ocr_languages: tuple[str, ...] = ("en",)
 
     @classmethod
     def of(cls, data: DataConfig) -> ReadLimits:
@@ -277,6 +290,8 @@ class ReadLimits:
             data.max_inflation_ratio,
             data.max_document_chars,
             readers,
+            data.ocr,
+            tuple(data.ocr_languages),
         )
 
     def reader_for(self, suffix: str) -> ReaderRef | None:
@@ -315,14 +330,15 @@ def read_file(path: Path, limits: ReadLimits | None = None) -> list[Document]:
 
 
 def documents_from(
-    raw: bytes, suffix: str, limits: ReadLimits, path: Path | None = None
+    raw: bytes, suffix: str, limits: ReadLimits, path: Path | None = None, notes: list[str] | None = None
 ) -> list[Document]:
     """The documents of a file of type ``suffix`` whose bytes are ``raw`` (read from ``path``), with
     no empty text; raise ``UnreadableFile`` otherwise. Every reader runs here, in the build's
     chunking workers and on Ray actors alike: whatever one raises on a malformed file (a
     ``LookupError`` for an unknown charset, a ``RecursionError`` for deep nesting, a parser's own
     error) skips that file, with its reason in one line, and never stops a build. A reader of
-    ``data.readers`` is given ``path``."""
+    ``data.readers`` is given ``path``. Each page left without text (``ocr.NO_TEXT``) is told in
+    ``notes``, for the build summary."""
     configured = limits.reader_for(suffix) if path is not None else None
     reader = READERS.get(suffix.lower())
     if reader is None and configured is None:
@@ -334,14 +350,21 @@ def documents_from(
             docs = list(configured_reader(configured).load_data(path))
         else:
             assert reader is not None
-            docs = reader(raw, limits) if isinstance(reader, _OfficeReader) else reader(raw)
+            takes_limits = reader in TAKES_LIMITS or isinstance(reader, _OfficeReader)
+            docs = reader(raw, limits) if takes_limits else reader(raw)
     except UnreadableFile:
         raise
     except Exception as exc:
         raise UnreadableFile(failure_reason(exc)) from None
+    empty = [f"page {page}: {why}" for d in docs for page, why in d.metadata.get(NO_TEXT) or ()]
     docs = [d for d in docs if d.text.strip()]
+    for doc in docs:
+        doc.metadata.pop(NO_TEXT, None)
     if not docs:
-        raise UnreadableFile("no text found (empty file, or a scan without a text layer)")
+        why = f"; {'; '.join(empty[:3])}" if empty else ""
+        raise UnreadableFile(f"no text found (empty file, or a scan without a text layer{why})")
+    if notes is not None:
+        notes.extend(empty)
     chars = sum(len(d.text) for d in docs)
     if chars > limits.max_document_chars:
         raise UnreadableFile(
