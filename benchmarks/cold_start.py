@@ -200,6 +200,9 @@ def measure(rounds: int) -> dict[str, Any]:
                 times[name]["cpu"].append(_cpu_of_calls[-1])
                 if twin is not None:
                     times[name]["warm"].append(twin())
+    from indexer.cpu import cpu_count
+
+    cores = cpu_count()
     rows = {}
     for name, got in times.items():
         cold_s = statistics.median(got["cold"])
@@ -214,7 +217,10 @@ def measure(rounds: int) -> dict[str, Any]:
         if name in GOALS:
             measure_by, limit = GOALS[name]
             got_s = row["cold_s"] if measure_by == "cold" else row["over_warm_s"]
-            row["goal"] = f"{measure_by} <= {limit:g} s: {'met' if got_s <= limit else 'NOT met'}"
+            verdict = "met" if got_s <= limit else "NOT met"
+            if row["load_1min"] >= cores:  # other work had every core: the verdict would mean nothing
+                verdict = f"not judged at load {row['load_1min']:g} on {cores} cores"
+            row["goal"] = f"{measure_by} <= {limit:g} s: {verdict}"
         rows[name] = row
     return {"rounds": rounds, "calls": rows}
 

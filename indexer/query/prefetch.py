@@ -64,7 +64,12 @@ class ChildRetrieval:
         read, write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:
+            os.close(read)
+            os.close(write)
+            raise
         if self.pid == 0:  # the child
             os.close(read)
             _retrieve_and_exit(write, ix, question, top_k, filters, mode)
@@ -140,7 +145,10 @@ def stream_with_prefetch(
     here, when the call is cold and an LLM is configured; otherwise just ``ix.stream``."""
     if ix.config.llm.provider == "none" or not can_fork():
         return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
-    child = ChildRetrieval(ix, question, top_k, filters, mode)
+    try:
+        child = ChildRetrieval(ix, question, top_k, filters, mode)
+    except OSError:  # no process or pipe to spare: the usual way
+        return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
     try:
         # Loads while the child retrieves. A failure is raised again where stream() asks for the
         # LLM, after retrieval, as without a child (so "no index" still comes first).
