@@ -26,12 +26,14 @@ def query(
 ) -> None:
     """Answer QUESTION from the index of CONFIG, streaming the answer, then its sources."""
     from indexer.query.filters import parse_filter_options
+    from indexer.query.prefetch import stream_with_prefetch
 
     def work() -> None:
         only = {"llm.provider": "none", "query.answer_style": "generate"} if retrieve_only else {}
         extra = {"retrieval.mode": mode, **only}
         ix = open_indexer(config, set_, **extra)
-        stream = ix.stream(question, top_k=top_k, filters=parse_filter_options(filter_ or []))
+        # Cold, retrieval runs in a child while the LLM loads here: one core each (prefetch.py).
+        stream = stream_with_prefetch(ix, question, top_k=top_k, filters=parse_filter_options(filter_ or []))
         if json_out:
             echo(json.dumps(stream.result().to_dict()))
             return

@@ -323,11 +323,17 @@ class QueryEngine:
         history: History | None = None,
         mode: RetrievalMode | None = None,
         max_tokens: int | None = None,
+        retrieved: Passages | None = None,
     ) -> AnswerStream:
-        """See ``Indexer.stream``."""
+        """See ``Indexer.stream``. ``retrieved``: the passages of this question (without
+        ``history``), retrieved already by ``retrieve(question, top_k, filters, mode)`` elsewhere
+        (``query/prefetch.py``); None retrieves them here."""
         question = _checked(question)
         standalone = self.condense(question, history) if history else question
-        sources = self.retrieve(standalone, top_k, filters, mode=mode)
+        if retrieved is not None and not history:
+            sources = retrieved
+        else:
+            sources = self.retrieve(standalone, top_k, filters, mode=mode)
         notices = [sources.notice or ""]
         style = self.config.query.answer_style
         llm = self.components.llm

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial.helpers import cli, small_config, write_docs
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 HEAVY = ("torch", "sentence_transformers", "transformers", "llama_index.embeddings.huggingface")
 
@@ -31,8 +31,10 @@ print("MODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] i
 """
 
 
-def _cli_in_subprocess(*args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    argv = [sys.executable, "-c", _RUN_CLI, json.dumps(args), json.dumps(HEAVY)]
+def _cli_in_subprocess(
+    *args: str, watch: tuple[str, ...] = HEAVY
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    argv = [sys.executable, "-c", _RUN_CLI, json.dumps(args), json.dumps(watch)]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=300)
     marker = [line for line in done.stdout.splitlines() if line.startswith("MODULES=")]
     assert marker, (done.stdout, done.stderr)
@@ -153,3 +155,38 @@ def test_nltk_hides_scipy_only_from_its_own_import() -> None:
     with pytest.raises(ModuleNotFoundError):
         finder.find_spec("scipy.stats", None)
     assert finder.find_spec("numpy", None) is None
+
+
+@pytest.mark.slow
+def test_a_cold_answer_is_retrieved_in_a_child_while_the_model_loads(tmp_path: Path, tiny_gguf: Path) -> None:
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs, llm={"model_path": str(tiny_gguf), "max_new_tokens": 4})
+    assert cli("build", str(config)).returncode == 0
+    question = "How often is the desiccant replaced?"
+
+    watch = ("chromadb", "llama_cpp")
+    done, loaded = _cli_in_subprocess("query", str(config), question, "--json", watch=watch)
+
+    assert done.returncode == 0, done.stderr
+    answered = json.loads(done.stdout.splitlines()[0])
+    # The search ran in the forked child (query/prefetch.py): this process never opened Chroma.
+    assert {m.split(".")[0] for m in loaded} == {"llama_cpp"}, loaded
+    retrieved = run_cli("query", str(config), question, "--retrieve-only", "--json")
+    assert retrieved.returncode == 0, retrieved.stderr
+    sources = json.loads(retrieved.stdout)["sources"]
+    assert [(s["rank"], s["file"], s["text"]) for s in answered["sources"]] == [
+        (s["rank"], s["file"], s["text"]) for s in sources
+    ]
+
+
+@pytest.mark.slow
+def test_a_cold_answer_whose_retrieval_fails_reports_it_once(tmp_path: Path, tiny_gguf: Path) -> None:
+    docs = write_docs(tmp_path / "docs")
+    config = small_config(tmp_path / "cfg", docs, llm={"model_path": str(tiny_gguf), "max_new_tokens": 4})
+    assert cli("build", str(config)).returncode == 0
+
+    done = run_cli("query", str(config), "Which frequency?", "--filter", "typ=pdf")
+
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.count("error:") == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "typ" in done.stderr and done.stdout == ""
