@@ -31,6 +31,7 @@ from indexer.cpu import cpu_count
 from indexer.ingestion.build_processes import child_context, exit_with_build, start_child_server
 from indexer.ingestion.encoders import ModelFacts, Passages, make_encoder, resolve_tokenize_in_workers
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
+from indexer.ingestion.tables import embedding_text
 
 if TYPE_CHECKING:
     from indexer.components import Components
@@ -289,7 +290,7 @@ def _passages(chunks: list[Chunk]) -> Passages:
     ids = [c.token_ids for c in chunks]
     for chunk in chunks:
         chunk.token_ids = None
-    return ids if all(i is not None for i in ids) else [c.text for c in chunks]
+    return ids if all(i is not None for i in ids) else [embedding_text(c.text) for c in chunks]
 
 
 def _warn_if_truncating(chunk_size: int, max_tokens: int) -> None:

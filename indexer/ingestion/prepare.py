@@ -85,6 +85,7 @@ def read_and_chunk(
     from indexer.ingestion.chunking import chunk_document
     from indexer.ingestion.readers import UnreadableFile, documents_from, failure_reason, read_bytes
     from indexer.ingestion.sources import content_hash
+    from indexer.ingestion.tables import embedding_text
 
     prepared = Prepared(item)
     path = Path(item.path)
@@ -102,7 +103,8 @@ def read_and_chunk(
             for chunk in prepared.chunks:
                 chunk.terms = chunk_terms(chunk.text)
         if tokenizer is not None:
-            for chunk, ids in zip(prepared.chunks, tokenizer([c.text for c in prepared.chunks]), strict=True):
+            texts = [embedding_text(c.text) for c in prepared.chunks]
+            for chunk, ids in zip(prepared.chunks, tokenizer(texts), strict=True):
                 chunk.token_ids = ids
     except UnreadableFile as exc:
         prepared.error = str(exc)

@@ -117,12 +117,13 @@ class EmbeddingWorker:
         import numpy as np
 
         from indexer.ingestion.prepare import read_and_chunk
+        from indexer.ingestion.tables import embedding_text
 
         if self.error is not None or self.embedder is None:
             raise ModelError(self.error or "the embedding model did not load")
         started = time.perf_counter()
         prepared = [read_and_chunk(item, self.splitter) for item in items]
-        texts = [chunk.text for p in prepared for chunk in p.chunks]
+        texts = [embedding_text(chunk.text) for p in prepared for chunk in p.chunks]
         vectors = np.empty((0, self.dimension), dtype=np.float32)
         if texts:
             vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)

@@ -25,6 +25,7 @@ from indexer.ingestion.chunking import chunk_document, make_splitter
 from indexer.ingestion.pipeline import SyncCounts, check_before_work, flush_chunks, record_identity
 from indexer.ingestion.plan import chunk_settings_key, plan_changes
 from indexer.ingestion.readers import ReadLimits
+from indexer.ingestion.tables import embedding_text
 from indexer.progress import progress_bar
 
 
@@ -123,7 +124,7 @@ def _write_records(
         nonlocal embedded, identified
         chunks = [c for w in pending for c in w.chunks]
         if chunks:
-            texts = [c.text for c in chunks]
+            texts = [embedding_text(c.text) for c in chunks]
             vectors = embedder.embed(texts)
             at = 0
             for w in pending:
