@@ -53,15 +53,12 @@ def encoded(image: Image.Image, fmt: str, **kwargs: Any) -> bytes:
 
 
 def cer(truth: str, got: str) -> float:
-    """Character error rate: edit distance over the truth's length, whitespace runs as one space."""
-    a, b = " ".join(truth.split()), " ".join(got.split())
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        row = [i]
-        for j, cb in enumerate(b, start=1):
-            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = row
-    return previous[-1] / max(len(a), 1)
+    """Character error rate: edit distance over the truth's length, as the extraction benchmark
+    counts it (its exact Levenshtein is checked against the textbook one in test_benchmarks.py)."""
+    from benchmarks.extraction import char_errors
+
+    errors, length = char_errors(got, truth)
+    return errors / max(length, 1)
 
 
 def image_pdf(*pages: Image.Image | str | None) -> bytes:
