@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, SAMPLE_DIR, write_config
+from tests.conftest import ROOT, SAMPLE_DIR
 
 NOT_RUN = re.compile(r"^<!--\s*not-run:\s*(?P<reason>.+?)\s*-->$")
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)\s*$")
@@ -152,14 +152,16 @@ def test_remote_loads_are_found(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def example_env(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> dict[str, Any]:
+def example_env(
+    tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, built_sample: Path
+) -> dict[str, Any]:
     """Where the examples run: a built copy of the sample config, a copy of the sample folder for
     ``~/my-notes``, private config and data directories, and ``indexer`` on PATH."""
-    from indexer import Indexer
-
     root = tmp_path_factory.mktemp("doc-examples")
-    config = write_config(root, SAMPLE_DIR, model_path=tiny_gguf)
-    Indexer.from_config(config).build()
+    # The session's built sample index, copied whole (config and storage beside it): the examples
+    # may write to theirs, and the same corpus and model need no second build.
+    shutil.copytree(built_sample.parent, root / "sample")
+    config = root / "sample" / built_sample.name
     notes = root / "my-notes"
     shutil.copytree(SAMPLE_DIR, notes)
     work = root / "work"

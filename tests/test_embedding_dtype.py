@@ -29,7 +29,8 @@ from indexer.cpu import cpu_flags
 from indexer.doctor import diagnose
 from indexer.errors import ConfigError
 from indexer.index.manifest import EMBEDDING_KEYS
-from tests.conftest import ROOT, run_cli
+from tests.adversarial.helpers import cli
+from tests.conftest import ROOT
 
 TEXTS = [
     "gauge",
@@ -109,7 +110,7 @@ def test_an_index_built_in_float32_is_queried_and_appended_to_in_bfloat16(
     (sample_copy / "added.md").write_text("The anemometer cups are replaced every two years.\n")
     summary = Indexer.from_config(config, bf16).build()
     assert summary.chunks_embedded > 0
-    status = run_cli("status", str(config), "--json")
+    status = cli("status", str(config), "--json")
     assert status.returncode == 0, status.stderr
 
 

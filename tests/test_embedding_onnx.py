@@ -14,7 +14,7 @@ from indexer.components.embedding import SentenceTransformerEmbedder
 from indexer.components.embedding.load import load_embedding
 from indexer.config.models import EmbeddingConfig
 from indexer.errors import ConfigError, IndexMismatchError, ModelError
-from tests.conftest import run_cli
+from tests.adversarial.helpers import cli
 
 pytest.importorskip("onnx", reason="the 'onnx' extra exports the model")
 
@@ -117,10 +117,10 @@ def test_an_int8_index_builds_records_its_backend_and_answers(
             "backend_file": str(exported / "minilm-int8.onnx"),
         },
     )
-    done = run_cli("build", str(config), "--json")
+    done = cli("build", str(config), "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["chunks_embedded"] > 0
-    status = run_cli("status", str(config), "--json")
+    status = cli("status", str(config), "--json")
     assert status.returncode == 0, status.stderr
     embedding = json.loads(status.stdout)["manifest"]["embedding"]
     assert embedding["quantization"] == "int8" and embedding["backend"] == "onnx"
@@ -135,7 +135,7 @@ def test_a_corrupt_model_file_is_a_clear_error(tmp_path: Path, make_config) -> N
     with pytest.raises(ModelError, match=r"(?s)cannot load the ONNX embedding model .*broken\.onnx.*Delete"):
         load_embedding(EmbeddingConfig(backend="onnx", backend_file=str(broken)))
     config = make_config(embedding={"backend": "onnx", "backend_file": str(broken)})
-    failed = run_cli("build", str(config))
+    failed = cli("build", str(config))
     assert failed.returncode == 2
     assert "broken.onnx" in failed.stderr and "Traceback" not in failed.stderr
 

@@ -3,6 +3,11 @@
 A build is SIGKILLed midway (a real ``python -m indexer build``), the index it leaves must answer
 queries from committed chunks only, and the next build must end exactly where a clean build of the
 same folder ends: the same chunk ids, no duplicate, no orphan.
+
+Only the processes that are killed, stall or hold the lock are subprocesses; the builds, queries
+and status reads around them run the CLI in this process (``cli``), each opening the index after
+the last outside write to it, so that it reads what is on disk (Chroma caches an opened database
+per process). The raw collection is read by a fresh process (``probe``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.adversarial.helpers import cli
 from tests.conftest import ROOT, run_cli, write_config
 from tests.support.corpus import write_corpus
 from tests.support.index_probe import probe
@@ -35,7 +41,7 @@ def _config(folder: Path, docs: Path, **sections: Any) -> Path:
 
 def _clean_build_ids(tmp_path: Path, docs: Path) -> list[str]:
     config = _config(tmp_path / "clean", docs)
-    result = run_cli("build", str(config), "--json")
+    result = cli("build", str(config), "--json")
     assert result.returncode == 0, result.stderr
     return sorted(probe(config.parent / "storage", "test")["ids"])
 
@@ -51,7 +57,7 @@ def _assert_no_duplicate_or_orphan(config: Path) -> list[str]:
 
 
 def _retrieve(config: Path, question: str, top_k: int) -> list[dict]:
-    result = run_cli("query", str(config), question, "--retrieve-only", "--json", "--top-k", str(top_k))
+    result = cli("query", str(config), question, "--retrieve-only", "--json", "--top-k", str(top_k))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["sources"]
 
@@ -106,7 +112,7 @@ def test_sigkilled_build_leaves_a_queryable_index_and_the_next_build_completes(
     committed_file = docs / sorted(manifest["files"])[0]
     committed_file.write_text(committed_file.read_text() + "An added line about the beacon.\n")
 
-    again = run_cli("build", str(config), "--json")  # the dead build's lock is gone with it
+    again = cli("build", str(config), "--json")  # the dead build's lock is gone with it
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["documents"] == 39 and summary["updated"] == 1
@@ -151,11 +157,11 @@ def test_one_writer_at_a_time_and_queries_during_a_build(tmp_path: Path) -> None
     )
     try:
         assert stalled.stdout is not None and stalled.stdout.readline().strip() == "stalled"
-        second = run_cli("build", str(config))
+        second = cli("build", str(config))
         assert second.returncode == 2, second.stderr
         assert "another build is writing" in second.stderr and f"pid {stalled.pid}" in second.stderr
         assert "Traceback" not in second.stderr
-        status = json.loads(run_cli("status", str(config), "--json").stdout)
+        status = json.loads(cli("status", str(config), "--json").stdout)
         assert status["built"] and 0 < status["documents"] < 24
         assert status["chunks_in_store"] > status["chunks"]  # the second batch, not committed
         sources = _retrieve(config, "anemometer calibration reading", 5)
@@ -166,7 +172,7 @@ def test_one_writer_at_a_time_and_queries_during_a_build(tmp_path: Path) -> None
     finally:
         stalled.send_signal(signal.SIGKILL)
         stalled.wait()
-    again = run_cli("build", str(config), "--json")  # the killed writer's lock is free
+    again = cli("build", str(config), "--json")  # the killed writer's lock is free
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["documents"] == 24
     _assert_no_duplicate_or_orphan(config)
@@ -197,6 +203,7 @@ def test_chunks_written_but_not_committed_never_show_and_never_stay(tmp_path: Pa
     docs = tmp_path / "docs"
     write_corpus(docs, files=6, sentences=20)
     config = _config(tmp_path / "index", docs)
+    # In a process of its own: this one must first open the index after the crash below wrote to it.
     assert run_cli("build", str(config)).returncode == 0
     before = _retrieve(config, "solar panel battery voltage", 5)
 
@@ -219,11 +226,11 @@ def test_chunks_written_but_not_committed_never_show_and_never_stay(tmp_path: Pa
     assert _retrieve(config, "solar panel battery voltage", 5) == before
     assert all("zeppelin" not in s["text"] for s in _retrieve(config, "zeppelin hangar", 10))
 
-    status = json.loads(run_cli("status", str(config), "--json").stdout)
+    status = json.loads(cli("status", str(config), "--json").stdout)
     assert status["interrupted"] and status["changed"] == ["part0/note_0000.txt"]
 
     new.unlink()  # the file the crashed build wrote but never committed goes away
-    again = run_cli("build", str(config), "--json")
+    again = cli("build", str(config), "--json")
     assert again.returncode == 0, again.stderr
     assert _assert_no_duplicate_or_orphan(config) == _clean_build_ids(tmp_path, docs)
     top = _retrieve(config, "zeppelin hangar", 1)[0]

@@ -14,7 +14,8 @@ from indexer import Indexer
 from indexer.errors import ConfigError
 from indexer.index.keyword import KeywordIndex, keyword_file, query_terms, tokenize
 from indexer.query.filters import parse_filter_options
-from tests.conftest import run_cli, write_config
+from tests.adversarial.helpers import cli
+from tests.conftest import write_config
 from tests.support.retrieval_corpus import (
     BOTH_QUERY,
     CORPUS,
@@ -275,12 +276,12 @@ def test_bm25_scores_equal_a_from_scratch_lucene_bm25(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_filter_top_k_and_mode(corpus_config: Path) -> None:
-    result = run_cli(
+    result = cli(
         "query", str(corpus_config), "part number", "--retrieve-only", "--json",
         "--filter", "path=parts/*", "--filter", "type=md", "--top-k", "2", "--mode", "bm25",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     sources = json.loads(result.stdout)["sources"]
     assert len(sources) == 2 and all(s["file"].startswith("parts/") for s in sources)
-    bad = run_cli("query", str(corpus_config), "x", "--filter", "nonsense", "--retrieve-only")
+    bad = cli("query", str(corpus_config), "x", "--filter", "nonsense", "--retrieve-only")
     assert bad.returncode == 2 and "key=value" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,6 +6,7 @@ next build then ends exactly where a clean build of the folder ends.
 Real ``python -m indexer build`` processes, their stderr on a pseudo-terminal (so the progress bar
 runs, as for a user), in a session of their own: SIGINT goes to the whole process group, as a
 terminal's Ctrl-C does, the chunking workers, the fork server and the encoder process included.
+The builds and status reads after them, which no Ctrl-C reaches, run the CLI in this process.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, run_cli, write_config
+from tests.adversarial.helpers import cli
+from tests.conftest import ROOT, write_config
 from tests.support.corpus import write_corpus
 from tests.support.index_probe import probe
 from tests.support.processes import descendants, read_manifest
@@ -192,17 +194,17 @@ def test_ctrl_c_stops_a_build_at_any_moment_and_the_next_build_recovers(tmp_path
         _assert_stopped_cleanly(result)
     print({name: round(r.seconds, 2) for name, r in results.items()})  # the 2 s goal, as measured
 
-    status = run_cli("status", str(config), "--json")
+    status = cli("status", str(config), "--json")
     assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
 
-    again = run_cli("build", str(config), "--json")
+    again = cli("build", str(config), "--json")
     assert again.returncode == 0, again.stderr
-    after = json.loads(run_cli("status", str(config), "--json").stdout)
+    after = json.loads(cli("status", str(config), "--json").stdout)
     assert after["up_to_date"] and not after["interrupted"], after
 
     clean = _config(tmp_path / "clean", docs)
-    assert run_cli("build", str(clean), "--json").returncode == 0
-    clean_status = json.loads(run_cli("status", str(clean), "--json").stdout)
+    assert cli("build", str(clean), "--json").returncode == 0
+    clean_status = json.loads(cli("status", str(clean), "--json").stdout)
     assert json.loads(again.stdout)["chunks"] == clean_status["chunks"]
     ids = sorted(probe(config.parent / "storage", "test")["ids"])
     assert ids == sorted(probe(clean.parent / "storage", "test")["ids"])
@@ -216,9 +218,9 @@ def test_ctrl_c_twice_at_once_with_an_encoder_process(tmp_path: Path) -> None:
     _corpus(docs)
     config = _config(tmp_path / "index", docs, build={"encoder_process": True})
     _assert_stopped_cleanly(_interrupt_build(config, _embedding, second_after=0.01))
-    again = run_cli("build", str(config), "--json")
+    again = cli("build", str(config), "--json")
     assert again.returncode == 0, again.stderr
-    assert json.loads(run_cli("status", str(config), "--json").stdout)["up_to_date"]
+    assert json.loads(cli("status", str(config), "--json").stdout)["up_to_date"]
 
 
 def test_ctrl_c_stops_the_cpu_streams_after_the_item_each_computes() -> None:
