@@ -15,6 +15,7 @@ from indexer import Indexer
 from indexer.components import embedding
 from indexer.components.embedding import SentenceTransformerEmbedder, forward
 from indexer.config.models import EmbeddingConfig
+from indexer.ingestion.tables import embedding_text
 from tests.conftest import SAMPLE_DIR, SHARED_DATA, write_config
 from tests.support.stored import stored_chunks
 
@@ -145,5 +146,6 @@ def test_a_build_hands_the_encoder_token_ids_from_the_chunking_workers_on_a_gpu(
     hits = stored_chunks(ix)
     got = store._collection.get(include=["embeddings"])
     stored = dict(zip(got["ids"], np.asarray(got["embeddings"]), strict=True))
-    want = ix.components.embedder.encode([h.text for h in hits])
+    # A table chunk (the sample's CSV) is embedded without its pipe syntax (tables.embedding_text).
+    want = ix.components.embedder.encode([embedding_text(h.text) for h in hits])
     np.testing.assert_allclose(np.stack([stored[h.id] for h in hits]), want, atol=1e-5)

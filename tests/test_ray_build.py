@@ -36,6 +36,7 @@ from indexer.config.models import Config
 from indexer.ingestion.prepare import Prepared, WorkItem
 from tests.conftest import ROOT, SAMPLE_DIR, run_cli, write_config
 from tests.support.corpus import work_items, write_corpus
+from tests.support.images import encoded, render
 from tests.support.live_server import free_port
 from tests.support.ray_cluster import RayCluster, running_ray_cluster, token_auth_env
 
@@ -53,6 +54,7 @@ FLOAT32 = {"batch_size": 2, "dtype": "float32"}
 # SIGKILL lands between two commits, and each Ray task carries two files.
 SMALL = {"chunking": {"chunk_size": 64, "chunk_overlap": 8}, "embedding": FLOAT32}
 CORPUS_FILES = 30
+SCAN_TEXT = ["Receipt 4471: two brass hinges, paid in cash on the third of May."]
 
 # The missing package is a named fault: in a fresh process, ``import ray`` then fails exactly as
 # it does where the ray extra is not installed (as in tests/test_extras.py).
@@ -102,7 +104,9 @@ def cluster(ray_auth: dict[str, str]) -> Iterator[RayCluster]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     docs = tmp_path_factory.mktemp("corpus")
-    write_corpus(docs, files=CORPUS_FILES, sentences=12)
+    write_corpus(docs, files=CORPUS_FILES - 1, sentences=12)
+    # A scan among them: read by OCR on the actors, as in the local build's chunking workers.
+    (docs / "scan.png").write_bytes(encoded(render(SCAN_TEXT), "PNG"))
     return docs
 
 
@@ -251,6 +255,8 @@ def test_a_ray_build_equals_a_local_build_and_shows_chunks_embedded(
     assert "Indexing (" in output and " chunks embedded)" in output
     assert f"Indexed {CORPUS_FILES} documents" in output
     assert_same_index(config, local_build)
+    scanned = [meta for _, meta, _ in snapshot(config)[1].values() if meta["file"] == "scan.png"]
+    assert scanned and all(meta["ocr"] is True and meta["ocr_confidence"] > 0.5 for meta in scanned)
 
     # Unchanged: the re-run needs no Ray at all, not even the package.
     rerun = run_cli_without_ray(["build", str(config), "--json"])
@@ -334,14 +340,14 @@ def prepare_locally(config: Config, items: list[WorkItem]) -> dict[str, Prepared
     from indexer.components import Components
     from indexer.ingestion.chunking import make_splitter
     from indexer.ingestion.prepare import read_and_chunk
+    from indexer.ingestion.tables import embedding_text
 
     embedder = Components(config).embedder
     splitter = make_splitter(config.chunking, embedder.token_spans)
     out = {}
     for item in items:
         prepared = read_and_chunk(item, splitter)
-        texts = [c.text for c in prepared.chunks]
-        prepared.vectors = embedder.embed(texts)
+        prepared.vectors = embedder.embed([embedding_text(c.text) for c in prepared.chunks])
         out[item.doc_id] = prepared
     return out
 
