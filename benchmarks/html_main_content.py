@@ -15,7 +15,7 @@ landmarks; a cookie banner and a share bar; a bare fragment with no chrome at al
 - CPU ms per page (``time.process_time``, so the figure holds on a loaded machine).
 
 The extractors are installed for measuring only (not dependencies of the project); a way whose
-package is missing is left out. Run: ``python benchmarks/html_main_content.py [--markdown]``.
+package is missing is left out. Run: ``python -m benchmarks.html_main_content [--markdown]``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchmarks.machine import add_markdown_flag, cpu_description, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT.parent / "shared" / "data" / "mixed_docs_unstructured" / "files"
@@ -297,25 +299,28 @@ def measure(repeats: int = 5) -> list[dict[str, object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    add_markdown_flag(parser)
     parser.add_argument("--per-page", action="store_true", help="also print each page's counts")
     args = parser.parse_args()
     results = measure()
-    if args.markdown:
-        print("| way | main text kept | boilerplate left out | table rows | headings | empty pages "
-              "| CPU ms/page |")
-        print("|---|---|---|---|---|---|---|")
+    cpu = cpu_description()
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores ({' '.join(cpu['flags'])}), load {cpu['load_1min']}")
     for r in results:
-        if args.markdown:
-            print(f"| {r['way']} | {r['recall']:.2f} | {r['chrome_left_out']:.2f} | {r['table_rows']:.2f} | "
-                  f"{r['headings']:.2f} | {r['empty_pages']} of {r['pages']} | {r['cpu_ms_per_page']:.1f} |")
-        else:
-            print(f"{r['way']:34} recall {r['recall']:.2f}  chrome out {r['chrome_left_out']:.2f}  "
-                  f"rows {r['table_rows']:.2f}  headings {r['headings']:.2f}  empty {r['empty_pages']}  "
-                  f"{r['cpu_ms_per_page']:.1f} ms/page")
+        print(f"{r['way']:34} recall {r['recall']:.2f}  chrome out {r['chrome_left_out']:.2f}  "
+              f"rows {r['table_rows']:.2f}  headings {r['headings']:.2f}  empty {r['empty_pages']}  "
+              f"{r['cpu_ms_per_page']:.1f} ms/page")
         if args.per_page:
             for row in r["per_page"]:  # type: ignore[attr-defined]
                 print("   ", row)
+    if args.markdown:
+        columns = ["way", "main text kept", "boilerplate left out", "table rows", "headings", "empty pages",
+                   "CPU ms/page"]
+        rows = [
+            [r["way"], f"{r['recall']:.2f}", f"{r['chrome_left_out']:.2f}", f"{r['table_rows']:.2f}",
+             f"{r['headings']:.2f}", f"{r['empty_pages']} of {r['pages']}", f"{r['cpu_ms_per_page']:.1f}"]
+            for r in results
+        ]
+        print(markdown_table(columns, rows))
 
 
 if __name__ == "__main__":
