@@ -30,7 +30,7 @@ def read_image(raw: bytes, mode: str, languages: Sequence[str]) -> list[Document
     from llama_index.core.schema import Document
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
-    from indexer.ingestion.readers import UnreadableFile
+    from indexer.ingestion.readers import UnreadableFile, failure_reason
 
     if mode == "off":
         raise UnreadableFile("an image is read by OCR, and data.ocr is off")
@@ -53,13 +53,8 @@ def read_image(raw: bytes, mode: str, languages: Sequence[str]) -> list[Document
     except OcrUnavailable:
         raise UnreadableFile(f"reading images needs the 'ocr' extra: {OCR_EXTRA}") from None
     except Image.DecompressionBombError as exc:
-        raise UnreadableFile(f"image too large ({_first_line(exc)})") from None
+        raise UnreadableFile(failure_reason(exc, "image too large")) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports a truncated or damaged file as OSError, SyntaxError or ValueError.
-        raise UnreadableFile(f"not a readable image ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise UnreadableFile(failure_reason(exc, "not a readable image")) from None
     return docs
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:160] if lines else ""

@@ -421,11 +421,14 @@ def check_archive(raw: bytes, limits: ReadLimits) -> None:
 
 
 _REASON_CHARS = 200
+_OBJECT_REPR_RE = re.compile(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def failure_reason(exc: BaseException, what: str = "cannot be read") -> str:
     """One line saying why a reader (or the chunker) failed on a file, for the build summary."""
-    lines = str(exc).strip().splitlines()
+    # An object's repr names its address ("<_io.BytesIO object at 0x7f...>"), which differs on
+    # every read: the same failure must read the same, or a warning printed once per reason repeats.
+    lines = _OBJECT_REPR_RE.sub("", str(exc)).strip().splitlines()
     message = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     if len(message) > _REASON_CHARS:
         message = message[: _REASON_CHARS - 3] + "..."
