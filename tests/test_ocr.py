@@ -178,6 +178,9 @@ def test_a_build_stores_ocr_metadata_and_notes_empty_pages(
         assert 0.5 < by_file[name].metadata["ocr_confidence"] <= 1.0
     assert "ocr" not in by_file["plain.txt"].metadata
     assert "hinges" in by_file["receipt.png"].text
+    found = cli("query", str(config), "brass hinges", "--retrieve-only", "--json", "--top-k", "1")
+    [source] = found.json()["sources"]  # a source says its text was read by OCR
+    assert source["file"] == "receipt.png" and source["ocr"] is True and source["ocr_confidence"] > 0.5
 
     text = cli("build", str(config), "--set", "data.ocr=off")
     assert text.returncode == 0, text.stderr

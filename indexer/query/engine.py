@@ -27,7 +27,11 @@ from indexer.query.retrieval import RETRIEVAL_MODES, Ranked, Retrieved, Retrieve
 from indexer.query.runaway import RunawayGuard, turn_labels
 from indexer.query.text import unicode_problem
 
-_CITATION_KEYS = ("page", "page_end", "section", "title", "start_char", "end_char", "chunk")
+# What a source shows of its chunk's metadata (``--json``, HTTP, MCP): where it stands, and whether
+# its text was read by OCR, with the engine's confidence (ingestion/ocr.py).
+_CITATION_KEYS = (
+    "page", "page_end", "section", "title", "start_char", "end_char", "chunk", "ocr", "ocr_confidence"
+)
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
 _PASSAGE_TAG_RE = re.compile(r"<(/?\s*passage)", re.IGNORECASE)
