@@ -25,8 +25,12 @@ TURN_LABELS: tuple[str, ...] = (
     "Assistant:",
     "user:",
     "assistant:",
+    "## ",
     "### ",
 )
+# Markdown headings: an answer has no sections of its own, but a small model that has answered
+# often opens one ("## What is the firmware?") and writes on about something else.
+_HEADINGS = ("## ", "### ")
 _ROLE_RE = re.compile(r"""['"](system|model)['"]""")
 _LINE_INDENT = " \t"
 # The unit of a loop: a word, a number, or a run of punctuation ("---" is one unit, so a markdown
@@ -51,14 +55,14 @@ def turn_labels(template_source: str | None) -> tuple[str, ...]:
 
 def invented_turn(text: str, labels: Sequence[str] = TURN_LABELS, start: int = 0) -> tuple[int, str] | None:
     """Where the first invented turn begins in ``text`` (the offset of its line, newline included)
-    and its label, or None; lines are looked at from the one at ``start`` on. A heading ("### ")
-    counts only after the first line, where an answer would not put one."""
+    and its label, or None; lines are looked at from the one at ``start`` on. A heading ("## ",
+    "### ") counts only after the first line, where an answer would not put one."""
     start = text.rfind("\n", 0, start) + 1
     while True:
         line_end = text.find("\n", start)
         line = text[start : len(text) if line_end == -1 else line_end].lstrip(_LINE_INDENT)
         for label in labels:
-            if line.startswith(label) and (start > 0 or label != "### "):
+            if line.startswith(label) and (start > 0 or label not in _HEADINGS):
                 return max(start - 1, 0), label.strip()
         if line_end == -1:
             return None

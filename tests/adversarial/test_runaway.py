@@ -34,7 +34,9 @@ def guarded(pieces: list[str], labels: tuple[str, ...] | None = None) -> tuple[s
 # -- the detector, on hand-made text ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("label", ["Question:", "Q:", "User:", "Human:", "Assistant:", "user:", "### "])
+@pytest.mark.parametrize(
+    "label", ["Question:", "Q:", "User:", "Human:", "Assistant:", "user:", "## ", "### "]
+)
 def test_an_invented_turn_is_cut_before_its_line(label: str) -> None:
     answer = "The mast transmits on 868 MHz [1]."
     pieces = [answer, "\n", "\n", label[:2], label[2:], " And what about the battery?", "\nIt is..."]
@@ -57,6 +59,12 @@ def test_ordinary_lines_are_not_turns() -> None:
     )
     assert guarded([text[i : i + 3] for i in range(0, len(text), 3)]) == (text, None)
     assert invented_turn(text) is None
+
+
+@pytest.mark.parametrize("heading", ["## ", "### "])
+def test_a_heading_opening_the_answer_is_kept(heading: str) -> None:
+    text = f"{heading}Radio\nThe mast transmits on 868 MHz [1].\n#### Details\n# not a heading"
+    assert guarded([text[i : i + 2] for i in range(0, len(text), 2)]) == (text, None)
 
 
 def test_the_templates_own_role_names_count_where_it_uses_them() -> None:
