@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import llama_cpp
 import pytest
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
@@ -117,3 +118,21 @@ def test_hub_download_failure_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
     config = LLMConfig(model_path=tmp_path / "m.gguf", repo_id="someone/some-model-GGUF", filename="m.gguf")
     with pytest.raises(ModelError, match=r"cannot download 'm\.gguf' from Hugging Face repo"):
         load_llm(config)
+
+
+def test_a_prompt_prefix_evaluated_ahead_leaves_the_answer_as_it_was(llm: ChatLlamaCPP) -> None:
+    """``indexer query`` evaluates the prompt up to its passages while a child still retrieves
+    (query/prefetch.py): the prompt then evaluates only the rest, and the answer does not change."""
+    other = [MESSAGES[0], ChatMessage(role=MessageRole.USER, content="Where is the anemometer?")]
+    full = llm.render(MESSAGES).tokens
+    llm.llama.reset()
+    plain = llm.completion(MESSAGES)["choices"][0]["text"]
+
+    shared = llm.evaluate_prefix(MESSAGES, other, threads=1)
+
+    # What llama.cpp holds is what the next prompt begins with: it evaluates only the rest.
+    assert 0 < shared < len(full) and llm.llama.n_tokens == shared
+    assert list(llm.llama.input_ids[:shared]) == full[:shared]
+    context = llm.llama._ctx.ctx
+    assert llama_cpp.llama_n_threads_batch(context) == llm.llama.n_threads_batch  # set back
+    assert llm.completion(MESSAGES)["choices"][0]["text"] == plain

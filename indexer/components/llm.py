@@ -234,6 +234,34 @@ class ChatLlamaCPP:
             parts.append((text[position:], None))
         return parts
 
+    def evaluate_prefix(self, *prompts: Sequence[AnyMessage], threads: int | None = None) -> int:
+        """Evaluate into llama.cpp's KV cache the tokens that all of ``prompts`` begin with, on
+        ``threads`` threads (default: as configured), and return how many: a prompt that begins
+        with them later evaluates only the rest (llama.cpp keeps the longest common prefix of the
+        cached tokens, and drops the others). The next generation gives the same tokens as
+        without it; only its prompt evaluation is shorter."""
+        rendered = [self.render(m).tokens for m in prompts]
+        common = 0
+        for column in zip(*rendered, strict=False):
+            if any(t != column[0] for t in column):
+                break
+            common += 1
+        # The last shared token may merge differently with what follows it in the real prompt.
+        common = min(common - 1, self._model.n_ctx() - 1)
+        if common <= 0:
+            return 0
+        model = self._model
+        context = model._ctx
+        if threads is not None:
+            context.set_n_threads(threads, threads)
+        try:
+            model.reset()
+            model.eval(rendered[0][:common])
+        finally:
+            if threads is not None:
+                context.set_n_threads(model.n_threads, model.n_threads_batch)
+        return common
+
     def count_tokens(self, messages: Sequence[AnyMessage]) -> int:
         return len(self.render(messages).tokens)
 
