@@ -136,3 +136,25 @@ def test_a_prompt_prefix_evaluated_ahead_leaves_the_answer_as_it_was(llm: ChatLl
     context = llm.llama._ctx.ctx
     assert llama_cpp.llama_n_threads_batch(context) == llm.llama.n_threads_batch  # set back
     assert llm.completion(MESSAGES)["choices"][0]["text"] == plain
+
+
+def test_a_cold_query_evaluates_the_prompt_before_its_passages_ahead(built_sample: Path) -> None:
+    from indexer import Indexer
+    from indexer.query.prefetch import _evaluate_prompt_prefix
+
+    ix = Indexer.from_config(built_sample, {"llm.max_new_tokens": 4})
+    question = "What does error E-214 mean?"
+    _evaluate_prompt_prefix(ix, question)
+    llm = ix.components.llm
+    assert isinstance(llm, ChatLlamaCPP)
+    ahead = list(llm.llama.input_ids[: llm.llama.n_tokens])
+
+    stream = ix.stream(question, top_k=2)
+    list(stream)
+
+    assert llm.last_prompt is not None and stream.sources
+    prompt = llm.last_prompt.tokens
+    # The system turn and the qa_prompt's text up to the first passage, no more.
+    assert ahead and prompt[: len(ahead)] == ahead
+    text = llm.llama.detokenize(ahead, special=True).decode()
+    assert ix.config.query.system_prompt in text and '<passage n="1"' not in text
