@@ -3,10 +3,12 @@ loads the model, so that the two halves of a cold start take one core each.
 
 Before its first token such a call imports and loads two things that do not depend on each other:
 retrieval's (Chroma, onnxruntime, bm25s, the question's embedding and the search) and the
-answer's (LlamaIndex and llama.cpp, the GGUF). Both are mostly Python imports, which threads would
-run one at a time under the GIL; a process of their own runs them side by side on two cores. The
-child is forked before either is imported, retrieves, sends the passages back through a pipe and
-ends.
+answer's (llama.cpp, the GGUF). Both are mostly Python imports, which threads would run one at a
+time under the GIL; a process of their own runs them side by side on two cores. The child is
+forked before either is imported, retrieves, sends the passages back through a pipe and ends.
+The model loads sooner than the child retrieves, so this process then evaluates the prompt up to
+its passages (the system turn and the text before them), which the prompt made with the passages
+begins with: llama.cpp evaluates only the rest then.
 
 Only a help, never a change of behaviour: wherever it cannot fork cleanly (not Linux, other
 threads running, a native library with threads of its own already loaded) nothing is forked, and
