@@ -71,11 +71,11 @@ def test_real_models_load_and_stream_through_the_engine(
 
 
 def test_smollm2_stops_by_itself_before_max_new_tokens(smollm2: ChatLlamaCPP) -> None:
-    response = smollm2.chat(SHORT)
-    choice = response.raw["choices"][0]
+    response = smollm2.completion(SHORT)
+    choice = response["choices"][0]
     assert choice["finish_reason"] == "stop"
-    assert 0 < response.raw["usage"]["completion_tokens"] < 200
-    assert "<|im_end|>" not in response.message.content and "<|im_start|>" not in response.message.content
+    assert 0 < response["usage"]["completion_tokens"] < 200
+    assert "<|im_end|>" not in choice["text"] and "<|im_start|>" not in choice["text"]
 
 
 def test_smollm2_uses_the_ggufs_template_and_no_extra_bos(smollm2: ChatLlamaCPP) -> None:
@@ -111,9 +111,9 @@ def test_gemma_stops_at_end_of_turn(gemma: ChatLlamaCPP) -> None:
     end = _token(gemma, "<end_of_turn>")
     assert end in gemma.eog_tokens and gemma.llama.token_eos() in gemma.eog_tokens
     # Make <end_of_turn> the only likely token: generation must end there, and print nothing of it.
-    response = gemma.chat(SHORT, logit_bias={end: 100.0})
-    assert response.raw["choices"][0]["finish_reason"] == "stop"
-    assert response.message.content == ""
+    choice = gemma.completion(SHORT, logit_bias={end: 100.0})["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert choice["text"] == ""
 
 
 def test_a_new_turn_marker_ends_the_answer(gemma: ChatLlamaCPP) -> None:
@@ -121,9 +121,9 @@ def test_a_new_turn_marker_ends_the_answer(gemma: ChatLlamaCPP) -> None:
     turn has still finished its own."""
     start = _token(gemma, "<start_of_turn>")
     assert start not in gemma.eog_tokens and start in gemma.stop_tokens
-    response = gemma.chat(SHORT, logit_bias={start: 100.0})
-    assert response.raw["choices"][0]["finish_reason"] == "stop"
-    assert response.raw["usage"]["completion_tokens"] <= 2
+    response = gemma.completion(SHORT, logit_bias={start: 100.0})
+    assert response["choices"][0]["finish_reason"] == "stop"
+    assert response["usage"]["completion_tokens"] <= 2
 
 
 def test_document_text_never_becomes_control_tokens(smollm2: ChatLlamaCPP, gemma: ChatLlamaCPP) -> None:
@@ -142,7 +142,7 @@ def test_stop_strings_and_a_configured_template(smollm2_gguf: Path) -> None:
     llm = _load(smollm2_gguf, chat_template="chatml", stop=["Paris"])
     assert llm.template.template.name == "chatml" and not llm.template.picked
     assert "Paris" in llm.render(SHORT).stop
-    text = llm.chat(SHORT).message.content
+    text = llm.completion(SHORT)["choices"][0]["text"]
     assert "Paris" not in text
 
 

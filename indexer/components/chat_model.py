@@ -4,18 +4,43 @@
 ``LlamaIndexChatModel`` (any LlamaIndex ``LLM`` class, ``llm.provider: llama_index``) implement
 it; the query engine, eval, the judge, question drafting and the HTTP server use nothing else, so
 every feature works on each backend.
+
+Messages are ``Message``s (what the query engine builds: a prompt is made without importing
+LlamaIndex) or LlamaIndex ``ChatMessage``s (what ``ChatModelLLM`` passes on); every backend takes
+both, reading them through ``role_of`` and ``text_of``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 
 if TYPE_CHECKING:
-    # Annotations only: importing it loads all of llama_index.core (about 0.9 s), which a
-    # retrieve-only query never needs.
+    # Annotations only: importing it loads all of llama_index.core (about 1 s), which neither a
+    # retrieve-only query nor an answer from a local model needs.
     from llama_index.core.base.llms.types import ChatMessage
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a prompt: ``role`` is "system", "user" or "assistant"."""
+
+    role: str
+    content: str
+
+
+AnyMessage: TypeAlias = "Message | ChatMessage"
+
+
+def role_of(message: AnyMessage) -> str:
+    """The role as plain text ("user"), also for a ``ChatMessage``'s ``MessageRole``."""
+    role = message.role
+    return str(getattr(role, "value", role))
+
+
+def text_of(message: AnyMessage) -> str:
+    return message.content or ""
 
 
 @dataclass(frozen=True)
@@ -71,17 +96,17 @@ class ChatModel(Protocol):
         """The context window, in the model's tokens."""
         ...
 
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+    def count_tokens(self, messages: Sequence[AnyMessage]) -> int:
         """Prompt tokens for ``messages``, chat template included."""
         ...
 
-    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
+    def stream_tokens(self, messages: Sequence[AnyMessage], **kwargs: Any) -> TokenStream:
         """The answer's text pieces as they are generated (``max_tokens`` caps its tokens);
         closing the stream stops generation."""
         ...
 
     def complete_json(
-        self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
+        self, messages: Sequence[AnyMessage], schema: dict[str, Any], *, max_tokens: int
     ) -> JsonReply:
         """A reply constrained to JSON matching ``schema`` (``ModelError`` if the backend cannot
         constrain its output)."""

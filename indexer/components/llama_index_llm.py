@@ -24,7 +24,7 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from indexer.components.chat_model import JsonReply, TokenStream
+from indexer.components.chat_model import AnyMessage, JsonReply, TokenStream, role_of, text_of
 from indexer.config.models import LLMConfig
 from indexer.config.plugins import LLM_BASE, build, scrub
 from indexer.errors import IndexerError, ModelError
@@ -50,18 +50,18 @@ class LlamaIndexChatModel:
     def n_ctx(self) -> int:
         return self.config.n_ctx
 
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+    def count_tokens(self, messages: Sequence[AnyMessage]) -> int:
         """An estimate on the safe side: a LlamaIndex LLM exposes no tokenizer in general."""
-        text_tokens = sum(_estimate(m.content or "") for m in messages)
+        text_tokens = sum(_estimate(text_of(m)) for m in messages)
         return text_tokens + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + 2
 
-    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
+    def stream_tokens(self, messages: Sequence[AnyMessage], **kwargs: Any) -> TokenStream:
         """The reply's pieces as ``stream_chat`` gives them, cut at ``max_tokens`` pieces and at
         ``llm.stop``. The call is made here, so an LLM that cannot be reached fails at once."""
         max_tokens = int(kwargs.pop("max_tokens", None) or self.config.max_new_tokens)
         prompt_tokens = self.count_tokens(messages)
         try:
-            responses = self.llm.stream_chat(list(messages))
+            responses = self.llm.stream_chat(_chat_messages(messages))
         except Exception as exc:
             raise self._error(exc) from None
         stops = self._stop
@@ -118,12 +118,12 @@ class LlamaIndexChatModel:
         return TokenStream(pieces, prompt_tokens)
 
     def complete_json(
-        self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
+        self, messages: Sequence[AnyMessage], schema: dict[str, Any], *, max_tokens: int
     ) -> JsonReply:
         """The schema is put in the system turn; the reply's first JSON object is returned (the
         whole reply when it holds none, for ``ask_json`` to report)."""
         instruction = _JSON_INSTRUCTION.format(schema=json.dumps(schema))
-        asked = list(messages)
+        asked = _chat_messages(messages)
         if asked and asked[0].role == MessageRole.SYSTEM:
             asked[0] = ChatMessage(role=MessageRole.SYSTEM, content=f"{asked[0].content}\n\n{instruction}")
         else:
@@ -135,6 +135,14 @@ class LlamaIndexChatModel:
     def _error(self, exc: Exception) -> ModelError:
         message = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "", self.config.kwargs)
         return ModelError(f"the LLM {self.class_path} (llm.class) failed: {type(exc).__name__}: {message}")
+
+
+def _chat_messages(messages: Sequence[AnyMessage]) -> list[ChatMessage]:
+    """LlamaIndex's own message type, which its LLMs expect (the engine's prompts are ``Message``s)."""
+    return [
+        m if isinstance(m, ChatMessage) else ChatMessage(role=MessageRole(role_of(m)), content=text_of(m))
+        for m in messages
+    ]
 
 
 def _estimate(text: str) -> int:

@@ -1,10 +1,11 @@
 """The local LLM: a GGUF run in-process by llama.cpp, prompted through the right chat template.
 
-LlamaIndex's ``LlamaCPP`` formats chat as generic ``role: content`` text (or Llama-2 tags) and
-then lets llama.cpp tokenize it with a BOS in front, so a template that writes its own BOS gets
-two. This subclass keeps LlamaIndex's model loading, and indexer drives it only through ``chat`` and
-the ``ChatModel`` interface (``chat_model.py``; LlamaCPP's own ``complete`` keeps the generic format),
-which:
+``ChatLlamaCPP`` is indexer's own class over ``llama_cpp.Llama``, driven through the ``ChatModel``
+interface (``chat_model.py``); it imports no LlamaIndex, so a cold ``indexer query`` reaches its
+first token without loading ``llama_index.core`` (about 1 s). LlamaIndex's ``LlamaCPP`` would
+format chat as generic ``role: content`` text (or Llama-2 tags) and let llama.cpp tokenize it with
+a BOS in front, so a template that writes its own BOS gets two. The LlamaIndex ``LLM`` that
+``Indexer.llm`` hands out is ``query/llama_index.py``'s ``ChatModelLLM`` over this class. It:
 
 - renders messages with the GGUF's own template, or one chosen for the model
   (``chat_templates.choose_template``; ``llm.chat_template`` overrides);
@@ -29,16 +30,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from llama_index.core.base.llms.types import (
-    ChatMessage,
-    ChatResponse,
-    MessageRole,
-)
-from llama_index.core.llms.callbacks import llm_chat_callback
-from llama_index.llms.llama_cpp import LlamaCPP
-from pydantic import PrivateAttr
-
-from indexer.components.chat_model import JsonReply, TokenStream, Usage
+from indexer.components.chat_model import AnyMessage, JsonReply, TokenStream, Usage, role_of, text_of
 from indexer.components.chat_templates import TemplateChoice, choose_template, sentinel, split_rendered
 from indexer.components.llm_loader import HOW_TO_ADD_A_MODEL
 from indexer.config.models import LLMConfig
@@ -66,40 +58,38 @@ class RenderedPrompt:
     stop: list[str]
 
 
-class ChatLlamaCPP(LlamaCPP):
-    """``LlamaCPP`` driven through a chat template, with marker-safe tokenization."""
-
-    _formatter: Any = PrivateAttr()
-    _choice: TemplateChoice = PrivateAttr()
-    _top_p: float = PrivateAttr()
-    _seed: int = PrivateAttr()
-    _extra_stop: list[str] = PrivateAttr()
-    _last_prompt: RenderedPrompt | None = PrivateAttr(default=None)
-    # Template text -> its pieces around control tokens: the same few fragments ("<|im_start|>user\n")
-    # recur in every render, and context fitting renders many times per question.
-    _controls: dict[str, list[tuple[str, int | None]]] = PrivateAttr(default_factory=dict)
+class ChatLlamaCPP:
+    """A GGUF in llama.cpp, driven through a chat template, with marker-safe tokenization."""
 
     def __init__(self, model_path: Path, config: LLMConfig) -> None:
+        from llama_cpp import Llama
+
+        if not Path(model_path).is_file():
+            raise ModelError(missing_model_message(Path(model_path)))
         threads = config.n_threads or cpu_count()
-        super().__init__(
-            model_path=str(model_path),
-            temperature=min(config.temperature, 1.0),
-            max_new_tokens=config.max_new_tokens,
-            context_window=config.n_ctx,
-            model_kwargs={
-                "n_threads": threads,
-                "n_threads_batch": threads,
-                "n_gpu_layers": config.n_gpu_layers,
-                "n_batch": config.n_batch,
-                "n_ubatch": config.n_batch,
-                "flash_attn": config.flash_attn,
-                "seed": config.seed,
-            },
+        self.model_path = str(model_path)
+        # Sampling temperatures above 1 only add noise to an answer from the passages.
+        self.temperature = min(config.temperature, 1.0)
+        self.max_new_tokens = config.max_new_tokens
+        self._model = Llama(
+            model_path=self.model_path,
+            n_ctx=config.n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=config.n_gpu_layers,
+            n_batch=config.n_batch,
+            n_ubatch=config.n_batch,
+            flash_attn=config.flash_attn,
+            seed=config.seed,
             verbose=False,
         )
         self._top_p = config.top_p
         self._seed = config.seed
         self._extra_stop = list(config.stop)
+        self._last_prompt: RenderedPrompt | None = None
+        # Template text -> its pieces around control tokens: the same few fragments ("<|im_start|>user\n")
+        # recur in every render, and context fitting renders many times per question.
+        self._controls: dict[str, list[tuple[str, int | None]]] = {}
         self._choice = choose_template(
             config.chat_template,
             self._model.metadata.get("tokenizer.chat_template"),
@@ -109,15 +99,11 @@ class ChatLlamaCPP(LlamaCPP):
         if self._choice.picked:
             log.warning(
                 "%s has no chat template; using %r (%s). Set llm.chat_template to override.",
-                model_path.name,
+                Path(model_path).name,
                 self._choice.template.name,
                 self._choice.reason,
             )
         self._formatter = self._make_formatter()
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "ChatLlamaCPP"
 
     @property
     def llama(self) -> Any:
@@ -184,11 +170,11 @@ class ChatLlamaCPP(LlamaCPP):
             add_generation_prompt=True,
         )
 
-    def render(self, messages: Sequence[ChatMessage]) -> RenderedPrompt:
+    def render(self, messages: Sequence[AnyMessage]) -> RenderedPrompt:
         """Apply the chat template and tokenize: the template's own text may hold special tokens,
         the messages' text never does; exactly one BOS where the model wants one."""
-        contents = [m.content or "" for m in messages]
-        payload = [{"role": _role(m.role), "content": sentinel(i)} for i, m in enumerate(messages)]
+        contents = [text_of(m) for m in messages]
+        payload = [{"role": role_of(m), "content": sentinel(i)} for i, m in enumerate(messages)]
         rendered = self._formatter(messages=payload).prompt
         pieces = split_rendered(rendered, contents)
         tokens = self._tokenize_pieces(pieces)
@@ -248,12 +234,40 @@ class ChatLlamaCPP(LlamaCPP):
             parts.append((text[position:], None))
         return parts
 
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+    def evaluate_prefix(self, *prompts: Sequence[AnyMessage], threads: int | None = None) -> int:
+        """Evaluate into llama.cpp's KV cache the tokens that all of ``prompts`` begin with, on
+        ``threads`` threads (default: as configured), and return how many: a prompt that begins
+        with them later evaluates only the rest (llama.cpp keeps the longest common prefix of the
+        cached tokens, and drops the others). The next generation gives the same tokens as
+        without it; only its prompt evaluation is shorter."""
+        rendered = [self.render(m).tokens for m in prompts]
+        common = 0
+        for column in zip(*rendered, strict=False):
+            if any(t != column[0] for t in column):
+                break
+            common += 1
+        # The last shared token may merge differently with what follows it in the real prompt.
+        common = min(common - 1, self._model.n_ctx() - 1)
+        if common <= 0:
+            return 0
+        model = self._model
+        context = model._ctx
+        if threads is not None:
+            context.set_n_threads(threads, threads)
+        try:
+            model.reset()
+            model.eval(rendered[0][:common])
+        finally:
+            if threads is not None:
+                context.set_n_threads(model.n_threads, model.n_threads_batch)
+        return common
+
+    def count_tokens(self, messages: Sequence[AnyMessage]) -> int:
         return len(self.render(messages).tokens)
 
     def _generate(
         self,
-        messages: Sequence[ChatMessage],
+        messages: Sequence[AnyMessage],
         stream: bool,
         progress: Callable[[int], None] | None = None,
         **kwargs: Any,
@@ -294,13 +308,13 @@ class ChatLlamaCPP(LlamaCPP):
             **kwargs,  # llama.cpp sampling extras: grammar, logit_bias, ...
         )
 
-    @llm_chat_callback()
-    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        response = self._generate(messages, stream=False, **kwargs)
-        text = response["choices"][0]["text"]
-        return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), raw=response)
+    def completion(self, messages: Sequence[AnyMessage], **kwargs: Any) -> dict[str, Any]:
+        """The whole reply at once, as llama.cpp gives it: ``choices[0]`` has its ``text`` and
+        ``finish_reason``, ``usage`` its token counts. ``kwargs``: ``max_tokens`` and llama.cpp's
+        sampling extras (``grammar``, ``logit_bias``, ...)."""
+        return dict(self._generate(messages, stream=False, **kwargs))
 
-    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
+    def stream_tokens(self, messages: Sequence[AnyMessage], **kwargs: Any) -> TokenStream:
         """Just the text pieces, as they are generated, with this generation's token counts.
         Closing the stream (or Ctrl-C while it runs) stops llama.cpp after the token in progress;
         the next call starts cleanly and still reuses the KV cache of the shared prompt prefix."""
@@ -334,18 +348,18 @@ class ChatLlamaCPP(LlamaCPP):
         return TokenStream(pieces, prompt_tokens)
 
     def complete_json(
-        self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
+        self, messages: Sequence[AnyMessage], schema: dict[str, Any], *, max_tokens: int
     ) -> JsonReply:
         """Sampling restricted by a grammar built from ``schema``: even a small model's reply
         parses."""
-        response = self.chat(
+        raw = self.completion(
             messages, grammar=_json_grammar(json.dumps(schema, sort_keys=True)), max_tokens=max_tokens
         )
-        raw = response.raw or {}
         usage = raw.get("usage") or {}
+        choice = raw.get("choices", [{}])[0]
         return JsonReply(
-            response.message.content or "",
-            raw.get("choices", [{}])[0].get("finish_reason"),
+            choice.get("text") or "",
+            choice.get("finish_reason"),
             Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))),
         )
 
@@ -355,10 +369,6 @@ def _json_grammar(schema_json: str) -> Any:
     from llama_cpp import LlamaGrammar
 
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
-
-
-def _role(role: MessageRole | str) -> str:
-    return role.value if isinstance(role, MessageRole) else str(role)
 
 
 def resolve_model_path(config: LLMConfig) -> Path | None:

@@ -14,9 +14,7 @@ from collections.abc import Generator, Sequence
 from functools import cached_property
 from typing import Any
 
-from llama_index.core.base.llms.types import ChatMessage, MessageRole
-
-from indexer.components.chat_model import JsonReply, TokenStream, Usage
+from indexer.components.chat_model import AnyMessage, JsonReply, TokenStream, Usage, role_of, text_of
 from indexer.config.models import LLMConfig
 from indexer.errors import ModelError
 
@@ -55,7 +53,7 @@ class OpenAILikeLLM:
     def n_ctx(self) -> int:
         return self.config.n_ctx
 
-    def stream_tokens(self, messages: Sequence[ChatMessage], **kwargs: Any) -> TokenStream:
+    def stream_tokens(self, messages: Sequence[AnyMessage], **kwargs: Any) -> TokenStream:
         """Text pieces as the server sends them. The request is made here, so an unreachable
         server fails at once rather than at the first token."""
         # Counted first: llama-cpp-python's server ends a stream when another request arrives.
@@ -86,7 +84,7 @@ class OpenAILikeLLM:
         return TokenStream(pieces, prompt_tokens)
 
     def complete_json(
-        self, messages: Sequence[ChatMessage], schema: dict[str, Any], *, max_tokens: int
+        self, messages: Sequence[AnyMessage], schema: dict[str, Any], *, max_tokens: int
     ) -> JsonReply:
         """A reply constrained by the server: OpenAI's ``json_schema`` response format (llama.cpp's
         server, vLLM, LM Studio, Ollama), else ``json_object`` with a ``schema`` (llama-cpp-python's
@@ -134,7 +132,7 @@ class OpenAILikeLLM:
             "Ollama), or llm.provider llama_cpp"
         )
 
-    def _request(self, messages: Sequence[ChatMessage], *, stream: bool, **kwargs: Any) -> Any:
+    def _request(self, messages: Sequence[AnyMessage], *, stream: bool, **kwargs: Any) -> Any:
         config = self.config
         try:
             return self._client.chat.completions.create(
@@ -171,10 +169,10 @@ class OpenAILikeLLM:
             )
         return ModelError(f"{where} failed: {type(exc).__name__}: {exc}")
 
-    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+    def count_tokens(self, messages: Sequence[AnyMessage]) -> int:
         """Prompt tokens, counted by the server's own tokenizer when it offers one (llama.cpp's
         ``/tokenize``, llama-cpp-python's ``/extras/tokenize``), else estimated from the bytes."""
-        text_tokens = sum(self._count_text(m.content or "") for m in messages)
+        text_tokens = sum(self._count_text(text_of(m)) for m in messages)
         return text_tokens + _TEMPLATE_TOKENS_PER_MESSAGE * len(messages) + 2
 
     def _count_text(self, text: str) -> int:
@@ -213,10 +211,6 @@ class OpenAILikeLLM:
         return None
 
 
-def _payload(messages: Sequence[ChatMessage]) -> list[Any]:
-    # Any: the client's message TypedDicts want literal roles; MessageRole already checked ours.
-    return [{"role": _role(m.role), "content": m.content or ""} for m in messages]
-
-
-def _role(role: MessageRole | str) -> str:
-    return role.value if isinstance(role, MessageRole) else str(role)
+def _payload(messages: Sequence[AnyMessage]) -> list[Any]:
+    # Any: the client's message TypedDicts want literal roles.
+    return [{"role": role_of(m), "content": text_of(m)} for m in messages]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from indexer.components import Components
-from indexer.components.chat_model import TokenStream, Usage
+from indexer.components.chat_model import Message, TokenStream, Usage, role_of, text_of
 from indexer.config.models import Config, QueryConfig, RetrievalMode
 from indexer.errors import IndexerError, ModelError
 from indexer.index.index import Index
@@ -45,11 +45,11 @@ NOT_IN_DOCUMENTS = (
 _CONDENSE_MAX_TOKENS = 96
 
 if TYPE_CHECKING:
-    # LlamaIndex's chat types load all of llama_index.core (1 to 4 s): only answering needs them,
-    # never a retrieve-only query.
+    # Annotations only: LlamaIndex's chat types load all of llama_index.core (1 to 4 s), which
+    # neither retrieval nor an answer needs (prompts are chat_model.Message).
     from llama_index.core.base.llms.types import ChatMessage
 
-History = Sequence["ChatMessage | tuple[str, str] | Mapping[str, str]"]
+History = Sequence["Message | ChatMessage | tuple[str, str] | Mapping[str, str]"]
 
 
 @dataclass
@@ -391,7 +391,7 @@ class QueryEngine:
             question_embedder(self.components), question, query.unsupported, query.answer_style
         )
 
-    def messages(self, question: str, sources: list[Source]) -> list[ChatMessage]:
+    def messages(self, question: str, sources: list[Source]) -> list[Message]:
         return prompt_messages(self.config.query, question, sources)
 
     def condense(self, question: str, history: History) -> str:
@@ -410,15 +410,13 @@ class QueryEngine:
         if llm is None:
             last_user = next((text for role, text in reversed(turns) if role == "user"), "")
             return f"{last_user} {question}".strip()
-        from llama_index.core.base.llms.types import ChatMessage, MessageRole
-
         budget = self.config.llm.n_ctx - _CONDENSE_MAX_TOKENS
         while True:
             lines = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns)
             prompt = fill_placeholders(self.config.query.condense_prompt, history=lines, question=question)
             messages = [
-                ChatMessage(role=MessageRole.SYSTEM, content=self.config.query.system_prompt),
-                ChatMessage(role=MessageRole.USER, content=prompt),
+                Message("system", self.config.query.system_prompt),
+                Message("user", prompt),
             ]
             if llm.count_tokens(messages) <= budget:
                 break
@@ -431,7 +429,7 @@ class QueryEngine:
 
     def _fit_to_context(
         self, question: str, sources: list[Source]
-    ) -> tuple[list[ChatMessage], list[Source], str | None]:
+    ) -> tuple[list[Message], list[Source], str | None]:
         """Keep the most passages (best first) for which prompt + ``max_new_tokens`` fit ``n_ctx``,
         counted with the model's own tokenizer; if not even the best fits whole, shorten it."""
         llm = self.components.llm
@@ -481,15 +479,13 @@ class QueryEngine:
         return self.messages(question, kept), kept, notice
 
 
-def prompt_messages(query: QueryConfig, question: str, sources: Sequence[Source]) -> list[ChatMessage]:
+def prompt_messages(query: QueryConfig, question: str, sources: Sequence[Source]) -> list[Message]:
     """The system and user turns for a question over numbered passages."""
-    from llama_index.core.base.llms.types import ChatMessage, MessageRole
-
     context = "\n\n".join(passage_block(s) for s in sources)
     user = fill_placeholders(query.qa_prompt, context=context, question=question)
     return [
-        ChatMessage(role=MessageRole.SYSTEM, content=query.system_prompt),
-        ChatMessage(role=MessageRole.USER, content=user),
+        Message("system", query.system_prompt),
+        Message("user", user),
     ]
 
 
@@ -512,10 +508,9 @@ def _shortened(source: Source, chars: int) -> Source:
     return Source(**{**source.__dict__, "text": source.text[:chars]})
 
 
-def _turn(turn: ChatMessage | tuple[str, str] | Mapping[str, str]) -> tuple[str, str]:
-    if not isinstance(turn, Mapping | tuple | list):  # a ChatMessage, without importing its module
-        role = getattr(turn.role, "value", turn.role)
-        return str(role), turn.content or ""
+def _turn(turn: Message | ChatMessage | tuple[str, str] | Mapping[str, str]) -> tuple[str, str]:
+    if not isinstance(turn, Mapping | tuple | list):  # a Message or ChatMessage
+        return role_of(turn), text_of(turn)
     if isinstance(turn, Mapping):
         return str(turn["role"]), str(turn["content"])
     role, text = turn

@@ -3,10 +3,12 @@ loads the model, so that the two halves of a cold start take one core each.
 
 Before its first token such a call imports and loads two things that do not depend on each other:
 retrieval's (Chroma, onnxruntime, bm25s, the question's embedding and the search) and the
-answer's (LlamaIndex and llama.cpp, the GGUF). Both are mostly Python imports, which threads would
-run one at a time under the GIL; a process of their own runs them side by side on two cores. The
-child is forked before either is imported, retrieves, sends the passages back through a pipe and
-ends.
+answer's (llama.cpp, the GGUF). Both are mostly Python imports, which threads would run one at a
+time under the GIL; a process of their own runs them side by side on two cores. The child is
+forked before either is imported, retrieves, sends the passages back through a pipe and ends.
+The model loads sooner than the child retrieves, so this process then evaluates the prompt up to
+its passages (the system turn and the text before them), which the prompt made with the passages
+begins with: llama.cpp evaluates only the rest then.
 
 Only a help, never a change of behaviour: wherever it cannot fork cleanly (not Linux, other
 threads running, a native library with threads of its own already loaded) nothing is forked, and
@@ -25,6 +27,8 @@ import sys
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from indexer.cpu import cpu_count
 
 if TYPE_CHECKING:
     from indexer.api import Indexer
@@ -154,7 +158,30 @@ def stream_with_prefetch(
         # LLM, after retrieval, as without a child (so "no index" still comes first).
         with contextlib.suppress(Exception):
             _ = ix.components.llm
+            _evaluate_prompt_prefix(ix, question)
         retrieved = child.passages()
     finally:
         child.close()
     return ix._engine.stream(question, top_k, filters=filters, mode=mode, retrieved=retrieved)
+
+
+def _evaluate_prompt_prefix(ix: Indexer, question: str) -> None:
+    """While the child still retrieves: the answer's prompt up to its passages (the system turn,
+    the template's markers, the qa_prompt's text before them) evaluated into llama.cpp's KV cache,
+    on the cores the child leaves free. The prompt made with the passages begins with the same
+    tokens, so only the rest is evaluated then; the answer is the same."""
+    from indexer.query.engine import Source, prompt_messages
+
+    llm = ix.components.llm
+    evaluate = getattr(llm, "evaluate_prefix", None)
+    if evaluate is None or ix.config.query.answer_style == "extract":
+        return
+    query = ix.config.query
+    # Two prompts that differ from their first passage on: what they share is what comes before.
+    one = Source(rank=1, score=0.0, file="a", doc_id="a", text="a", metadata={})
+    two = Source(rank=2, score=0.0, file="b", doc_id="b", text="b", metadata={})
+    evaluate(
+        prompt_messages(query, question, [one]),
+        prompt_messages(query, question, [two]),
+        threads=max(1, (ix.config.llm.n_threads or cpu_count()) - 1),
+    )

@@ -164,13 +164,18 @@ def test_a_cold_answer_is_retrieved_in_a_child_while_the_model_loads(tmp_path: P
     assert cli("build", str(config)).returncode == 0
     question = "How often is the desiccant replaced?"
 
-    watch = ("chromadb", "llama_cpp")
+    watch = ("chromadb", "llama_cpp", "llama_index")
     done, loaded = _cli_in_subprocess("query", str(config), question, "--json", watch=watch)
 
     assert done.returncode == 0, done.stderr
     answered = json.loads(done.stdout.splitlines()[0])
     # The search ran in the forked child (query/prefetch.py): this process never opened Chroma.
+    # The model is indexer's own class over llama_cpp, and the prompt is made of chat_model.Message:
+    # llama_index.core (about 1 s of imports) stays out of the way to the first token.
     assert {m.split(".")[0] for m in loaded} == {"llama_cpp"}, loaded
+    streamed, loaded = _cli_in_subprocess("query", str(config), question, watch=watch)
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout.strip() and {m.split(".")[0] for m in loaded} == {"llama_cpp"}, loaded
     retrieved = run_cli("query", str(config), question, "--retrieve-only", "--json")
     assert retrieved.returncode == 0, retrieved.stderr
     sources = json.loads(retrieved.stdout)["sources"]
