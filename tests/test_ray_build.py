@@ -120,7 +120,8 @@ def server_config(
         build["ray"] = {"address": address, "actors": 2, "num_cpus": 1, "batch_size": 2}
     path = write_config(folder, docs, llm={"provider": "none"}, build=build, **SMALL)
     data = yaml.safe_load(path.read_text())
-    data["vector_store"] = {"host": "127.0.0.1", "port": port, "collection": collection}
+    # A short lease: the SIGKILL test waits for the dead driver's lease to expire.
+    data["vector_store"] = {"host": "127.0.0.1", "port": port, "collection": collection, "lease_ttl": 10}
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -237,7 +238,7 @@ def test_a_sigkilled_driver_then_the_next_build_ends_as_a_clean_build(
         again = run_cli("build", str(config), "--json", env=cluster.env)
         if again.returncode == 0 or "another build" not in again.stderr or time.monotonic() > deadline:
             break
-        time.sleep(5)
+        time.sleep(1)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
     assert summary["unchanged"] == committed and summary["added"] == CORPUS_FILES - committed

@@ -138,3 +138,24 @@ def test_a_server_that_dies_before_the_lock_is_a_clear_error(tmp_path: Path) -> 
         writer_lock(None, client=client, collection="gone"),
     ):
         pass
+
+
+def test_an_index_holds_its_lease_for_vector_store_lease_ttl(chroma_port: int) -> None:
+    from indexer.config.models import VectorStoreConfig
+    from indexer.index.index import Index
+
+    config = VectorStoreConfig(host="127.0.0.1", port=chroma_port, collection="short-lease", lease_ttl=7)
+    client = _client(chroma_port)
+    with Index(config).writer():
+        lease = _lease(client, "short-lease")
+        assert lease is not None and 5 < lease["expires"] - time.time() <= 7
+    assert _lease(client, "short-lease") is None
+
+
+def test_a_lease_shorter_than_five_seconds_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from indexer.config.models import VectorStoreConfig
+
+    with pytest.raises(ValidationError, match="lease_ttl"):
+        VectorStoreConfig(host="127.0.0.1", collection="indexer", lease_ttl=1)

@@ -311,6 +311,14 @@ class VectorStoreConfig(StrictModel):
         120.0, gt=0, description="Seconds a Chroma server request may take before it is an error."
     )
     collection: str = Field("indexer", description="Chroma collection name.")
+    lease_ttl: float = Field(
+        60.0,
+        ge=5,
+        description="Chroma server only: seconds a build's writer lease lives without renewal (it "
+        "is renewed every third of that while the build runs). A build that died (SIGKILL, power "
+        "loss, lost network) blocks the next one this long; keep it well above the clock skew "
+        "between the machines that build into the server.",
+    )
     hnsw: HnswConfig = Field(
         default_factory=HnswConfig,
         description="Vector search parameters (search_ef may change later; construction_ef and m "

@@ -297,7 +297,10 @@ class Index:
         """The one writer of this index: holds the writer lock while the block runs."""
         folder = self.config.persist_dir
         with writer_lock(
-            folder, client=self.client if folder is None else None, collection=self.config.collection
+            folder,
+            client=self.client if folder is None else None,
+            collection=self.config.collection,
+            ttl=self.config.lease_ttl,
         ):
             with self._client_turn:
                 if self.snapshot is not None:

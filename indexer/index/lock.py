@@ -15,7 +15,8 @@ token and the add tried once more; a rival that saw the same stale record cannot
 one, since its delete names the stale token. While the build runs, a daemon thread renews the lease
 every third of its lifetime; on exit, exceptions and Ctrl-C included, the record is deleted by our
 token. The expiry is compared with the clock of the machine that checks it, so the lifetime
-(``LEASE_TTL``) is long against any clock skew between machines sharing a server.
+(``vector_store.lease_ttl``, 60 s by default) is long against any clock skew between machines
+sharing a server.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ log = logging.getLogger(__name__)
 LOCK_FILE = "indexer-build.lock"
 OWNER_FILE = "indexer-build.owner.json"
 
-# Seconds a server lease lives without renewal: how long a build that died blocks the next one.
+# Seconds a server lease lives without renewal: how long a build that died blocks the next one
+# (``vector_store.lease_ttl`` sets it per index).
 LEASE_TTL = 60.0
 LEASE_RECORD_ID = "writer"
 LEASE_COLLECTION_SUFFIX = "-lock"
