@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.cores import mark_finished, pin_worker, unpin_when_alone
 from tests.support.shared_data import MARKER, require_shared_data
 from tests.support.tiny_gguf import write_tiny_llama_gguf
 
@@ -24,6 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "data" / "sample"
 SAMPLE_QUESTIONS = ROOT / "data" / "sample_questions.jsonl"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Set by pytest-xdist in each of its workers ("gw0", "gw1", ...), with their count.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
 
 # The tiny model's byte-level vocabulary spends a token per character or so: a roomy window keeps
 # a few 256-token chunks in the prompt.
@@ -45,6 +50,18 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["INDEXER_CONFIG_DIR"] = os.path.join(cache, "config")
     os.environ["INDEXER_DATA_DIR"] = os.path.join(cache, "data")
     config.addinivalue_line("markers", MARKER)
+    if _XDIST_WORKER:
+        pin_worker(_XDIST_WORKER, _XDIST_WORKERS)
+
+
+def _finished_workers(config: pytest.Config) -> Path:
+    # A worker's basetemp lies in the run's own: the workers of one run share this folder.
+    return Path(config.option.basetemp).parent / "finished-workers"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _XDIST_WORKER:
+        mark_finished(_XDIST_WORKER, _finished_workers(session.config))
 
 
 # A test that asks for one of these fixtures belongs to that tier, wherever it is written.
@@ -63,6 +80,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    if _XDIST_WORKER:
+        unpin_when_alone(_XDIST_WORKER, _XDIST_WORKERS, _finished_workers(item.config))
     for mark in item.iter_markers("shared_data"):
         require_shared_data(mark.args[0])
 
