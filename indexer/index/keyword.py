@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from indexer.errors import StoreError
 from indexer.index.store import DOC_ID, FILE_HASH, Chunk, Committed, Hit, flat_metadata
+from indexer.index.write_errors import disk_full_error, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,9 @@ class KeywordIndex:
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._open()
         except sqlite3.DatabaseError as exc:
+            # SQLite says "disk I/O error" when the disk has no room for the WAL it opens.
+            if path is not None and is_disk_full(exc, path.parent):
+                raise disk_full_error("open the keyword index", path) from None
             raise StoreError(f"cannot open the keyword index {path}: {exc}") from None
 
     def _open(self) -> None:
