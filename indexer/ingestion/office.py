@@ -240,15 +240,22 @@ def _pptx_texts(shapes: Iterable[Any]) -> Iterator[str]:
 # OpenDocument (ODT text, ODS spreadsheets)
 
 
-def read_odt(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
-    _require("odf", "OpenDocument (.odt)")
-    from odf import opendocument, teletype
-    from odf.namespaces import TABLENS, TEXTNS
+def _load_odf(raw: bytes, kind: str, format_name: str) -> Any:
+    """The OpenDocument file in ``raw`` (odfpy); ``format_name`` names it if odfpy is missing."""
+    _require("odf", format_name)
+    from odf import opendocument
 
     try:
-        doc = opendocument.load(io.BytesIO(raw))
+        return opendocument.load(io.BytesIO(raw))
     except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors
-        raise UnreadableFile(f"not a readable ODT ({type(exc).__name__}: {exc})") from None
+        raise UnreadableFile(f"not a readable {kind} ({type(exc).__name__}: {exc})") from None
+
+
+def read_odt(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
+    doc = _load_odf(raw, "ODT", "OpenDocument (.odt)")
+    from odf import teletype
+    from odf.namespaces import TABLENS, TEXTNS
+
     budget = _TextBudget(limits or ReadLimits())
     blocks = _Blocks()
     for element in _odf_blocks(doc.text, {(TEXTNS, "h"), (TEXTNS, "p"), (TABLENS, "table")}):
@@ -279,14 +286,9 @@ def _odf_blocks(node: Any, wanted: set[tuple[str, str]]) -> list[Any]:
 
 
 def read_ods(raw: bytes, limits: ReadLimits | None = None) -> list[Document]:
-    _require("odf", "OpenDocument spreadsheet (.ods)")
-    from odf import opendocument
+    doc = _load_odf(raw, "ODS", "OpenDocument spreadsheet (.ods)")
     from odf.namespaces import STYLENS, TABLENS
 
-    try:
-        doc = opendocument.load(io.BytesIO(raw))
-    except Exception as exc:  # zipfile.BadZipFile, KeyError, XML errors
-        raise UnreadableFile(f"not a readable ODS ({type(exc).__name__}: {exc})") from None
     if getattr(doc, "spreadsheet", None) is None:
         raise UnreadableFile("not an OpenDocument spreadsheet (no spreadsheet body)")
     hidden_styles = {

@@ -25,7 +25,7 @@ import pickle
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from indexer.cpu import cpu_count
@@ -76,7 +76,7 @@ class ChildRetrieval:
             raise
         if self.pid == 0:  # the child
             os.close(read)
-            _retrieve_and_exit(write, ix, question, top_k, filters, mode)
+            _retrieve_and_exit(write, lambda: ix.retrieve(question, top_k, filters=filters, mode=mode))
         os.close(write)
         self._read = read
         self._done = False
@@ -109,19 +109,12 @@ class ChildRetrieval:
         os.waitpid(self.pid, 0)
 
 
-def _retrieve_and_exit(
-    write: int,
-    ix: Indexer,
-    question: str,
-    top_k: int | None,
-    filters: Mapping[str, FilterValue] | None,
-    mode: RetrievalMode | None,
-) -> None:
+def _retrieve_and_exit(write: int, retrieve: Callable[[], Passages]) -> None:
     """The child's whole life: retrieve, write the result, end without running the parent's
     exit handlers or flushing its copies of the parent's buffers."""
     result: tuple[str, Any] = ("failed", None)
     try:
-        result = ("ok", ix.retrieve(question, top_k, filters=filters, mode=mode))
+        result = ("ok", retrieve())
     except BaseException as exc:  # the parent retrieves again, and reports it as it always did
         log.debug("retrieval in the child failed: %r", exc)
     try:
