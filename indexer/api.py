@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Any
 from indexer.components import Components
 from indexer.config import Config, load_config
 from indexer.index.index import Index
-from indexer.ingestion.pipeline import BuildSummary, build_index
-from indexer.ingestion.status import IndexStatus
 
 if TYPE_CHECKING:
     # The query side imports LlamaIndex's chat types (1.5 s): a build never needs them.
@@ -22,6 +20,8 @@ if TYPE_CHECKING:
     from indexer.components.embedding import EmbeddingIdentity
     from indexer.config.models import RetrievalMode
     from indexer.index.store import Hit
+    from indexer.ingestion.pipeline import BuildSummary
+    from indexer.ingestion.status import IndexStatus
     from indexer.query.chat import ChatSession
     from indexer.query.engine import Answer, AnswerStream, History, Passages, QueryEngine
     from indexer.query.filters import FilterValue
@@ -69,6 +69,9 @@ class Indexer:
         show_progress: bool = False,
         strict: bool = False,
     ) -> BuildSummary:
+        # Here, not at the top: a question never needs the build's modules.
+        from indexer.ingestion.pipeline import build_index
+
         return build_index(
             self.components,
             self.index,

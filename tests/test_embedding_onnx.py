@@ -173,6 +173,27 @@ def test_questions_go_through_onnx_by_default_without_loading_the_passage_model(
     assert same[0].score == pytest.approx(hits[0].score, abs=1e-5)
 
 
+def test_a_question_vector_from_elsewhere_is_taken_once_and_a_missing_one_is_computed(
+    built_sample: Path,
+) -> None:
+    """The cold query's children (query/prefetch.py): retrieval takes the vector another process
+    computed; where that process gave none (it failed, it was killed), the question is embedded
+    here, as without it."""
+    embedder = Indexer.from_config(built_sample).components.query_embedder
+    assert type(embedder).__name__ == "OnnxEmbedder"
+    question = "rain gauge calibration"
+    own = embedder.embed_query(question)
+    elsewhere = [0.5] * len(own)
+
+    embedder.expect_vector(question, lambda: elsewhere)
+    assert embedder.embed_query("another question") != elsewhere  # only for its own question
+    assert embedder.embed_query(question) == elsewhere
+    assert embedder.embed_query(question) == own  # used once
+
+    embedder.expect_vector(question, lambda: None)
+    assert embedder.embed_query(question) == own
+
+
 def test_eval_indexes_are_shared_by_backends_of_one_vector_space(make_config, exported: Path) -> None:
     from indexer.eval.datasets import Dataset
     from indexer.eval.indexes import index_key

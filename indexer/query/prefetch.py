@@ -1,19 +1,24 @@
-"""A cold ``indexer query`` that an LLM answers: retrieval in a forked child while this process
-loads the model, so that the two halves of a cold start take one core each.
+"""A cold ``indexer query``: the work that does not depend on each other in forked children, so
+that the parts of a cold start take both cores.
 
-Before its first token such a call imports and loads two things that do not depend on each other:
-retrieval's (Chroma, onnxruntime, bm25s, the question's embedding and the search) and the
-answer's (llama.cpp, the GGUF). Both are mostly Python imports, which threads would run one at a
-time under the GIL; a process of their own runs them side by side on two cores. The child is
-forked before either is imported, retrieves, sends the passages back through a pipe and ends.
-The model loads sooner than the child retrieves, so this process then evaluates the prompt up to
-its passages (the system turn and the text before them), which the prompt made with the passages
-begins with: llama.cpp evaluates only the rest then.
+Before its first token such a call imports and loads three things: retrieval's (Chroma, bm25s,
+the search), the question's vector (onnxruntime's session and the tokenizer: about a quarter of a
+cold retrieval) and the answer's (llama.cpp, the GGUF). They are mostly Python imports, which
+threads would run one at a time under the GIL; processes of their own run them side by side. The
+children are forked before any of them is imported:
+
+- one embeds the question (on the torch-free route only) and sends its vector through a pipe;
+- one retrieves, taking that vector instead of loading the embedding model, and sends the
+  passages back. A retrieve-only call retrieves in this process instead.
+
+Meanwhile this process loads the model, then evaluates the prompt up to its passages (the system
+turn and the text before them), which the prompt made with the passages begins with: llama.cpp
+evaluates only the rest then.
 
 Only a help, never a change of behaviour: wherever it cannot fork cleanly (not Linux, other
 threads running, a native library with threads of its own already loaded) nothing is forked, and
-when the child fails for any reason (no index, an unknown filter key, a crash), this process
-retrieves the usual way, which raises the same error with the same message it always did.
+when a child fails for any reason (no index, an unknown filter key, a crash), the work is done
+the usual way, which raises the same error with the same message it always did.
 """
 
 from __future__ import annotations
@@ -54,17 +59,10 @@ def can_fork() -> bool:
     )
 
 
-class ChildRetrieval:
-    """One question retrieved in a forked child; ``passages()`` waits for them."""
+class ForkedCall:
+    """``work()`` run in a forked child; ``result()`` waits for its value."""
 
-    def __init__(
-        self,
-        ix: Indexer,
-        question: str,
-        top_k: int | None,
-        filters: Mapping[str, FilterValue] | None,
-        mode: RetrievalMode | None,
-    ) -> None:
+    def __init__(self, work: Callable[[], Any]) -> None:
         read, write = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -76,13 +74,17 @@ class ChildRetrieval:
             raise
         if self.pid == 0:  # the child
             os.close(read)
-            _retrieve_and_exit(write, lambda: ix.retrieve(question, top_k, filters=filters, mode=mode))
+            _call_and_exit(write, work)
         os.close(write)
         self._read = read
         self._done = False
+        self._result: Any = None
 
-    def passages(self) -> Passages | None:
-        """The child's passages, or None when it failed (the caller then retrieves itself)."""
+    def result(self) -> Any:
+        """The child's value, or None when it failed (the caller then does the work itself). Read
+        once; a process forked after this one reads it as well as this one could."""
+        if self._done:
+            return self._result
         chunks = []
         try:
             while True:
@@ -91,32 +93,36 @@ class ChildRetrieval:
                     break
                 chunks.append(chunk)
         finally:
-            self.close()
+            self._done = True
+            os.close(self._read)
         try:
             status, payload = pickle.loads(b"".join(chunks))
         except Exception:  # the child died before it wrote (killed, out of memory)
             return None
-        return payload if status == "ok" else None
+        self._result = payload if status == "ok" else None
+        return self._result
 
     def close(self) -> None:
         """End the child (at once, if it is still working) and reap it."""
-        if self._done:
+        if self.pid == 0:
             return
-        self._done = True
-        os.close(self._read)
+        pid, self.pid = self.pid, 0
+        if not self._done:
+            self._done = True
+            os.close(self._read)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
-def _retrieve_and_exit(write: int, retrieve: Callable[[], Passages]) -> None:
-    """The child's whole life: retrieve, write the result, end without running the parent's
-    exit handlers or flushing its copies of the parent's buffers."""
+def _call_and_exit(write: int, work: Callable[[], Any]) -> None:
+    """The child's whole life: work, write the result, end without running the parent's exit
+    handlers or flushing its copies of the parent's buffers."""
     result: tuple[str, Any] = ("failed", None)
     try:
-        result = ("ok", retrieve())
-    except BaseException as exc:  # the parent retrieves again, and reports it as it always did
-        log.debug("retrieval in the child failed: %r", exc)
+        result = ("ok", work())
+    except BaseException as exc:  # the parent does the work again, and reports it as it always did
+        log.debug("work in a forked child failed: %r", exc)
     try:
         data = pickle.dumps(result)
     except Exception:
@@ -131,6 +137,35 @@ def _retrieve_and_exit(write: int, retrieve: Callable[[], Passages]) -> None:
         os._exit(0)
 
 
+def _question_vector(ix: Indexer, question: str, mode: RetrievalMode | None) -> ForkedCall | None:
+    """The question's vector, computed in a child of its own while retrieval imports and opens
+    Chroma: about a quarter of a cold retrieval (the onnxruntime session and the tokenizer) taken
+    off its way. Only on the torch-free route; anything else (torch would load in the child) and
+    every failure leave the embedding to retrieval, as without a child."""
+    if (mode or ix.config.retrieval.mode) == "bm25":
+        return None
+
+    def embed() -> list[float] | None:
+        from indexer.components.onnx_direct import OnnxEmbedder
+
+        embedder = ix.components.query_embedder
+        return embedder.embed_query(question.strip()) if isinstance(embedder, OnnxEmbedder) else None
+
+    try:
+        return ForkedCall(embed)
+    except OSError:
+        return None
+
+
+def _expect_vector(ix: Indexer, question: str, vector: ForkedCall | None) -> None:
+    """Retrieval here takes the question's vector from ``vector``'s child."""
+    from indexer.components.onnx_direct import OnnxEmbedder
+
+    embedder = ix.components.query_embedder
+    if vector is not None and isinstance(embedder, OnnxEmbedder):
+        embedder.expect_vector(question.strip(), vector.result)  # as retrieval embeds it
+
+
 def stream_with_prefetch(
     ix: Indexer,
     question: str,
@@ -138,12 +173,36 @@ def stream_with_prefetch(
     filters: Mapping[str, FilterValue] | None = None,
     mode: RetrievalMode | None = None,
 ) -> AnswerStream:
-    """``ix.stream(question, ...)``, with the passages retrieved in a child while the LLM loads
-    here, when the call is cold and an LLM is configured; otherwise just ``ix.stream``."""
-    if ix.config.llm.provider == "none" or not can_fork():
+    """``ix.stream(question, ...)``, cold, with the question embedded in a child while Chroma
+    loads, and (when an LLM is configured) the passages retrieved in another child while the LLM
+    loads here; warm, or where nothing can be forked, just ``ix.stream``."""
+    if not can_fork():
         return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
+    vector = _question_vector(ix, question, mode)
     try:
-        child = ChildRetrieval(ix, question, top_k, filters, mode)
+        if ix.config.llm.provider == "none":
+            _expect_vector(ix, question, vector)
+            return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
+        return _stream_beside_child(ix, question, top_k, filters, mode, vector)
+    finally:
+        if vector is not None:
+            vector.close()
+
+
+def _stream_beside_child(
+    ix: Indexer,
+    question: str,
+    top_k: int | None,
+    filters: Mapping[str, FilterValue] | None,
+    mode: RetrievalMode | None,
+    vector: ForkedCall | None,
+) -> AnswerStream:
+    def retrieve() -> Passages:
+        _expect_vector(ix, question, vector)
+        return ix.retrieve(question, top_k, filters=filters, mode=mode)
+
+    try:
+        child = ForkedCall(retrieve)
     except OSError:  # no process or pipe to spare: the usual way
         return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
     try:
@@ -152,7 +211,7 @@ def stream_with_prefetch(
         with contextlib.suppress(Exception):
             _ = ix.components.llm
             _evaluate_prompt_prefix(ix, question)
-        retrieved = child.passages()
+        retrieved = child.result()
     finally:
         child.close()
     return ix._engine.stream(question, top_k, filters=filters, mode=mode, retrieved=retrieved)

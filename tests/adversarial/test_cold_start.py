@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,20 +42,31 @@ def _cli_in_subprocess(
     return done, json.loads(marker[-1].removeprefix("MODULES="))
 
 
+def _ranked(answer: dict[str, Any]) -> list[tuple[int, str, str, float]]:
+    return [(s["rank"], s["file"], s["text"], round(s["score"], 5)) for s in answer["sources"]]
+
+
 @pytest.mark.slow
 def test_retrieve_only_query_imports_neither_torch_nor_sentence_transformers(tmp_path: Path) -> None:
     docs = write_docs(tmp_path / "docs")
     config = small_config(tmp_path / "cfg", docs)
     assert cli("build", str(config)).returncode == 0
 
-    done, heavy = _cli_in_subprocess(
-        "query", str(config), "How often is the desiccant replaced?", "--retrieve-only", "--json"
-    )
+    argv = ("query", str(config), "How often is the desiccant replaced?", "--retrieve-only", "--json")
+    done, heavy = _cli_in_subprocess(*argv)
 
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.splitlines()[0])
     assert answer["sources"][0]["file"] == "mast.txt"
     assert heavy == [], f"the retrieve-only path imported {heavy}"
+    # The question was embedded in a child of its own while this process opened Chroma
+    # (query/prefetch.py): onnxruntime never loaded here, and the passages and their scores are
+    # those of a process that embedded the question itself.
+    loaded = _cli_in_subprocess(*argv, watch=("onnxruntime", "chromadb"))[1]
+    assert {m.split(".")[0] for m in loaded} == {"chromadb"}, loaded
+    itself = cli(*argv)
+    assert itself.returncode == 0, itself.stderr
+    assert _ranked(answer) == _ranked(json.loads(itself.stdout))
     doctor = cli("doctor", str(config), "--json")
     route = doctor.json()["sections"]["Embedding"]["embedding route"]
     assert "questions: onnxruntime + tokenizers, torch not imported" in route, route
