@@ -53,17 +53,15 @@ def test_retrieve_only_query_imports_neither_torch_nor_sentence_transformers(tmp
     assert cli("build", str(config)).returncode == 0
 
     argv = ("query", str(config), "How often is the desiccant replaced?", "--retrieve-only", "--json")
-    done, heavy = _cli_in_subprocess(*argv)
+    done, loaded = _cli_in_subprocess(*argv, watch=(*HEAVY, "onnxruntime", "chromadb"))
 
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.splitlines()[0])
     assert answer["sources"][0]["file"] == "mast.txt"
-    assert heavy == [], f"the retrieve-only path imported {heavy}"
-    # The question was embedded in a child of its own while this process opened Chroma
-    # (query/prefetch.py): onnxruntime never loaded here, and the passages and their scores are
-    # those of a process that embedded the question itself.
-    loaded = _cli_in_subprocess(*argv, watch=("onnxruntime", "chromadb"))[1]
-    assert {m.split(".")[0] for m in loaded} == {"chromadb"}, loaded
+    # No torch, and the question was embedded in a child of its own while this process opened
+    # Chroma (query/prefetch.py): onnxruntime never loaded here either. The passages and their
+    # scores are those of a process that embedded the question itself.
+    assert {m.split(".")[0] for m in loaded} == {"chromadb"}, f"the retrieve-only path imported {loaded}"
     itself = cli(*argv)
     assert itself.returncode == 0, itself.stderr
     assert _ranked(answer) == _ranked(json.loads(itself.stdout))
