@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cores import mark_finished, pin_worker, unpin_when_alone
+from tests.support.cores import mark_finished, pin_worker, rebalance
 from tests.support.shared_data import MARKER, require_shared_data
 from tests.support.tiny_gguf import write_tiny_llama_gguf
 
@@ -81,7 +81,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if _XDIST_WORKER:
-        unpin_when_alone(_XDIST_WORKER, _XDIST_WORKERS, _finished_workers(item.config))
+        rebalance(_XDIST_WORKER, _XDIST_WORKERS, _finished_workers(item.config))
     for mark in item.iter_markers("shared_data"):
         require_shared_data(mark.args[0])
 
