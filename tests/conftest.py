@@ -167,6 +167,17 @@ def built_sample(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> P
     return config
 
 
+@pytest.fixture(scope="session")
+def built_sample_without_model(built_sample: Path) -> Path:
+    """``built_sample``'s index read through a config that names no model (answers are sources
+    only): the tests of what a query without a model does need no build of their own."""
+    config = yaml.safe_load(built_sample.read_text())
+    del config["llm"]["model_path"]
+    path = built_sample.parent / "without-model.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:

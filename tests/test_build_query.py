@@ -82,10 +82,8 @@ def test_query_answers_with_the_tiny_model_and_streams(built_sample: Path) -> No
 
 
 @pytest.mark.slow
-def test_missing_model_falls_back_to_retrieval_with_a_notice(make_config) -> None:
-    config = make_config()
-    ix = Indexer.from_config(config)
-    ix.build()
+def test_missing_model_falls_back_to_retrieval_with_a_notice(built_sample_without_model: Path) -> None:
+    ix = Indexer.from_config(built_sample_without_model)
     answer = ix.query("How is the rain gauge calibrated?")
     assert answer.answer is None
     assert len(answer.sources) == 4
@@ -93,10 +91,8 @@ def test_missing_model_falls_back_to_retrieval_with_a_notice(make_config) -> Non
 
 
 @pytest.mark.slow
-def test_missing_model_is_an_error_when_required(make_config) -> None:
-    config = make_config()
-    ix = Indexer.from_config(config, {"llm.required": True})
-    ix.build()
+def test_missing_model_is_an_error_when_required(built_sample_without_model: Path) -> None:
+    ix = Indexer.from_config(built_sample_without_model, {"llm.required": True})
     with pytest.raises(IndexerError, match=r"llm\.model_path is not set and llm\.required"):
         ix.query("How is the rain gauge calibrated?")
 

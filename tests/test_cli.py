@@ -102,9 +102,8 @@ def test_query_streams_text_then_numbered_sources(built_sample: Path) -> None:
 
 
 @pytest.mark.slow
-def test_query_without_a_model_shows_sources_and_one_notice(make_config) -> None:
-    config = make_config()
-    assert cli("build", str(config)).returncode == 0
+def test_query_without_a_model_shows_sources_and_one_notice(built_sample_without_model: Path) -> None:
+    config = built_sample_without_model
     result = cli("query", str(config), "How is the rain gauge calibrated?")
     assert result.returncode == 0, result.stderr
     assert result.stderr.count("note: ") == 1 and "llm.model_path" in result.stderr
@@ -132,9 +131,8 @@ def test_errors_exit_2_with_one_paragraph_and_no_traceback(tmp_path: Path, make_
 
 
 @pytest.mark.slow
-def test_required_model_missing_fails_before_answering(make_config) -> None:
-    config = make_config()
-    assert cli("build", str(config)).returncode == 0
+def test_required_model_missing_fails_before_answering(built_sample_without_model: Path) -> None:
+    config = built_sample_without_model
     result = cli("query", str(config), "anything", "--set", "llm.required=true")
     assert_user_error(result, "llm.model_path is not set", "llm.required")
 

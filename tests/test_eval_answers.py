@@ -13,7 +13,8 @@ from indexer.components.llm_loader import load_llm
 from indexer.config.models import LLMConfig
 from indexer.eval.session import evaluate, make_spec
 from indexer.eval.structured import StructuredOutputError, ask_json
-from tests.conftest import SAMPLE_DIR, SAMPLE_QUESTIONS, SHARED_DATA, run_cli, write_config
+from tests.adversarial.helpers import cli
+from tests.conftest import SAMPLE_DIR, SAMPLE_QUESTIONS, SHARED_DATA, write_config
 
 PAUL_GRAHAM = SHARED_DATA / "paul_graham_essay"
 # One llama.cpp thread: the tiny model gains nothing from more, and on a busy machine spinning
@@ -148,7 +149,7 @@ def test_generate_drafts_questions_that_always_parse(tmp_path: Path, tiny_gguf: 
         tmp_path, SAMPLE_DIR, model_path=tiny_gguf, llm={"max_new_tokens": 16, **ONE_THREAD}
     )
     out = tmp_path / "drafts" / "questions.jsonl"
-    result = run_cli("eval", "generate", str(config), "--n", "2", "--out", str(out), "--json")
+    result = cli("eval", "generate", str(config), "--n", "2", "--out", str(out), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["written"] + summary["failed"] == summary["sampled"] == 2
@@ -166,7 +167,7 @@ def test_generate_drafts_questions_that_always_parse(tmp_path: Path, tiny_gguf: 
 
     (tmp_path / "no-model").mkdir()
     no_model = write_config(tmp_path / "no-model", SAMPLE_DIR)
-    failed = run_cli("eval", "generate", str(no_model), "--out", str(tmp_path / "q.jsonl"))
+    failed = cli("eval", "generate", str(no_model), "--out", str(tmp_path / "q.jsonl"))
     assert failed.returncode == 2 and "llm.model_path" in failed.stderr and "Traceback" not in failed.stderr
 
 

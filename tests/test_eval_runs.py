@@ -13,7 +13,8 @@ import yaml
 from indexer.errors import ConfigError
 from indexer.eval.compare import compare_runs, render_comparison
 from indexer.eval.session import EvalOutcome, evaluate, make_spec, parse_gates
-from tests.conftest import SAMPLE_DIR, SHARED_DATA, run_cli, write_config
+from tests.adversarial.helpers import cli
+from tests.conftest import SAMPLE_DIR, SHARED_DATA, write_config
 
 MSMARCO = SHARED_DATA / "msmarco_subset"
 # The three judged queries with the fewest judgements: 29 judged passages in all.
@@ -249,7 +250,7 @@ def test_compare_finds_the_questions_that_flipped(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_eval_a_config_with_a_gate_that_fails(workspace: Path, mini_msmarco: Path) -> None:
-    result = run_cli(
+    result = cli(
         "eval",
         str(workspace / "config.yaml"),
         "--dataset",
@@ -274,7 +275,7 @@ def test_cli_eval_a_config_with_a_gate_that_fails(workspace: Path, mini_msmarco:
     assert "fail-under" in result.stderr and "ndcg@10" in result.stderr and "Traceback" not in result.stderr
     assert Path(data["run_dir"], "report.md").is_file()
 
-    compare = run_cli("eval", "compare", data["run_dir"], data["run_dir"])
+    compare = cli("eval", "compare", data["run_dir"], data["run_dir"])
     assert compare.returncode == 0, compare.stderr
     assert "ndcg@10" in compare.stdout and "0 improved, 0 regressed" in compare.stdout
 
@@ -291,17 +292,17 @@ def test_cli_errors_are_one_paragraph_before_any_work(workspace: Path, tmp_path:
             }
         )
     )
-    result = run_cli("eval", str(spec), "--out", str(tmp_path / "runs"))
+    result = cli("eval", str(spec), "--out", str(tmp_path / "runs"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "variant 'mod=vector'" in result.stderr and "unknown key 'mod'" in result.stderr
     assert not (tmp_path / "runs").exists()
 
-    missing = run_cli("eval", str(workspace / "config.yaml"))
+    missing = cli("eval", str(workspace / "config.yaml"))
     assert missing.returncode == 2 and "--dataset PATH" in missing.stderr
 
-    helps = run_cli("eval", "--help")
+    helps = cli("eval", "--help")
     assert helps.returncode == 0 and "compare" in helps.stdout and "generate" in helps.stdout
-    compare_help = run_cli("eval", "compare", "--help")
+    compare_help = cli("eval", "compare", "--help")
     assert compare_help.returncode == 0 and "run_a" in compare_help.stdout
-    not_a_run = run_cli("eval", "compare", str(tmp_path), str(tmp_path))
+    not_a_run = cli("eval", "compare", str(tmp_path), str(tmp_path))
     assert not_a_run.returncode == 2 and "is not an eval run" in not_a_run.stderr

@@ -147,10 +147,10 @@ def test_eval_answers_and_judges_through_the_server(tmp_path: Path, llama_server
 def test_generate_drafts_questions_through_the_server(tmp_path: Path, llama_server: str) -> None:
     import json
 
-    from tests.conftest import run_cli
+    from tests.adversarial.helpers import cli
 
     out = tmp_path / "questions.jsonl"
-    result = run_cli(
+    result = cli(
         "eval",
         "generate",
         str(_server_config(tmp_path, llama_server)),

@@ -16,7 +16,7 @@ from indexer import Indexer
 from indexer.components.llm import ChatLlamaCPP
 from indexer.components.llm_loader import load_llm
 from indexer.config.models import LLMConfig
-from tests.conftest import run_cli
+from tests.adversarial.helpers import cli
 from tests.support.live_server import live_server, llama_cpp_server
 
 pytestmark = pytest.mark.real_models  # SmolLM2 and Gemma 3 270M through llama.cpp
@@ -150,8 +150,8 @@ def test_stop_strings_and_a_configured_template(smollm2_gguf: Path) -> None:
 def test_doctor_reports_the_build_the_model_and_a_rendered_prompt(
     built_sample: Path, smollm2_gguf: Path
 ) -> None:
-    result = run_cli("doctor", str(built_sample), "--set", f"llm.model_path={smollm2_gguf}",
-                     "--set", "llm.n_ctx=2048", "--prompt")  # fmt: skip
+    result = cli("doctor", str(built_sample), "--set", f"llm.model_path={smollm2_gguf}",
+                 "--set", "llm.n_ctx=2048", "--prompt")  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = result.stdout
     expected = ["built with", "CPU has, build lacks", "threads", "dtype", "architecture:", "llama",
@@ -164,8 +164,8 @@ def test_doctor_reports_the_build_the_model_and_a_rendered_prompt(
 
 @pytest.mark.slow
 def test_doctor_fails_with_one_line_per_problem(built_sample: Path, gemma_gguf: Path, tmp_path: Path) -> None:
-    result = run_cli("doctor", str(built_sample), "--set", f"llm.model_path={gemma_gguf}",
-                     "--set", "llm.chat_template=chatml", "--set", "llm.n_ctx=256")  # fmt: skip
+    result = cli("doctor", str(built_sample), "--set", f"llm.model_path={gemma_gguf}",
+                 "--set", "llm.chat_template=chatml", "--set", "llm.n_ctx=256")  # fmt: skip
     assert result.returncode == 1
     problems = [line for line in result.stderr.splitlines() if line.startswith("problem:")]
     assert len(problems) == 2, result.stderr
@@ -173,7 +173,7 @@ def test_doctor_fails_with_one_line_per_problem(built_sample: Path, gemma_gguf: 
     assert any("too small for query.top_k" in p for p in problems)
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a model" * 100)
-    result = run_cli("doctor", str(built_sample), "--set", f"llm.model_path={bogus}")
+    result = cli("doctor", str(built_sample), "--set", f"llm.model_path={bogus}")
     assert result.returncode == 1 and "problem: cannot load the GGUF" in result.stderr
 
 
