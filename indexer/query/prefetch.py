@@ -1,19 +1,18 @@
-"""A cold ``indexer query``: the work that does not depend on each other in forked children, so
-that the parts of a cold start take both cores.
+"""A cold ``indexer query``: work that does not depend on each other in a forked child, so that
+the two halves of a cold start take one core each.
 
-Before its first token such a call imports and loads three things: retrieval's (Chroma, bm25s,
-the search), the question's vector (onnxruntime's session and the tokenizer: about a quarter of a
-cold retrieval) and the answer's (llama.cpp, the GGUF). They are mostly Python imports, which
-threads would run one at a time under the GIL; processes of their own run them side by side. The
-children are forked before any of them is imported:
+They are mostly Python imports, which threads would run one at a time under the GIL; a process of
+its own runs them side by side. The child is forked before either half is imported:
 
-- one embeds the question (on the torch-free route only) and sends its vector through a pipe;
-- one retrieves, taking that vector instead of loading the embedding model, and sends the
-  passages back. A retrieve-only call retrieves in this process instead.
-
-Meanwhile this process loads the model, then evaluates the prompt up to its passages (the system
-turn and the text before them), which the prompt made with the passages begins with: llama.cpp
-evaluates only the rest then.
+- Answered by an LLM: the child retrieves (Chroma, onnxruntime, bm25s, the question's embedding
+  and the search) and sends the passages back through a pipe, while this process loads the model
+  (llama.cpp, the GGUF). The model loads sooner, so this process then evaluates the prompt up to
+  its passages (the system turn and the text before them), which the prompt made with the
+  passages begins with: llama.cpp evaluates only the rest then.
+- Retrieve-only: the child embeds the question (onnxruntime, its session and the tokenizer: on
+  the torch-free route only) and sends the vector back, while this process imports and opens
+  Chroma and the keyword index. (With an LLM the cores are busy already: a third process there
+  measured no faster.)
 
 Only a help, never a change of behaviour: wherever it cannot fork cleanly (not Linux, other
 threads running, a native library with threads of its own already loaded) nothing is forked, and
@@ -38,7 +37,7 @@ from indexer.cpu import cpu_count
 if TYPE_CHECKING:
     from indexer.api import Indexer
     from indexer.config.models import RetrievalMode
-    from indexer.query.engine import AnswerStream, Passages
+    from indexer.query.engine import AnswerStream
     from indexer.query.filters import FilterValue
 
 log = logging.getLogger(__name__)
@@ -81,8 +80,7 @@ class ForkedCall:
         self._result: Any = None
 
     def result(self) -> Any:
-        """The child's value, or None when it failed (the caller then does the work itself). Read
-        once; a process forked after this one reads it as well as this one could."""
+        """The child's value, or None when it failed (the caller then does the work itself)."""
         if self._done:
             return self._result
         chunks = []
@@ -138,10 +136,10 @@ def _call_and_exit(write: int, work: Callable[[], Any]) -> None:
 
 
 def _question_vector(ix: Indexer, question: str, mode: RetrievalMode | None) -> ForkedCall | None:
-    """The question's vector, computed in a child of its own while retrieval imports and opens
-    Chroma: about a quarter of a cold retrieval (the onnxruntime session and the tokenizer) taken
-    off its way. Only on the torch-free route; anything else (torch would load in the child) and
-    every failure leave the embedding to retrieval, as without a child."""
+    """The question's vector, computed in a child of its own while this process imports and opens
+    Chroma: about a quarter of a cold retrieval (onnxruntime, its session, the tokenizer) taken off
+    its way. Only on the torch-free route; anything else (torch would load in the child) and every
+    failure leave the embedding to retrieval, as without a child."""
     if (mode or ix.config.retrieval.mode) == "bm25":
         return None
 
@@ -157,15 +155,6 @@ def _question_vector(ix: Indexer, question: str, mode: RetrievalMode | None) -> 
         return None
 
 
-def _expect_vector(ix: Indexer, question: str, vector: ForkedCall | None) -> None:
-    """Retrieval here takes the question's vector from ``vector``'s child."""
-    from indexer.components.onnx_direct import OnnxEmbedder
-
-    embedder = ix.components.query_embedder
-    if vector is not None and isinstance(embedder, OnnxEmbedder):
-        embedder.expect_vector(question.strip(), vector.result)  # as retrieval embeds it
-
-
 def stream_with_prefetch(
     ix: Indexer,
     question: str,
@@ -173,17 +162,21 @@ def stream_with_prefetch(
     filters: Mapping[str, FilterValue] | None = None,
     mode: RetrievalMode | None = None,
 ) -> AnswerStream:
-    """``ix.stream(question, ...)``, cold, with the question embedded in a child while Chroma
-    loads, and (when an LLM is configured) the passages retrieved in another child while the LLM
-    loads here; warm, or where nothing can be forked, just ``ix.stream``."""
+    """``ix.stream(question, ...)``, cold: with an LLM, the passages retrieved in a child while
+    the LLM loads here; without one, the question embedded in a child while Chroma loads here.
+    Warm, or where nothing can be forked, just ``ix.stream``."""
     if not can_fork():
         return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
+    if ix.config.llm.provider != "none":
+        return _stream_beside_child(ix, question, top_k, filters, mode)
+    from indexer.components.onnx_direct import OnnxEmbedder
+
     vector = _question_vector(ix, question, mode)
     try:
-        if ix.config.llm.provider == "none":
-            _expect_vector(ix, question, vector)
-            return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
-        return _stream_beside_child(ix, question, top_k, filters, mode, vector)
+        embedder = ix.components.query_embedder
+        if vector is not None and isinstance(embedder, OnnxEmbedder):
+            embedder.expect_vector(question.strip(), vector.result)  # stripped, as retrieval embeds it
+        return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
     finally:
         if vector is not None:
             vector.close()
@@ -195,14 +188,9 @@ def _stream_beside_child(
     top_k: int | None,
     filters: Mapping[str, FilterValue] | None,
     mode: RetrievalMode | None,
-    vector: ForkedCall | None,
 ) -> AnswerStream:
-    def retrieve() -> Passages:
-        _expect_vector(ix, question, vector)
-        return ix.retrieve(question, top_k, filters=filters, mode=mode)
-
     try:
-        child = ForkedCall(retrieve)
+        child = ForkedCall(lambda: ix.retrieve(question, top_k, filters=filters, mode=mode))
     except OSError:  # no process or pipe to spare: the usual way
         return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
     try:
