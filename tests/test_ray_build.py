@@ -121,8 +121,9 @@ def server_config(
         build["ray"] = {"address": address, "actors": 2, "num_cpus": 1, "batch_size": 2}
     path = write_config(folder, docs, llm={"provider": "none"}, build=build, **SMALL)
     data = yaml.safe_load(path.read_text())
-    # A short lease: the SIGKILL test waits for the dead driver's lease to expire.
-    data["vector_store"] = {"host": "127.0.0.1", "port": port, "collection": collection, "lease_ttl": 10}
+    # The shortest lease (vector_store.lease_ttl's minimum): the SIGKILL test waits for the dead
+    # driver's lease to expire.
+    data["vector_store"] = {"host": "127.0.0.1", "port": port, "collection": collection, "lease_ttl": 5}
     path.write_text(yaml.safe_dump(data))
     return path
 

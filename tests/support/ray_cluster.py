@@ -77,8 +77,7 @@ class _Node:
                     pytest.fail("`ray start --head` did not listen:\n" + "".join(self.lines[-40:]))
                 time.sleep(0.2)
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def wait_stopped(self) -> None:
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -119,6 +118,9 @@ def running_ray_cluster(auth: dict[str, str], cpus_per_node: int = 1) -> Iterato
         nodes[1].wait_started(timeout=180)
         yield RayCluster(address=f"127.0.0.1:{port}", env=dict(auth))
     finally:
+        # Both at once: each takes seconds to stop its processes.
         for node in reversed(nodes):
-            node.stop()
+            node.process.terminate()
+        for node in reversed(nodes):
+            node.wait_stopped()
         shutil.rmtree(temp_dir, ignore_errors=True)
