@@ -6,11 +6,11 @@ An example that cannot run here is preceded by ``<!-- not-run: REASON -->`` (a G
 a server that runs until Ctrl-C, a network model) and is reported as skipped with that reason.
 Examples run with the tiny test GGUF in place of SmolLM2 (``INDEXER_MODEL``), against a built
 copy of the sample config in place of ``configs/sample.yaml``, with ``indexer`` and
-``.venv/bin/indexer`` running this checkout. Each Python example and each ``indexer`` command but
-``query`` runs in a process of its own, forked from one that has imported torch, LlamaIndex, Chroma
-and llama.cpp once (tests/support/warm_python.py): a new interpreter spent most of an example's CPU
-on them. ``indexer query`` runs in a new interpreter, as a user's does: it forks its retrieval only
-where none of those libraries is loaded yet (indexer/query/prefetch.py).
+``.venv/bin/indexer`` running this checkout. Each Python example and ``indexer`` command runs in a
+process of its own, forked from one that has imported torch, LlamaIndex, Chroma and llama.cpp once
+(tests/support/warm_python.py): a new interpreter spent most of an example's CPU on them. Only an
+``indexer query`` that answers runs in a new interpreter, as a user's does: it forks its retrieval
+only where none of those libraries is loaded yet (indexer/query/prefetch.py).
 """
 
 from __future__ import annotations
@@ -241,12 +241,18 @@ def example_env(
     }
     with warm_python(env, work) as socket_path:
         # `indexer ARGS` is `python -m indexer ARGS`: in a process forked from the warm one, but for
-        # `query`, whose cold start differs where the libraries are loaded (see the module's notes).
+        # a `query` that answers, whose cold start differs where the libraries are loaded (see the
+        # module's notes); with --retrieve-only no model answers and nothing is forked.
         run = [sys.executable, str(WARM_PYTHON), "run", socket_path]
         cold = shlex.join([sys.executable, "-m", "indexer"])
         shim = bin_dir / "indexer"
         shim.write_text(
-            f'#!/bin/sh\ncase "$1" in query) exec {cold} "$@" ;; esac\n'
+            "#!/bin/sh\n"
+            'if [ "$1" = query ]; then\n'
+            "  answers=1\n"
+            '  for arg do [ "$arg" = --retrieve-only ] && answers=; done\n'
+            f'  [ -n "$answers" ] && exec {cold} "$@"\n'
+            "fi\n"
             f'exec {shlex.join(run)} -m indexer "$@"\n'
         )
         shim.chmod(0o755)
