@@ -90,9 +90,10 @@ def sample_questions() -> list[dict[str, Any]]:
     return [json.loads(line) for line in SAMPLE_QUESTIONS.read_text().splitlines() if line.strip()]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def chroma_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A `chroma run` server on 127.0.0.1 for the tests of one module."""
+    """A `chroma run` server on 127.0.0.1 for the session: each test writes collections of its own
+    names, and a server takes seconds to start."""
     from tests.support.chroma_server import running_chroma
 
     with running_chroma(tmp_path_factory.mktemp("chroma-data")) as port:

@@ -6,7 +6,11 @@ An example that cannot run here is preceded by ``<!-- not-run: REASON -->`` (a G
 a server that runs until Ctrl-C, a network model) and is reported as skipped with that reason.
 Examples run with the tiny test GGUF in place of SmolLM2 (``INDEXER_MODEL``), against a built
 copy of the sample config in place of ``configs/sample.yaml``, with ``indexer`` and
-``.venv/bin/indexer`` running this checkout.
+``.venv/bin/indexer`` running this checkout. Each Python example and ``indexer`` command runs in a
+process of its own, forked from one that has imported torch, LlamaIndex, Chroma and llama.cpp once
+(tests/support/warm_python.py): a new interpreter spent most of an example's CPU on them. Only an
+``indexer query`` that answers runs in a new interpreter, as a user's does: it forks its retrieval
+only where none of those libraries is loaded yet (indexer/query/prefetch.py).
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -151,12 +159,65 @@ def test_remote_loads_are_found(tmp_path: Path) -> None:
     ]
 
 
+# What the examples import, once, in the process they are forked from: the CLI's own imports and
+# the libraries its commands and the Python API load on first use. Only modules that start no
+# thread of their own when imported: a fork keeps none, and onnxruntime's exit then waits forever
+# on its pool's thread (the child imports it itself). The OpenBLAS pools of NumPy and SciPy stop
+# themselves before a fork.
+WARM_MODULES = [
+    "indexer.cli",
+    "indexer.api",
+    "indexer.eval.runner",
+    "indexer.eval.llama_index",
+    "chromadb",
+    "llama_cpp",
+    "bm25s",
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "llama_index.core",
+    "llama_index.core.evaluation",
+    "llama_index.vector_stores.chroma",
+    "matplotlib",
+]
+WARM_PYTHON = ROOT / "tests" / "support" / "warm_python.py"
+
+
+@contextmanager
+def warm_python(env: dict[str, str], cwd: Path) -> Iterator[str]:
+    """A server of warm Python processes (tests/support/warm_python.py); yields its socket."""
+    # Not pytest's tmp_path: a Unix socket path has at most 107 characters.
+    folder = Path(tempfile.mkdtemp(prefix="warm-python-"))
+    socket_path = str(folder / "socket")
+    log = folder / "server.log"
+    with log.open("wb") as errors:
+        server = subprocess.Popen(
+            [sys.executable, str(WARM_PYTHON), "serve", socket_path, *WARM_MODULES],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+    try:
+        assert server.stdout is not None
+        if server.stdout.readline().strip() != b"ready":  # the imports are done
+            server.wait(timeout=60)
+            pytest.fail(f"the warm Python server did not start:\n{log.read_text()[-3000:]}")
+        yield socket_path
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def example_env(
     tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path, built_sample: Path
-) -> dict[str, Any]:
+) -> Iterator[dict[str, Any]]:
     """Where the examples run: a built copy of the sample config, a copy of the sample folder for
-    ``~/my-notes``, private config and data directories, and ``indexer`` on PATH."""
+    ``~/my-notes``, private config and data directories, ``indexer`` on PATH, and the warm Python
+    server that ``indexer`` and the Python examples run in."""
     root = tmp_path_factory.mktemp("doc-examples")
     # The session's built sample index, copied whole (config and storage beside it): the examples
     # may write to theirs, and the same corpus and model need no second build.
@@ -169,9 +230,6 @@ def example_env(
     (work / "data").symlink_to(ROOT / "data")
     bin_dir = root / "bin"
     bin_dir.mkdir()
-    shim = bin_dir / "indexer"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m indexer "$@"\n')
-    shim.chmod(0o755)
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
@@ -181,7 +239,24 @@ def example_env(
         "INDEXER_CONFIG_DIR": str(root / "config-dir"),
         "INDEXER_DATA_DIR": str(root / "data-dir"),
     }
-    return {"config": config, "notes": notes, "work": work, "env": env}
+    with warm_python(env, work) as socket_path:
+        # `indexer ARGS` is `python -m indexer ARGS`: in a process forked from the warm one, but for
+        # a `query` that answers, whose cold start differs where the libraries are loaded (see the
+        # module's notes); with --retrieve-only no model answers and nothing is forked.
+        run = [sys.executable, str(WARM_PYTHON), "run", socket_path]
+        cold = shlex.join([sys.executable, "-m", "indexer"])
+        shim = bin_dir / "indexer"
+        shim.write_text(
+            "#!/bin/sh\n"
+            'if [ "$1" = query ]; then\n'
+            "  answers=1\n"
+            '  for arg do [ "$arg" = --retrieve-only ] && answers=; done\n'
+            f'  [ -n "$answers" ] && exec {cold} "$@"\n'
+            "fi\n"
+            f'exec {shlex.join(run)} -m indexer "$@"\n'
+        )
+        shim.chmod(0o755)
+        yield {"config": config, "notes": notes, "work": work, "env": env, "run": run}
 
 
 def _localise(code: str, env: dict[str, Any]) -> str:
@@ -197,7 +272,7 @@ def test_example_runs(block: Block, example_env: dict[str, Any]) -> None:
     else:
         script = example_env["work"] / f"example_{block.file.stem}_{block.line}.py"
         script.write_text(code)
-        command = [sys.executable, str(script)]
+        command = [*example_env["run"], str(script)]  # as `python SCRIPT`
     result = subprocess.run(
         command,
         cwd=example_env["work"],

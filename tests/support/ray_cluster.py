@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,8 +66,18 @@ class _Node:
                 pytest.fail("`ray start` did not start:\n" + "".join(self.lines[-40:]))
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        self.process.terminate()
+    def wait_listening(self, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("`ray start --head` did not listen:\n" + "".join(self.lines[-40:]))
+                time.sleep(0.2)
+
+    def wait_stopped(self) -> None:
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -98,12 +109,18 @@ def running_ray_cluster(auth: dict[str, str], cpus_per_node: int = 1) -> Iterato
         head_args = ["--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", temp_dir]
         head_args += _ports(*node_ports, *agent_ports, "ray-client-server-port")
         nodes.append(_Node([*head_args, *common], env))
-        nodes[0].wait_started(timeout=180)
+        # The second node needs only the head's GCS: it starts while the head still starts its
+        # raylet and agents, rather than after.
+        nodes[0].wait_listening(port, timeout=180)
         worker_args = ["--address", f"127.0.0.1:{port}", *_ports(*node_ports, *agent_ports)]
         nodes.append(_Node([*worker_args, *common], env))
+        nodes[0].wait_started(timeout=180)
         nodes[1].wait_started(timeout=180)
         yield RayCluster(address=f"127.0.0.1:{port}", env=dict(auth))
     finally:
+        # Both at once: each takes seconds to stop its processes.
         for node in reversed(nodes):
-            node.stop()
+            node.process.terminate()
+        for node in reversed(nodes):
+            node.wait_stopped()
         shutil.rmtree(temp_dir, ignore_errors=True)
