@@ -239,7 +239,7 @@ def _embedding_route(config: Config) -> str:
         questions = "questions: torch + onnxruntime until the next build or query writes the ONNX recipe"
     if config.build.engine != "local" or not onnx_max_chunks(config):
         return questions
-    if direct_route(config) is None:
+    if direct_route(config, torch_loaded=False) is None:  # as a new `indexer build` process
         return f"{questions}; builds: torch"
     return f"{questions}; builds of up to {onnx_max_chunks(config)} chunks: ONNX, larger: torch"
 

@@ -693,7 +693,9 @@ class BuildConfig(StrictModel):
         description="local, CPU, embedding.backend torch: a build embeds its first this many chunks on "
         "the torch-free ONNX route (float32, torch's vectors to rounding; no torch import), and hands "
         "larger builds to torch's bfloat16 streams; 0: always torch. auto: the measured switch point "
-        "(ingestion/encoders.py ONNX_ROUTE_MAX_CHUNKS).",
+        "(ingestion/encoders.py ONNX_ROUTE_MAX_CHUNKS), and always torch in a process that has loaded "
+        "sentence-transformers already (a server or watcher after a large build, the Python API), "
+        "where the imports the ONNX route saves are paid.",
     )
     ray: RayConfig = Field(default_factory=RayConfig, description="build.engine ray: cluster, actors.")
 

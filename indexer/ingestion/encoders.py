@@ -19,6 +19,7 @@ import atexit
 import os
 import pickle
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -303,11 +304,19 @@ def onnx_max_chunks(config: Config) -> int:
     return ONNX_ROUTE_MAX_CHUNKS if wanted == "auto" else wanted
 
 
-def direct_route(config: Config) -> OnnxEmbedder | None:
+def direct_route(config: Config, *, torch_loaded: bool | None = None) -> OnnxEmbedder | None:
     """The torch-free embedder a CPU build may start on, or ``None``: a GPU, another backend, a
-    dtype set by hand, or a model without its ONNX recipe yet (the first build writes it)."""
+    dtype set by hand, a model without its ONNX recipe yet (the first build writes it), or, with
+    ``build.onnx_max_chunks: auto``, a process that has imported sentence-transformers already
+    (``torch_loaded``, default: whether it has). The route's gain is the 5 s of imports it saves;
+    where they are paid (a server or watcher that ran a large build, the Python API, eval), torch's
+    bfloat16 streams embed a small build in about half the CPU time of the ONNX float route."""
     embedding = config.embedding
     if not onnx_max_chunks(config) or device_kind(embedding.device) != "cpu" or embedding.backend != "torch":
+        return None
+    if torch_loaded is None:
+        torch_loaded = "sentence_transformers" in sys.modules
+    if config.build.onnx_max_chunks == "auto" and torch_loaded:
         return None
     if embedding.provider != "sentence_transformers":
         return None
