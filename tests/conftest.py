@@ -7,6 +7,7 @@ import atexit
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["INDEXER_CONFIG_DIR"] = os.path.join(cache, "config")
     os.environ["INDEXER_DATA_DIR"] = os.path.join(cache, "data")
     config.addinivalue_line("markers", MARKER)
+    # A run started in the background of a script inherits SIGINT ignored (a POSIX shell does that
+    # to an `&` job when job control is off), and so would every process a test starts: the Ctrl-C
+    # tests would then wait on commands that cannot hear it. Python's own handler back, for them.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if _XDIST_WORKER:
         pin_worker(_XDIST_WORKER, _XDIST_WORKERS)
 
