@@ -36,6 +36,7 @@ from indexer.cpu import cpu_count
 
 if TYPE_CHECKING:
     from indexer.api import Indexer
+    from indexer.components.onnx_direct import OnnxEmbedder
     from indexer.config.models import RetrievalMode
     from indexer.query.engine import AnswerStream
     from indexer.query.filters import FilterValue
@@ -135,22 +136,12 @@ def _call_and_exit(write: int, work: Callable[[], Any]) -> None:
         os._exit(0)
 
 
-def _question_vector(ix: Indexer, question: str, mode: RetrievalMode | None) -> ForkedCall | None:
+def _question_vector(embedder: OnnxEmbedder, question: str) -> ForkedCall | None:
     """The question's vector, computed in a child of its own while this process imports and opens
     Chroma: about a quarter of a cold retrieval (onnxruntime, its session, the tokenizer) taken off
-    its way. Only on the torch-free route; anything else (torch would load in the child) and every
-    failure leave the embedding to retrieval, as without a child."""
-    if (mode or ix.config.retrieval.mode) == "bm25":
-        return None
-
-    def embed() -> list[float] | None:
-        from indexer.components.onnx_direct import OnnxEmbedder
-
-        embedder = ix.components.query_embedder
-        return embedder.embed_query(question.strip()) if isinstance(embedder, OnnxEmbedder) else None
-
+    its way. Any failure leaves the embedding to retrieval, as without a child."""
     try:
-        return ForkedCall(embed)
+        return ForkedCall(lambda: embedder.embed_query(question.strip()))  # stripped, as retrieval embeds it
     except OSError:
         return None
 
@@ -171,11 +162,14 @@ def stream_with_prefetch(
         return _stream_beside_child(ix, question, top_k, filters, mode)
     from indexer.components.onnx_direct import OnnxEmbedder
 
-    vector = _question_vector(ix, question, mode)
+    embedder = ix.components.query_embedder
+    # Only on the torch-free route: another embedder would load torch in the child.
+    if (mode or ix.config.retrieval.mode) == "bm25" or not isinstance(embedder, OnnxEmbedder):
+        return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
+    vector = _question_vector(embedder, question)
     try:
-        embedder = ix.components.query_embedder
-        if vector is not None and isinstance(embedder, OnnxEmbedder):
-            embedder.expect_vector(question.strip(), vector.result)  # stripped, as retrieval embeds it
+        if vector is not None:
+            embedder.expect_vector(question.strip(), vector.result)
         return ix.stream(question, top_k=top_k, filters=filters, mode=mode)
     finally:
         if vector is not None:
