@@ -23,9 +23,10 @@ MSMARCO = SHARED_DATA / "msmarco_subset" / "corpus.jsonl"
 
 
 def _texts() -> list[str]:
-    """Real passages (MS MARCO's, and the sample documents whole: longer than the model reads)."""
+    """Real passages (MS MARCO's, and the sample documents whole: longer than the model reads):
+    enough for two forward batches of 32 and several streams of 8."""
     with MSMARCO.open(encoding="utf-8") as fh:
-        passages = [json.loads(line)["text"] for line in itertools.islice(fh, 150)]
+        passages = [json.loads(line)["text"] for line in itertools.islice(fh, 48)]
     return passages + [p.read_text(encoding="utf-8") for p in sorted(SAMPLE_DIR.rglob("*.txt"))]
 
 

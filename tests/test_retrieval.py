@@ -272,6 +272,8 @@ def test_bm25_scores_equal_a_from_scratch_lucene_bm25(tmp_path: Path) -> None:
         want = {f"c{int(d)}": float(s) for d, s in zip(docs[0], scores[0], strict=True) if s > 0}
         assert got.keys() == want.keys(), query
         assert all(abs(got[k] - want[k]) < 1e-4 for k in want), query
+    # bm25s is imported without SciPy (index/keyword.py): free only while its default backend is used.
+    assert index._current().bm25.csc_backend == "numpy"
 
 
 @pytest.mark.slow
