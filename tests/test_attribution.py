@@ -293,6 +293,23 @@ def test_extract_quotes_the_closest_passage_sentence_with_its_citation(embed: Em
     assert extract("anything", [], embed).answer is None
 
 
+def test_extract_quotes_the_sentence_stating_the_fact_not_a_heading_question_or_restatement(
+    embed: Embed,
+) -> None:
+    """Taken from the sample documents: the FAQ's question, the section's heading and a sentence
+    that only restates the question all read closer to it than the sentence that answers."""
+    radio = (
+        "# Radio link\n\nWhich frequency does the European mast use?\n\n"
+        "The mast and console talk to each other over a LoRa radio link.\n\n"
+        "- **AS-868**, the European variant, uses the 868 MHz band.\n"
+    )
+    source = Source(rank=1, score=0.9, file="hardware.md", doc_id="hardware.md", text=radio)
+    checked = extract("Which radio frequency does the European mast use?", [source], embed)
+    assert checked.answer == "“- **AS-868**, the European variant, uses the 868 MHz band.” [1]"
+    only_questions = Source(rank=1, score=0.9, file="faq.md", doc_id="faq.md", text="Is it open source?")
+    assert extract("Is it open source?", [only_questions], embed).answer == "“Is it open source?” [1]"
+
+
 def test_auto_keeps_a_supported_answer_and_quotes_the_passages_instead_of_an_unsupported_one(
     embed: Embed,
 ) -> None:

@@ -39,6 +39,12 @@ _FACT_WEIGHT = 0.4
 _MAX_PIECES = 32
 # extract: passage sentences this close to the best one's similarity count as equally good.
 _EXTRACT_MARGIN = 0.05
+# What stating a new number, date or code adds to a quote's closeness to the question. Measured
+# on the sample questions (a reference in the quote: 3 of 10 before it and the filter below, 5
+# after) and on the Paul Graham set's 44 (F1 0.123 to 0.145); from 0.08 to 0.12 the same.
+_FACT_BONUS = 0.1
+# A Markdown heading, or a sentence that ends in a question mark.
+_NOT_AN_ANSWER_RE = re.compile(r"^\s*#|\?[\"')\]]*\s*$")
 # A value must be in one of this many passage sentences closest to its claim, or it contradicts.
 _NEAR_PIECES = 3
 
@@ -371,6 +377,14 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _states_a_new_fact(sentence: str, question: str) -> bool:
+    """Whether ``sentence`` states a number, date or code that ``question`` does not: what a
+    factual question asks for, and what a sentence that only restates the question lacks."""
+    asked = question.lower()
+    words = {w.lower() for w in _WORD_RE.findall(question)}
+    return any(f.kind != "name" and f.shown.lower() not in asked for f in _claim_facts(sentence, words))
+
+
 def _passage_sentences(text: str) -> list[str]:
     """A passage's sentences (lines joined within a paragraph or list item), very short ones
     left out; the whole passage where it has none. Sentences, not the passage, are embedded:
@@ -385,14 +399,22 @@ def _passage_sentences(text: str) -> list[str]:
 
 def extract(question: str, sources: Sequence[Source], embed: Embed) -> Checked:
     """``query.answer_style: extract``: the passage sentence closest to the question, quoted with
-    its citation; of near-equal ones (within ``_EXTRACT_MARGIN``), the shortest. Nothing is
-    generated, so nothing can be invented."""
+    its citation; of near-equal ones (within ``_EXTRACT_MARGIN``), the shortest. Headings and
+    questions are passed over, and a sentence stating a number, date or code the question does
+    not is closer by ``_FACT_BONUS``. Nothing is generated, so nothing can be invented."""
     candidates = [(s, piece) for s in sources for piece in _passage_sentences(s.text)]
     candidates = [(s, p) for s, p in candidates if len(_WORD_RE.findall(p)) >= 3]
+    # A heading names a topic and a question asks one: neither answers, though both read closest
+    # to the question (an FAQ's "Is it open source?" before the sentence naming the licence).
+    statements = [(s, p) for s, p in candidates if not _NOT_AN_ANSWER_RE.search(p)]
+    candidates = statements or candidates
     if not candidates:
         return Checked(None, [], "no passage sentence to quote (query.answer_style: extract)")
     vectors = embed([question, *(p for _, p in candidates)])
-    scores = [_cosine(vectors[0], v) for v in vectors[1:]]
+    scores = [
+        _cosine(vectors[0], v) + (_FACT_BONUS if _states_a_new_fact(piece, question) else 0.0)
+        for v, (_, piece) in zip(vectors[1:], candidates, strict=True)
+    ]
     best = max(scores)
     near = [i for i, score in enumerate(scores) if score >= best - _EXTRACT_MARGIN]
     pick = min(near, key=lambda i: (len(candidates[i][1]), -scores[i]))
