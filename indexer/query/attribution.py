@@ -282,7 +282,7 @@ def attribute(
         at += len(piece)
     passage_facts = [_passage_facts(s.text) for s in sources]
     piece_facts = [[_passage_facts(p) for p in piece] for piece in pieces]
-    asked = {w.lower() for w in _WORD_RE.findall(question or "")}
+    asked = _asked_words(question or "")
     sentences = []
     for text, claim, (a, b), vector in zip(texts, claims, spans, sentence_vectors, strict=True):
         facts = _claim_facts(claim, asked)
@@ -378,12 +378,15 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _states_a_new_fact(sentence: str, question: str) -> bool:
-    """Whether ``sentence`` states a number, date or code that ``question`` does not: what a
-    factual question asks for, and what a sentence that only restates the question lacks."""
-    asked = question.lower()
-    words = {w.lower() for w in _WORD_RE.findall(question)}
-    return any(f.kind != "name" and f.shown.lower() not in asked for f in _claim_facts(sentence, words))
+def _asked_words(question: str) -> set[str]:
+    return {w.lower() for w in _WORD_RE.findall(question)}
+
+
+def _states_a_new_fact(sentence: str, question: str, asked: set[str]) -> bool:
+    """Whether ``sentence`` states a number, date or code that ``question`` (its words ``asked``)
+    does not: what a factual question asks for, and what a sentence only restating it lacks."""
+    question = question.lower()
+    return any(f.kind != "name" and f.shown.lower() not in question for f in _claim_facts(sentence, asked))
 
 
 def _passage_sentences(text: str) -> list[str]:
@@ -412,8 +415,9 @@ def extract(question: str, sources: Sequence[Source], embed: Embed) -> Checked:
     if not candidates:
         return Checked(None, [], "no passage sentence to quote (query.answer_style: extract)")
     vectors = embed([question, *(p for _, p in candidates)])
+    asked = _asked_words(question)
     scores = [
-        _cosine(vectors[0], v) + (_FACT_BONUS if _states_a_new_fact(piece, question) else 0.0)
+        _cosine(vectors[0], v) + (_FACT_BONUS if _states_a_new_fact(piece, question, asked) else 0.0)
         for v, (_, piece) in zip(vectors[1:], candidates, strict=True)
     ]
     best = max(scores)
