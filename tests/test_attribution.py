@@ -304,8 +304,11 @@ def test_extract_quotes_the_sentence_stating_the_fact_not_a_heading_question_or_
         "- **AS-868**, the European variant, uses the 868 MHz band.\n"
     )
     source = Source(rank=1, score=0.9, file="hardware.md", doc_id="hardware.md", text=radio)
-    checked = extract("Which radio frequency does the European mast use?", [source], embed)
+    checked = extract("Which variant of the mast is made for Europe?", [source], embed)
     assert checked.answer == "“- **AS-868**, the European variant, uses the 868 MHz band.” [1]"
+    # Asked for a value of a known form (a frequency), the quote is that value alone.
+    checked = extract("Which radio frequency does the European mast use?", [source], embed)
+    assert checked.answer == "“868 MHz” [1]" and checked.sentences[0].citations == [1]
     only_questions = Source(rank=1, score=0.9, file="faq.md", doc_id="faq.md", text="Is it open source?")
     assert extract("Is it open source?", [only_questions], embed).answer == "“Is it open source?” [1]"
 
@@ -321,6 +324,21 @@ def test_auto_keeps_a_supported_answer_and_quotes_the_passages_instead_of_an_uns
     assert fallback.answer == extract(question, SOURCES, embed).answer
     assert "answer_style: auto" in (fallback.notice or "")
     assert all(s.supported for s in fallback.sentences)
+
+
+def test_auto_quotes_the_value_where_the_model_restated_the_question_without_it(embed: Embed) -> None:
+    """SmolLM2's own answers on the sample: a supported sentence that mis-copies the value asked
+    for, or leaves it out, gives way to the value quoted from the passages."""
+    errors = (
+        "code,area,description\nE-214,Sensors,Barometric pressure sensor did not respond on the I2C bus\n"
+    )
+    sources = [Source(rank=1, score=0.9, file="error_codes.csv", doc_id="error_codes.csv", text=errors)]
+    question = "Which error code means the barometric pressure sensor did not respond on the I2C bus?"
+    auto = answer_checker(embed, question, style="auto")
+    wrong = auto("The barometric pressure sensor did not respond on the I2C bus.", sources)
+    assert wrong.answer == "“E-214” [1]" and "“E-214”" in (wrong.notice or "")
+    right = "Error E-214 means the barometric pressure sensor did not respond on the I2C bus [1]."
+    assert auto(right, sources).answer == right and auto(right, sources).notice is None
 
 
 @pytest.mark.slow

@@ -88,6 +88,13 @@ def test_an_abstained_answer_counts_as_abstained_and_never_as_correct_flagged_or
     assert _checks(answer, []) == {"abstained": 1.0}
 
 
+def test_a_quoted_value_is_answered_correctly_as_it_scores_on_f1() -> None:
+    # The extract's quote marks and [n] are how the answer is shown, not what it says.
+    text = "“868 MHz” [1]"
+    answer = Answer(text, PASSAGES, sentences=[_sentence(text)])
+    assert _checks(answer, ["868 MHz"])["answered_correct"] == 1.0
+
+
 def test_answered_correct_needs_the_reference_as_whole_words() -> None:
     assert m.contains_answer("Mount it 1.5 m above the ground.", ["1.5 meters", "1.5 m"])
     assert not m.contains_answer("It uses 8680 MHz.", ["868 MHz"])

@@ -513,8 +513,10 @@ class QueryConfig(StrictModel):
     answer_style: Literal["generate", "extract", "auto"] = Field(
         "generate",
         description="'generate': the model's answer; 'extract': no model, the passage sentence closest "
-        "to the question, quoted with its citation (it cannot invent); 'auto': the model's answer when "
-        "every sentence is supported, otherwise the extract, with a notice saying so.",
+        "to the question, quoted with its citation (it cannot invent), or only the value where the "
+        "question asks for one (a frequency, a quantity, a date, a code: '“0.2 mm” [1]'); 'auto': the "
+        "model's answer when every sentence is supported and it states the value the extract would "
+        "quote, otherwise the extract, with a notice saying so.",
     )
 
     @field_validator("qa_prompt")

@@ -214,7 +214,7 @@ def check_scores(
     "six", and does not ask which passage holds the digits)."""
     scores = {"abstained": 1.0 if abstained else 0.0}
     if references:
-        correct = not abstained and contains_answer(answer, references)
+        correct = not abstained and contains_answer(answer_text(answer), references)
         scores["answered_correct"] = 1.0 if correct else 0.0
     if abstained or not answer.strip():
         return scores

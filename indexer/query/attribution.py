@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
+from indexer.query.answer_span import answer_span, asked_value
+
 if TYPE_CHECKING:
     from indexer.components import Components
     from indexer.query.engine import Source
@@ -402,10 +404,17 @@ def _passage_sentences(text: str) -> list[str]:
 
 
 def extract(question: str, sources: Sequence[Source], embed: Embed) -> Checked:
+    return _extract(question, sources, embed)[0]
+
+
+def _extract(question: str, sources: Sequence[Source], embed: Embed) -> tuple[Checked, str | None]:
     """``query.answer_style: extract``: the passage sentence closest to the question, quoted with
     its citation; of near-equal ones (within ``_EXTRACT_MARGIN``), the shortest. Headings and
     questions are passed over, and a sentence stating a number, date or code the question does
-    not is closer by ``_FACT_BONUS``. Nothing is generated, so nothing can be invented."""
+    not is closer by ``_FACT_BONUS``. Where the question asks for a value of a known form (a
+    frequency, a quantity, a date, a code: ``answer_span``), the bonus goes to the sentences
+    whose place in the passage holds one, and the quote is that value alone. Nothing is
+    generated, so nothing can be invented. Also returns that value, where one was quoted."""
     candidates = [(s, piece) for s in sources for piece in _passage_sentences(s.text)]
     candidates = [(s, p) for s, p in candidates if len(_WORD_RE.findall(p)) >= 3]
     # A heading names a topic and a question asks one: neither answers, though both read closest
@@ -413,20 +422,23 @@ def extract(question: str, sources: Sequence[Source], embed: Embed) -> Checked:
     statements = [(s, p) for s, p in candidates if not _NOT_AN_ANSWER_RE.search(p)]
     candidates = statements or candidates
     if not candidates:
-        return Checked(None, [], "no passage sentence to quote (query.answer_style: extract)")
+        return Checked(None, [], "no passage sentence to quote (query.answer_style: extract)"), None
     vectors = embed([question, *(p for _, p in candidates)])
     asked = _asked_words(question)
+    value = asked_value(question)
+    spans = [answer_span(value, question, s.text, piece) if value else None for s, piece in candidates]
     scores = [
-        _cosine(vectors[0], v) + (_FACT_BONUS if _states_a_new_fact(piece, question, asked) else 0.0)
-        for v, (_, piece) in zip(vectors[1:], candidates, strict=True)
+        _cosine(vectors[0], v)
+        + (_FACT_BONUS if (span if value else _states_a_new_fact(piece, question, asked)) else 0.0)
+        for v, (_, piece), span in zip(vectors[1:], candidates, spans, strict=True)
     ]
     best = max(scores)
     near = [i for i, score in enumerate(scores) if score >= best - _EXTRACT_MARGIN]
-    pick = min(near, key=lambda i: (len(candidates[i][1]), -scores[i]))
+    pick = min(near, key=lambda i: (len(spans[i] or candidates[i][1]), -scores[i]))
     source, quote = candidates[pick]
-    text = f"“{quote.strip()}” [{source.rank}]"
+    text = f"“{(spans[pick] or quote).strip()}” [{source.rank}]"
     sentence = Sentence(text, [source.rank], max(0.0, scores[pick]), True, "system", None, 0, len(text))
-    return Checked(text, [sentence])
+    return Checked(text, [sentence]), spans[pick]
 
 
 def answer_checker(
@@ -434,26 +446,39 @@ def answer_checker(
 ) -> Callable[[str | None, Sequence[Source]], Checked]:
     """What an answer stream applies once the model has finished (``answer`` is None where no
     model ran): attribution and ``query.unsupported`` for a generated answer, the quote for
-    ``extract``, and for ``auto`` the model's answer when every sentence is supported, else
-    the quote."""
+    ``extract``, and for ``auto`` the model's answer when every sentence is supported and, where
+    the question asks for a value, it states the value the extract quotes; else the quote."""
 
     def checked(answer: str | None, sources: Sequence[Source]) -> Checked:
         if style == "extract" or (style == "auto" and answer is None):
             return extract(question, sources, embed)
         sentences = attribute(answer, sources, embed, question)
-        if style == "auto" and any(not s.supported for s in sentences):
-            quoted = extract(question, sources, embed)
+        if style == "auto":
             bad = sum(not s.supported for s in sentences)
-            notice = (
-                f"the model's answer had {bad} unsupported sentence(s): answered with a quote from the "
-                "passages instead (query.answer_style: auto)"
-            )
-            return Checked(
-                quoted.answer, quoted.sentences, "; ".join(n for n in (notice, quoted.notice) if n)
-            )
+            asks_value = asked_value(question) is not None
+            quoted, value = _extract(question, sources, embed) if bad or asks_value else (None, None)
+            why = f"had {bad} unsupported sentence(s)" if bad else None
+            if value and not bad and not _states_value(answer or "", value):
+                # A small model restates the question and mis-copies the value ("241" for E-214).
+                why = f"did not state the value the passages give (“{value}”)"
+            if quoted is not None and why:
+                notice = (
+                    f"the model's answer {why}: answered with a quote from the passages instead "
+                    "(query.answer_style: auto)"
+                )
+                return Checked(
+                    quoted.answer, quoted.sentences, "; ".join(n for n in (notice, quoted.notice) if n)
+                )
         return apply_policy(answer, sentences, policy)
 
     return checked
+
+
+def _states_value(answer: str, value: str) -> bool:
+    """Whether ``answer`` states ``value`` as a whole phrase, in any case ("every six months" for
+    "EVERY SIX MONTHS"; "every 15 minutes" for "once every 15 minutes")."""
+    core = re.sub(r"^(?:once|twice)\s+", "", " ".join(value.lower().split()))
+    return re.search(rf"(?<![\w.-]){re.escape(core)}(?![\w-])", " ".join(answer.lower().split())) is not None
 
 
 # -- facts ------------------------------------------------------------------------------------------
