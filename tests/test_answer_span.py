@@ -139,3 +139,16 @@ def test_a_passage_without_the_value_asked_for_gives_no_span() -> None:
         )
         is None
     )
+
+
+def test_a_date_is_read_from_the_release_heading() -> None:
+    sentence = "- MQTT publishing now supports TLS connections."
+    assert span("When did firmware version 2.5.0 come out?", CHANGELOG, sentence) == "2024-09-16"
+    assert (
+        span(
+            "When was the PostgreSQL upgrade?",
+            "It happened on Saturday 20 April 2024.",
+            "It happened on Saturday 20 April 2024.",
+        )
+        == "20 April 2024"
+    )

@@ -50,6 +50,17 @@ _NOT_UNITS = {
     "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "is", "of", "on", "or", "the",
     "to", "was", "were", "with",
 }  # fmt: skip
+_MONTH = (
+    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
+    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_ORD = r"(?:st|nd|rd|th)?"
+DATE_PATTERNS = (  # (pattern, group order): year, month, day; attribution reads them too
+    (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), "ymd"),
+    (re.compile(rf"\b(\d{{1,2}}){_ORD}\s+(?:of\s+)?{_MONTH},?(?:\s+(\d{{4}}))?\b", re.I), "dmy"),
+    (re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}){_ORD}(?:,?\s+(\d{{4}}))?\b", re.I), "mdy"),
+    (re.compile(rf"\b{_MONTH}\s+(\d{{4}})\b", re.I), "my"),
+)
 _YEAR_RE = re.compile(r"\b(?:1[89]|20)\d\d\b")
 # A code mixes letters and digits or joins parts with dashes and dots: J4, E-214, AUR-7731-X,
 # GPL-3.0, 2.4.0; a port or a pin is a bare number too.
@@ -272,12 +283,10 @@ def _quantities(text: str, unit: str | None) -> list[tuple[int, str]]:
 
 
 def _dates(text: str) -> list[tuple[int, str]]:
-    # attribution's date patterns, with a bare year for "what year" and "when".
-    from indexer.query.attribution import _DATE_RES
-
+    # The dates attribution checks, and a bare year for "what year" and "when".
     found: list[tuple[int, str]] = []
     taken: list[range] = []
-    for pattern, _ in _DATE_RES:
+    for pattern, _ in DATE_PATTERNS:
         for m in pattern.finditer(text):
             if not any(m.start() in r for r in taken):
                 found.append((m.start(), m.group(0)))

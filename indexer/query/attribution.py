@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
-from indexer.query.answer_span import answer_span, asked_value
+from indexer.query.answer_span import DATE_PATTERNS, answer_span, asked_value
 
 if TYPE_CHECKING:
     from indexer.components import Components
@@ -61,10 +61,6 @@ _SENTENCE_END_RE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=\S)")
 _ONLY_CITATIONS_RE = re.compile(r"^(?:\s*\[\d+(?:\s*,\s*\d+)*\]\s*[.,;:]?)+\s*$")
 _LEADING_CITATIONS_RE = re.compile(r"^(?:\s*\[\d+(?:\s*,\s*\d+)*\])+[.,;:]?\s*")
 
-_MONTH = (
-    r"(jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
-    r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
-)
 _MONTHS = {
     name: n
     for n, names in enumerate(
@@ -87,13 +83,6 @@ _MONTHS = {
     for name in names
 }
 _WEEKDAYS = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
-_ORD = r"(?:st|nd|rd|th)?"
-_DATE_RES = (  # (pattern, group order): year, month, day
-    (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), "ymd"),
-    (re.compile(rf"\b(\d{{1,2}}){_ORD}\s+(?:of\s+)?{_MONTH},?(?:\s+(\d{{4}}))?\b", re.I), "dmy"),
-    (re.compile(rf"\b{_MONTH}\s+(\d{{1,2}}){_ORD}(?:,?\s+(\d{{4}}))?\b", re.I), "mdy"),
-    (re.compile(rf"\b{_MONTH}\s+(\d{{4}})\b", re.I), "my"),
-)
 # A code mixes letters and digits (PG16, INC-4521, v2.3.1), or joins digits with separators
 # (127.0.0.1, 2024/25), or is a long run of digits (1234567890): matched as written, not as a value.
 _CODE_RE = re.compile(
@@ -502,7 +491,7 @@ def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
 def _dates(text: str) -> tuple[list[tuple[tuple[int | None, int, int | None], str]], str]:
     """The dates in ``text`` as (year, month, day), and the text with them blanked out."""
     found = []
-    for pattern, order in _DATE_RES:
+    for pattern, order in DATE_PATTERNS:
         for m in pattern.finditer(text):
             groups = dict(zip(order, m.groups(), strict=True))
             try:
