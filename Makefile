@@ -71,9 +71,10 @@ browser:
 # own (tests/support/cores.py), at a lower priority (nice 10) than the tests marked cluster (a
 # two-node Ray cluster, `chroma run` servers), which run beside them in a session of their own:
 # the cluster tests wait on Ray, servers and leases for a third of their time, and the workers
-# take up what they leave. Their output follows the workers'. Measured on 2 cores: 9 min 41 s in
-# all, against 10 min 10 s to 10 min 23 s for one session after the other; beside the workers at
-# the same priority the cluster tests took 11 min 46 s, their Ray and crash trials starved.
+# take up what they leave. Their output follows the workers'. Measured on 2 cores: 9 min 41 s and
+# 8 min 59 s in all, against 10 min 10 s to 10 min 23 s for one session after the other; beside
+# the workers at the same priority the cluster tests took 11 min 46 s, their Ray and crash trials
+# starved.
 PYTEST_WORKERS ?= 2
 test: setup browser
 	@run=$$(mktemp -d "$${TMPDIR:-/tmp}/indexer-test-XXXXXX"); \
