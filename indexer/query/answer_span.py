@@ -20,10 +20,11 @@ from typing import Literal
 
 ValueKind = Literal["frequency", "quantity", "date", "code"]
 
-_NUMBER_WORDS = (
-    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
-    "forty|fifty|sixty|hundred|a few|several|a|an"
+_SPELLED = (
+    r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred)"
 )
+_NUMBER_WORDS = rf"{_SPELLED}|a few|several|a|an"
 _PERIODS = r"(?:second|minute|hour|day|night|week|fortnight|month|quarter|year|season|cycle)s?"
 _FREQUENCY_RE = re.compile(
     rf"\b(?:(?:once|twice|\w+ times)\s+)?(?:every|each)\s+(?:(?:\d+(?:\.\d+)?|{_NUMBER_WORDS}|other)\s+)?"
@@ -33,18 +34,15 @@ _FREQUENCY_RE = re.compile(
     re.I,
 )
 _NUMERAL = r"[£$€¥]?\d+(?:[.,]\d+)*"
-_SPELLED = (
-    r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
-    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred)"
-)
 # A unit is the word after the number ("868 MHz", "1.5 meters", "27 days"), or a sign ("40 %").
+_UNIT = r"%|°\s?[CF]\b|[A-Za-zµΩ°][A-Za-z²³/]*"
 _QUANTITY_RE = re.compile(
     rf"(?<![\w.\-/])(?P<number>{_NUMERAL}(?![\w.\-/]*\d)|\b{_SPELLED}(?:-{_SPELLED})?\b)"
-    r"(?:\s?(?P<unit>%|°\s?[CF]\b|[A-Za-zµΩ°][A-Za-z²³/]*))?",
+    rf"(?:\s?(?P<unit>{_UNIT}))?",
     re.I,
 )
 # A range of two quantities: "between 7.2 V and 8.4 V", "-3.0 to +3.0 °C", "10–20 mm".
-_BOUND = r"[-+±]?\d+(?:[.,]\d+)?(?:\s?(?:%|°\s?[CF]|[A-Za-zµΩ°][A-Za-z²³/]*))?"
+_BOUND = rf"[-+±]?\d+(?:[.,]\d+)?(?:\s?(?:{_UNIT}))?"
 _RANGE_RE = re.compile(rf"(?<![\w.])(?:between\s+)?{_BOUND}\s*(?:and|to|–|—|-)\s*{_BOUND}(?![\w.]*\d)")
 _NOT_UNITS = {
     "a", "an", "and", "are", "as", "at", "by", "for", "from", "in", "is", "of", "on", "or", "the",
@@ -73,16 +71,17 @@ _LICENSE_TOKEN_RE = re.compile(r"(?<![\w\-])[A-Z][\w.+\-]*[\w+](?![\w\-])")
 
 # The noun a "which …"/"what is the …" question asks for, and the form of its value. A unit
 # pattern narrows a quantity ("Which radio frequency" wants Hz, not the "AS-868" beside it).
+_LENGTH = r"[cmk]?m|met(?:er|re)s?|ft|feet|foot|inch(?:es)?"
 _QUANTITY_UNITS = {
     "frequency": r"[kMG]?Hz",
     "band": r"[kMG]?Hz",
     "voltage": r"m?V|volts?",
     "current": r"[mµ]?A|amps?|amperes?",
     "temperature": r"°\s?[CF]|degrees?",
-    "height": r"[cmk]?m|met(?:er|re)s?|ft|feet|foot|inch(?:es)?",
-    "length": r"[cmk]?m|met(?:er|re)s?|ft|feet|foot|inch(?:es)?",
-    "width": r"[cmk]?m|met(?:er|re)s?|ft|feet|foot|inch(?:es)?",
-    "depth": r"[cmk]?m|met(?:er|re)s?|ft|feet|foot|inch(?:es)?",
+    "height": _LENGTH,
+    "length": _LENGTH,
+    "width": _LENGTH,
+    "depth": _LENGTH,
     "distance": r"[cmk]?m|met(?:er|re)s?|ft|feet|foot|miles?|kilomet(?:er|re)s?",
     "range": "",  # a range of values, else a distance: AskedValue.spans
     "weight": r"k?g|grams?|kilograms?|lbs?|pounds?|ounces?|oz",

@@ -438,13 +438,14 @@ def answer_checker(
     ``extract``, and for ``auto`` the model's answer when every sentence is supported and, where
     the question asks for a value, it states the value the extract quotes; else the quote."""
 
+    asks_value = asked_value(question) is not None
+
     def checked(answer: str | None, sources: Sequence[Source]) -> Checked:
         if style == "extract" or (style == "auto" and answer is None):
             return extract(question, sources, embed)
         sentences = attribute(answer, sources, embed, question)
         if style == "auto":
             bad = sum(not s.supported for s in sentences)
-            asks_value = asked_value(question) is not None
             quoted, value = _extract(question, sources, embed) if bad or asks_value else (None, None)
             why = f"had {bad} unsupported sentence(s)" if bad else None
             if value and not bad and not _states_value(answer or "", value):

@@ -30,15 +30,7 @@ from indexer.query.text import unicode_problem
 # What a source shows of its chunk's metadata (``--json``, HTTP, MCP): where it stands, and whether
 # its text was read by OCR, with the engine's confidence (ingestion/ocr.py).
 _CITATION_KEYS = (
-    "page",
-    "page_end",
-    "section",
-    "title",
-    "start_char",
-    "end_char",
-    "chunk",
-    "ocr",
-    "ocr_confidence",
+    "page", "page_end", "section", "title", "start_char", "end_char", "chunk", "ocr", "ocr_confidence"
 )
 _CITATION_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _PLACEHOLDER_RE = re.compile(r"\{(\w+)\}")
