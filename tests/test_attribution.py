@@ -313,6 +313,23 @@ def test_extract_quotes_the_sentence_stating_the_fact_not_a_heading_question_or_
     assert extract("Is it open source?", [only_questions], embed).answer == "“Is it open source?” [1]"
 
 
+def test_extract_reads_a_frequency_from_the_heading_above_the_task_not_from_other_headings(
+    embed: Embed,
+) -> None:
+    """From the sample's maintenance schedule: each underlined heading alone reads close to "how
+    often", and the shortest had been quoted ("ONCE A YEAR"); a heading is a label, not an answer."""
+    schedule = (
+        "EVERY THREE MONTHS\n------------------\n* Spin the anemometer cups by hand.\n\n"
+        + MAINTENANCE
+        + "\nONCE A YEAR\n-----------\n* Update the firmware on both the console and the mast.\n"
+    )
+    source = Source(rank=1, score=0.9, file="maintenance.txt", doc_id="maintenance.txt", text=schedule)
+    checked = extract("How often should the desiccant be replaced?", [source], embed)
+    assert checked.answer == "“EVERY SIX MONTHS” [1]"
+    checked = extract("How often should the firmware be updated?", [source], embed)
+    assert checked.answer == "“ONCE A YEAR” [1]"
+
+
 def test_auto_keeps_a_supported_answer_and_quotes_the_passages_instead_of_an_unsupported_one(
     embed: Embed,
 ) -> None:

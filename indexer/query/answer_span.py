@@ -227,6 +227,18 @@ def _places(passage: str, sentence: str) -> Iterator[str]:
             yield lines[i]
 
 
+def is_heading(passage: str, sentence: str) -> bool:
+    """Whether ``sentence`` is a whole heading line of ``passage`` ("EVERY SIX MONTHS" over its
+    rule, "## Radio link"): a label for the lines below it, which states nothing by itself."""
+    lines = passage.splitlines()
+    at = _line_of(lines, sentence)
+    return (
+        at is not None
+        and " ".join(lines[at].split()) == " ".join(sentence.split())
+        and _is_heading(lines, at)
+    )
+
+
 def _line_of(lines: list[str], sentence: str) -> int | None:
     """The line where ``sentence`` (whitespace folded) begins."""
     head = " ".join(sentence.split()[:4])

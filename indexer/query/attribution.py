@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
-from indexer.query.answer_span import DATE_PATTERNS, answer_span, asked_value
+from indexer.query.answer_span import DATE_PATTERNS, answer_span, asked_value, is_heading
 
 if TYPE_CHECKING:
     from indexer.components import Components
@@ -408,7 +408,10 @@ def _extract(question: str, sources: Sequence[Source], embed: Embed) -> tuple[Ch
     candidates = [(s, p) for s, p in candidates if len(_WORD_RE.findall(p)) >= 3]
     # A heading names a topic and a question asks one: neither answers, though both read closest
     # to the question (an FAQ's "Is it open source?" before the sentence naming the licence).
-    statements = [(s, p) for s, p in candidates if not _NOT_AN_ANSWER_RE.search(p)]
+    # An underlined heading ("EVERY THREE MONTHS") is found by the passage's layout, not its text.
+    statements = [
+        (s, p) for s, p in candidates if not _NOT_AN_ANSWER_RE.search(p) and not is_heading(s.text, p)
+    ]
     candidates = statements or candidates
     if not candidates:
         return Checked(None, [], "no passage sentence to quote (query.answer_style: extract)"), None
