@@ -93,6 +93,11 @@ class OnnxEmbedder(Embedder):
         self.onnx_file = onnx_file
         self.config = config
 
+    def load(self) -> None:
+        """Load onnxruntime, the model's session and the tokenizer now rather than at the first
+        call (a build does it while another process chunks its file)."""
+        _ = self._session, self._tokenizer
+
     @functools.cached_property
     def _session(self) -> Any:
         import onnxruntime

@@ -76,6 +76,9 @@ class Chunk:
     embedding: list[float] | None = None
     terms: str | None = None  # its keyword-index terms, when the chunking stage made them
     token_ids: Any = None  # the model's input ids, when the chunking stage made them (until encoded)
+    # Its Chroma metadata (``node_record``) when the chunking stage made it, and whether that was
+    # with the text as the document: a process that chunks nothing then never imports LlamaIndex.
+    record: tuple[bool, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,13 +163,18 @@ class ChunkStore:
                 if embeddings is not None
                 else [c.embedding for c in batch]
             )
-            records = [node_record(c, with_document=self.store_documents) for c in batch]
+            metadatas = [self._metadata(c) for c in batch]
             self._collection.upsert(
                 ids=[c.id for c in batch],
-                documents=[r[0] for r in records] if self.store_documents else None,  # type: ignore[arg-type]
-                metadatas=[r[1] for r in records],  # type: ignore[misc]
+                documents=[c.text for c in batch] if self.store_documents else None,
+                metadatas=metadatas,  # type: ignore[arg-type]
                 embeddings=vectors,
             )
+
+    def _metadata(self, chunk: Chunk) -> dict[str, Any]:
+        if chunk.record is not None and chunk.record[0] == self.store_documents:
+            return chunk.record[1]
+        return node_record(chunk, with_document=self.store_documents)[1]
 
     def delete_documents(self, doc_ids: Sequence[str]) -> None:
         """Remove every chunk of these documents, in a few calls rather than one per document."""

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 from indexer.cpu import cpu_count
 from indexer.ingestion.build_processes import child_context, exit_with_build, start_child_server
-from indexer.ingestion.encoders import ModelFacts, Passages, make_encoder, resolve_tokenize_in_workers
+from indexer.ingestion.encoders import (
+    ModelFacts,
+    Passages,
+    SmallBuildEncoder,
+    make_encoder,
+    resolve_tokenize_in_workers,
+)
 from indexer.ingestion.prepare import Prepared, WorkItem, read_and_chunk
 from indexer.ingestion.tables import embedding_text
 
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from indexer.components import Components
     from indexer.components.embedding import PassageTokenizer
     from indexer.index.store import Chunk
+    from indexer.ingestion.chunk_ahead import ChunkedAhead
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +60,11 @@ def resolve_workers(workers: int | str) -> int:
 
 
 class LocalEngine:
-    def __init__(self, components: Components, *, flush_chunks: int) -> None:
+    def __init__(
+        self, components: Components, *, flush_chunks: int, ahead: ChunkedAhead | None = None
+    ) -> None:
         self.components = components
+        self.ahead = ahead  # a child chunking this build's one file already (``chunk_ahead.py``)
         self.flush_chunks = flush_chunks
         # Chunks per encode call: enough batches for length sorting to keep padding low, few
         # enough that encoding starts while the first files are still being chunked.
@@ -73,6 +83,8 @@ class LocalEngine:
             start_child_server()
         facts = encoder.facts()
         _warn_if_truncating(self.components.config.chunking.chunk_size, facts.max_tokens)
+        if self.ahead is not None and isinstance(encoder, SmallBuildEncoder):
+            encoder.direct.load()  # while the child still chunks: off the way after it
         buffer = _ChunkBuffer(limit=2 * self.flush_chunks)
         feeder = threading.Thread(
             target=self._feed,
@@ -144,6 +156,14 @@ class LocalEngine:
         self, items: Sequence[WorkItem], buffer: _ChunkBuffer, facts: ModelFacts
     ) -> Iterator[Prepared]:
         tokenizer_json = facts.tokenizer_json
+        if self.ahead is not None:
+            started = time.perf_counter()
+            ahead, self.ahead = self.ahead, None
+            done = ahead.take(items, tokenizer_json)
+            if done is not None:
+                self.seconds["read_chunk"] += time.perf_counter() - started  # what this process waited
+                yield from done
+                return
         if tokenizer_json is None or not self._uses_workers(items):
             from indexer.ingestion.chunking import make_splitter
 

@@ -31,8 +31,9 @@ from indexer.errors import DataError
 from indexer.index.index import Index, IndexWriter, Written
 from indexer.index.manifest import Manifest, check_compatible
 from indexer.index.store import VectorIndexDamaged
-from indexer.ingestion.plan import SyncPlan, plan_sync, refuse_unreadable, settings_keys
-from indexer.ingestion.prepare import Engine, Prepared, WorkItem
+from indexer.ingestion.chunk_ahead import ChunkedAhead, chunk_ahead
+from indexer.ingestion.plan import SyncPlan, plan_sync, refuse_unreadable, work_items
+from indexer.ingestion.prepare import Engine, Prepared
 from indexer.ingestion.readers import ReadLimits, configured_reader, readers_record
 from indexer.ingestion.sources import PIPELINE_VERSION, Discovery, discover, settings_digest
 from indexer.progress import progress_bar
@@ -133,10 +134,15 @@ def build_index(
             refuse_unreadable(plan, config.data.input_dir)
         return _dry_run_summary(plan, previous, rebuild, started)
 
-    with index.writer() as writer:
-        if rebuild:
-            index.set_aside_damaged()
-        return _Build(components, writer, rebuild, strict, show_progress, started, discovery).run()
+    ahead = None if rebuild else chunk_ahead(config, index, discovery)
+    try:
+        with index.writer() as writer:
+            if rebuild:
+                index.set_aside_damaged()
+            return _Build(components, writer, rebuild, strict, show_progress, started, discovery, ahead).run()
+    finally:
+        if ahead is not None:
+            ahead.close()
 
 
 def check_before_work(config: Config, previous: Manifest) -> None:
@@ -184,7 +190,7 @@ def _dry_run_summary(
     )
 
 
-def make_engine(components: Components) -> Engine:
+def make_engine(components: Components, ahead: ChunkedAhead | None = None) -> Engine:
     """The engine ``build.engine`` names; made only when a build has files to index, so a build
     with nothing to do never loads the model or connects to a cluster."""
     config = components.config
@@ -194,7 +200,7 @@ def make_engine(components: Components) -> Engine:
         return RayEngine(config)
     from indexer.ingestion.local_engine import LocalEngine
 
-    return LocalEngine(components, flush_chunks=flush_chunks(config))
+    return LocalEngine(components, flush_chunks=flush_chunks(config), ahead=ahead)
 
 
 def flush_chunks(config: Config) -> int:
@@ -214,8 +220,10 @@ class _Build:
         show_progress: bool,
         started: float,
         discovery: Discovery,
+        ahead: ChunkedAhead | None = None,
     ) -> None:
         self.config = components.config
+        self.ahead = ahead
         self.components = components
         self.writer = writer
         self.rebuild = rebuild
@@ -354,18 +362,11 @@ class _Build:
         config = self.config
         assert self.writer.manifest is not None
         self.previously_indexed = set(self.writer.manifest.files)
-        items = []
-        key, limits = settings_keys(config), ReadLimits.of(config.data)
-        for ref in limits.readers:  # one that cannot be made stops the build before any file is read
+        # A reader that cannot be made stops the build before any file is read.
+        for ref in ReadLimits.of(config.data).readers:
             configured_reader(ref, config.source)
-        for doc_id in plan.todo:
-            source, digest = plan.current[doc_id]
-            items.append(
-                WorkItem(
-                    doc_id, str(source.path.absolute()), digest, source.size, key(source.path.suffix), limits
-                )
-            )
-        engine = make_engine(self.components)
+        items = work_items(config, plan)
+        engine = make_engine(self.components, self.ahead)
         limit = flush_chunks(config)
         early = _EARLY_FLUSH_BATCHES * config.embedding.batch_size
         thread = _WriterThread(self._apply)

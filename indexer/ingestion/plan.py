@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from indexer.config.models import Config
 from indexer.errors import DataError
@@ -16,6 +16,9 @@ from indexer.index.manifest import Manifest
 from indexer.ingestion.images import OCR_SUFFIXES
 from indexer.ingestion.ocr import OCR_EXTRA
 from indexer.ingestion.readers import FORMATS_EXTRA, ReadLimits
+
+if TYPE_CHECKING:
+    from indexer.ingestion.prepare import WorkItem
 from indexer.ingestion.sources import Discovery, Refused, SourceFile, file_hash, settings_digest
 
 
@@ -99,6 +102,22 @@ def settings_keys(config: Config) -> Callable[[str], str]:
         return keys[suffix]
 
     return key
+
+
+def work_items(config: Config, plan: SyncPlan) -> list[WorkItem]:
+    """The files ``plan`` has to (re)index, as the engines take them."""
+    from indexer.ingestion.prepare import WorkItem
+
+    key, limits = settings_keys(config), ReadLimits.of(config.data)
+    items = []
+    for doc_id in plan.todo:
+        source, digest = plan.current[doc_id]
+        items.append(
+            WorkItem(
+                doc_id, str(source.path.absolute()), digest, source.size, key(source.path.suffix), limits
+            )
+        )
+    return items
 
 
 def plan_sync(config: Config, discovery: Discovery, previous: Manifest | None) -> SyncPlan:

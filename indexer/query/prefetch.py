@@ -23,16 +23,11 @@ the usual way, which raises the same error with the same message it always did.
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import pickle
-import signal
-import sys
-import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from indexer.cpu import cpu_count
+from indexer.forked import ForkedCall, can_fork
 
 if TYPE_CHECKING:
     from indexer.api import Indexer
@@ -40,100 +35,6 @@ if TYPE_CHECKING:
     from indexer.config.models import RetrievalMode
     from indexer.query.engine import AnswerStream
     from indexer.query.filters import FilterValue
-
-log = logging.getLogger(__name__)
-
-# Loaded by either half; a process that holds one of them already has native threads (a thread
-# pool, a runtime) that a fork would copy mid-work, and is warm anyway: nothing is forked then.
-_NATIVE_THREADED = ("chromadb", "onnxruntime", "llama_cpp", "torch", "bm25s")
-
-
-def can_fork() -> bool:
-    """Whether a child forked now starts clean: Linux, this thread alone, no threaded native
-    library loaded."""
-    return (
-        sys.platform == "linux"
-        and hasattr(os, "fork")
-        and threading.active_count() == 1
-        and not any(name in sys.modules for name in _NATIVE_THREADED)
-    )
-
-
-class ForkedCall:
-    """``work()`` run in a forked child; ``result()`` waits for its value."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        read, write = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        try:
-            self.pid = os.fork()
-        except OSError:
-            os.close(read)
-            os.close(write)
-            raise
-        if self.pid == 0:  # the child
-            os.close(read)
-            _call_and_exit(write, work)
-        os.close(write)
-        self._read = read
-        self._done = False
-        self._result: Any = None
-
-    def result(self) -> Any:
-        """The child's value, or None when it failed (the caller then does the work itself)."""
-        if self._done:
-            return self._result
-        chunks = []
-        try:
-            while True:
-                chunk = os.read(self._read, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            self._done = True
-            os.close(self._read)
-        try:
-            status, payload = pickle.loads(b"".join(chunks))
-        except Exception:  # the child died before it wrote (killed, out of memory)
-            return None
-        self._result = payload if status == "ok" else None
-        return self._result
-
-    def close(self) -> None:
-        """End the child (at once, if it is still working) and reap it."""
-        if self.pid == 0:
-            return
-        pid, self.pid = self.pid, 0
-        if not self._done:
-            self._done = True
-            os.close(self._read)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-
-
-def _call_and_exit(write: int, work: Callable[[], Any]) -> None:
-    """The child's whole life: work, write the result, end without running the parent's exit
-    handlers or flushing its copies of the parent's buffers."""
-    result: tuple[str, Any] = ("failed", None)
-    try:
-        result = ("ok", work())
-    except BaseException as exc:  # the parent does the work again, and reports it as it always did
-        log.debug("work in a forked child failed: %r", exc)
-    try:
-        data = pickle.dumps(result)
-    except Exception:
-        data = pickle.dumps(("failed", None))
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write, view) :]
-    except OSError:
-        pass  # the parent stopped listening
-    finally:
-        os._exit(0)
 
 
 def _question_vector(embedder: OnnxEmbedder, question: str) -> ForkedCall | None:

@@ -33,9 +33,10 @@ print("MODULES=" + json.dumps(sorted(m for m in sys.modules if m.split(".")[0] i
 
 
 def _cli_in_subprocess(
-    *args: str, watch: tuple[str, ...] = HEAVY
+    *args: str, watch: tuple[str, ...] = HEAVY, first: str = ""
 ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
-    argv = [sys.executable, "-c", _RUN_CLI, json.dumps(args), json.dumps(watch)]
+    """``first``: code the interpreter runs before the CLI."""
+    argv = [sys.executable, "-c", first + _RUN_CLI, json.dumps(args), json.dumps(watch)]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ}, timeout=300)
     marker = [line for line in done.stdout.splitlines() if line.startswith("MODULES=")]
     assert marker, (done.stdout, done.stderr)
@@ -216,3 +217,80 @@ def test_a_cold_answer_whose_retrieval_fails_reports_it_once(tmp_path: Path, tin
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stderr.count("error:") == 1 and "Traceback" not in done.stderr, done.stderr
     assert "typ" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_a_cold_build_of_one_edited_file_chunks_it_in_a_child_while_the_index_opens(tmp_path: Path) -> None:
+    import numpy as np
+
+    configs = []
+    for name in ("forked", "alone"):
+        docs = write_docs(tmp_path / name / "docs")
+        config = small_config(tmp_path / name / "cfg", docs)
+        assert cli("build", str(config)).returncode == 0  # also leaves the model's ONNX recipe
+        (docs / "radio.md").write_text(
+            "# Radio\n\nThe mast radio now transmits on 915 MHz in the Americas. " * 30, encoding="utf-8"
+        )
+        configs.append(config)
+    watch = ("llama_index", "chromadb", "nltk")
+
+    forked, loaded = _cli_in_subprocess("build", str(configs[0]), "--json", watch=watch)
+    # With Chroma loaded first, nothing is forked (forked.can_fork): the build chunks the file itself.
+    alone, loaded_alone = _cli_in_subprocess(
+        "build", str(configs[1]), "--json", watch=watch, first="import chromadb\n"
+    )
+
+    for done in (forked, alone):
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.split("MODULES=")[0])
+        assert summary["updated"] == 1 and summary["dtype"]["route"] == "onnx", summary
+    # ingestion/chunk_ahead.py: the file was read and chunked, and its Chroma records made, in a
+    # child forked before the index was opened; this process never imported LlamaIndex or NLTK.
+    assert {m.split(".")[0] for m in loaded} == {"chromadb"}, loaded
+    assert {m.split(".")[0] for m in loaded_alone} == {"chromadb", "llama_index", "nltk"}, loaded_alone
+    # The records are those the build makes alone: ids, texts, LlamaIndex node metadata, vectors.
+    forked_records, alone_records = (_records(config, "radio.md") for config in configs)
+    assert len(forked_records["ids"]) > 1
+    for key in ("ids", "documents", "metadatas"):
+        assert forked_records[key] == alone_records[key], key
+    assert np.allclose(forked_records["embeddings"], alone_records["embeddings"], atol=1e-6)
+
+
+# One process per index read: chromadb's embedded client mixes up two persisted folders opened
+# in one process ("Error finding id").
+_RECORDS = """
+import json, sys
+from indexer import Indexer
+from indexer.index.store import DOC_ID
+store = Indexer.from_config(sys.argv[1]).index.chunk_store(create=False)
+got = store._collection.get(where={DOC_ID: sys.argv[2]}, include=["documents", "metadatas", "embeddings"])
+print(json.dumps({**got, "embeddings": [list(map(float, v)) for v in got["embeddings"]]}, default=str))
+"""
+
+
+def _records(config: Path, doc_id: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", _RECORDS, str(config), doc_id], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_a_child_s_chunks_are_taken_only_for_the_same_files_and_tokenizer(tmp_path: Path) -> None:
+    from indexer.forked import ForkedCall
+    from indexer.ingestion.chunk_ahead import ChunkedAhead, _digest
+    from indexer.ingestion.prepare import Prepared, WorkItem
+
+    item = WorkItem("a.md", str(tmp_path / "a.md"), "hash-a", 10)
+    other = WorkItem("b.md", str(tmp_path / "b.md"), "hash-b", 10)
+
+    def ahead() -> ChunkedAhead:
+        return ChunkedAhead([item], ForkedCall(lambda: (_digest("tokenizer"), [Prepared(item)])))
+
+    assert ahead().take([other], "tokenizer") is None  # the plan under the writer's lock differs
+    assert ahead().take([item], "another tokenizer") is None
+    assert ahead().take([item], None) is None
+    taken = ahead().take([item], "tokenizer")
+    assert taken is not None and [p.item for p in taken] == [item]
+    failing = ChunkedAhead([item], ForkedCall(lambda: 1 / 0))
+    assert failing.take([item], "tokenizer") is None  # the build then chunks the file itself

@@ -1,0 +1,109 @@
+"""A cold build of one changed file: the file read and chunked in a forked child, from before this
+process opens the index.
+
+A cold ``indexer build`` after one edit is almost all imports: LlamaIndex's ``SentenceSplitter``
+and NLTK's Punkt for the chunking (about 1.1 s of CPU: ``llama_index.core``'s ``__init__`` loads
+its indices, chat engines, SQLAlchemy and workflows, none of them optional), and Chroma and
+onnxruntime for the index and the embedding (about 0.6 s). Threads would run them one after the
+other under the GIL. So the build plans first (the manifest and the files' hashes: milliseconds
+on a small folder), and where its work is what the build would chunk in this process anyway (one
+file, on the torch-free ONNX route), a child forked then imports the chunking, reads and chunks the
+file and makes each chunk's Chroma record, while this process opens the index and loads the model.
+This process then never imports LlamaIndex.
+
+Only a help: the chunks are the ones this process would make (the same code and tokenizer, which
+``take`` checks), and where anything differs (the plan once the writer holds the lock, the
+tokenizer) or the child fails, this process chunks the file itself, as without a child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from indexer.forked import ForkedCall, can_fork
+
+if TYPE_CHECKING:
+    from indexer.config.models import Config
+    from indexer.index.index import Index
+    from indexer.ingestion.prepare import Prepared, WorkItem
+    from indexer.ingestion.sources import Discovery
+
+# Hashing every file twice (here, and again once the writer holds the lock) costs little only on a
+# small folder, which is where a cold build's imports are most of its time.
+_MAX_FOLDER_BYTES = 16 << 20
+
+
+class ChunkedAhead:
+    """The child chunking ``items``; ``take`` hands over its work when it is what is asked."""
+
+    def __init__(self, items: list[WorkItem], call: ForkedCall) -> None:
+        self.items = items
+        self._call = call
+
+    def take(self, items: Sequence[WorkItem], tokenizer_json: str | None) -> list[Prepared] | None:
+        """The files chunked by the child, if they are ``items`` and were counted with this
+        tokenizer; else None (the caller chunks them). The child ends here either way."""
+        try:
+            if list(items) != self.items or tokenizer_json is None:
+                return None
+            result = self._call.result()
+            if result is None:
+                return None
+            digest, prepared = result
+            return prepared if digest == _digest(tokenizer_json) else None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._call.close()
+
+
+def chunk_ahead(config: Config, index: Index, discovery: Discovery) -> ChunkedAhead | None:
+    """A child chunking what this build will, where that is one file this process would chunk
+    itself on the torch-free route, and this process is cold; else None."""
+    if not can_fork() or config.build.engine != "local" or config.vector_store.persist_dir is None:
+        return None
+    if sum(source.size for source in discovery.sources) > _MAX_FOLDER_BYTES:
+        return None
+    from indexer.index.manifest import ManifestDamaged
+    from indexer.ingestion.plan import plan_sync, work_items
+
+    try:
+        previous = index.manifest_file.load()
+    except ManifestDamaged:
+        return None
+    if previous is None:
+        return None  # a first build: the whole folder, in the chunking workers
+    items = work_items(config, plan_sync(config, discovery, previous))
+    if len(items) != 1:
+        return None  # nothing to chunk, or several files: the chunking workers' case
+    try:
+        call = ForkedCall(lambda: _chunk(config, items))
+    except OSError:
+        return None
+    return ChunkedAhead(items, call)
+
+
+def _chunk(config: Config, items: list[WorkItem]) -> tuple[str, list[Prepared]] | None:
+    """In the child: ``items`` read and chunked as ``LocalEngine`` would in its own process, with
+    each chunk's Chroma record made too."""
+    from indexer.index.store import node_record
+    from indexer.ingestion.chunking import make_splitter
+    from indexer.ingestion.encoders import direct_route
+    from indexer.ingestion.prepare import read_and_chunk
+
+    direct = direct_route(config)
+    if direct is None:  # the torch route counts tokens with a tokenizer only torch's model gives
+        return None
+    splitter = make_splitter(config.chunking, direct.tokenizer_json)
+    with_document = config.vector_store.store_documents
+    prepared = [read_and_chunk(item, splitter, keyword_terms=True) for item in items]
+    for chunk in (c for p in prepared for c in p.chunks):
+        chunk.record = (with_document, node_record(chunk, with_document=with_document)[1])
+    return _digest(direct.tokenizer_json), prepared
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
