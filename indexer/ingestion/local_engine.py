@@ -64,7 +64,7 @@ class LocalEngine:
         self, components: Components, *, flush_chunks: int, ahead: ChunkedAhead | None = None
     ) -> None:
         self.components = components
-        self.ahead = ahead  # a child chunking this build's one file already (``chunk_ahead.py``)
+        self.ahead = ahead  # a child chunking this build's files already (``chunk_ahead.py``)
         self.flush_chunks = flush_chunks
         # Chunks per encode call: enough batches for length sorting to keep padding low, few
         # enough that encoding starts while the first files are still being chunked.
@@ -79,7 +79,7 @@ class LocalEngine:
 
     def prepare(self, items: Sequence[WorkItem]) -> Iterator[Prepared]:
         encoder = self.encoder
-        if self._uses_workers(items):
+        if self._uses_workers(items) and self.ahead is None:
             start_child_server()
         facts = encoder.facts()
         _warn_if_truncating(self.components.config.chunking.chunk_size, facts.max_tokens)
