@@ -33,11 +33,23 @@ _NATIVE_THREADED = ("chromadb", "onnxruntime", "llama_cpp", "torch", "bm25s")
 _WAITING_THREADS = frozenset({"indexer-ctrl-c"})
 
 
+# Forks are for a CLI command's own process (``cli.main`` allows them), never for a program that
+# imports indexer as a library: its threads, native libraries and open resources are its own.
+_allowed = False
+
+
+def allow_forks() -> None:
+    """Called by the console script's entry point: this process is an indexer command."""
+    global _allowed
+    _allowed = True
+
+
 def can_fork() -> bool:
-    """Whether a child forked now starts clean: Linux, no other thread at work, no threaded native
-    library loaded."""
+    """Whether a child forked now starts clean: an indexer command's process on Linux, no other
+    thread at work, no threaded native library loaded."""
     return (
-        sys.platform == "linux"
+        _allowed
+        and sys.platform == "linux"
         and hasattr(os, "fork")
         and all(t is threading.current_thread() or t.name in _WAITING_THREADS for t in threading.enumerate())
         and not any(name in sys.modules for name in _NATIVE_THREADED)

@@ -36,6 +36,9 @@ app.add_typer(evaluate.eval_app, name="eval")
 
 
 def main() -> None:
+    from indexer.forked import allow_forks
+
+    allow_forks()  # a cold command's start-up may use a child (query/prefetch.py, ingestion/chunk_ahead.py)
     try:
         app()
     except KeyboardInterrupt:

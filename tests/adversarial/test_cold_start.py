@@ -299,3 +299,16 @@ def test_a_child_s_chunks_are_taken_only_for_the_same_files_and_tokenizer(tmp_pa
     assert taken is not None and [p.item for p in taken] == [item]
     failing = ChunkedAhead([item], ForkedCall(lambda: 1 / 0))
     assert failing.take([item], "tokenizer") is None  # the build then chunks the file itself
+
+
+def test_only_an_indexer_command_s_process_forks() -> None:
+    probe = (
+        "from indexer import forked\n"
+        "library = forked.can_fork()\n"
+        "forked.allow_forks()  # what the console script's entry point does\n"
+        "print(library, forked.can_fork())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]  # a program using the Python API is never forked
