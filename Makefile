@@ -19,11 +19,11 @@ comma := ,
 DEMO_NOT_IN_EXTRAS := $(filter-out $(subst $(comma), ,$(EXTRAS)),$(subst $(comma), ,$(DEMO_EXTRAS)))
 QUESTION ?= How often should the silica gel desiccant pack in the mast be replaced?
 
-.PHONY: setup setup-demo llama-cpp browser demo test test-fast lint clean doctor docs docs-gen docs-check
+.PHONY: setup setup-demo llama-cpp bytecode browser demo test test-fast lint clean doctor docs docs-gen docs-check
 
-setup: $(STAMP) llama-cpp
+setup: $(STAMP) llama-cpp bytecode
 
-setup-demo: $(DEMO_STAMP) llama-cpp
+setup-demo: $(DEMO_STAMP) llama-cpp bytecode
 
 # $(call install,EXTRAS): the steps of a set-up, each timed by tools/setup_step.sh. torch comes
 # first, pinned, so no dependency can pull the CUDA build; then the llama.cpp wheel (compiled here
@@ -55,6 +55,13 @@ llama-cpp:
 	  $(BIN)/python -m pip install --quiet --no-index --no-deps --force-reinstall "$$wheels"/*.whl && \
 	  echo "$$wheels" > $(VENV)/.llama-wheel; \
 	fi
+
+# indexer's own modules compiled to bytecode (an editable install leaves them as source, and pip
+# compiles only what it copies): where PYTHONDONTWRITEBYTECODE is set, as on this project's CI
+# machines, every cold command compiled them again: 0.07 to 0.1 s of a 0.7 to 0.8 s retrieve-only
+# query, measured taking turns. Runs on every set-up; only changed files are compiled again.
+bytecode:
+	@$(BIN)/python -m compileall -q indexer >/dev/null
 
 demo: setup-demo
 	$(BIN)/indexer build configs/sample.yaml
