@@ -73,14 +73,12 @@ def chunk_ahead(config: Config, index: Index, discovery: Discovery) -> ChunkedAh
         return None
     if sum(source.size for source in discovery.sources) > _MAX_FOLDER_BYTES:
         return None
-    from indexer.index.manifest import ManifestDamaged
     from indexer.ingestion.plan import plan_sync, work_items
 
     try:
-        previous = index.manifest_file.load()
-    except ManifestDamaged:
+        items = work_items(config, plan_sync(config, discovery, index.manifest_file.load()))
+    except Exception:  # a damaged manifest, say: the build plans again and reports it as always
         return None
-    items = work_items(config, plan_sync(config, discovery, previous))
     if not items or len(items) > _MAX_FILES or sum(item.size for item in items) > _MAX_FILES_BYTES:
         return None  # nothing to chunk, or the chunking workers' case
     try:
