@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 _NATIVE_THREADED = ("chromadb", "onnxruntime", "llama_cpp", "torch", "bm25s")
 
 
+# The name of the CLI's Ctrl-C counter thread (``cli/running.py``), blocked in a socket's ``recv``.
+CTRL_C_THREAD = "indexer-ctrl-c"
 # Threads that only ever wait in a system call and hold no lock a child could need: a fork beside
-# them is as clean as one alone. ``indexer-ctrl-c``: the CLI's Ctrl-C counter (``cli/running.py``),
-# blocked in a socket's ``recv``.
-_WAITING_THREADS = frozenset({"indexer-ctrl-c"})
+# them is as clean as one alone.
+_WAITING_THREADS = frozenset({CTRL_C_THREAD})
 
 
 # Forks are for a CLI command's own process (``cli.main`` allows them), never for a program that

@@ -21,6 +21,7 @@ import typer
 
 from indexer.cli.output import PrintableFormatter, echo
 from indexer.errors import IndexerError
+from indexer.forked import CTRL_C_THREAD
 
 if TYPE_CHECKING:
     from indexer.api import Indexer
@@ -125,9 +126,7 @@ def ctrl_c_ends_the_process(grace: float = CTRL_C_GRACE_SECONDS) -> Iterator[Non
 
     previous_handler = signal.signal(signal.SIGINT, on_sigint)
     previous_fd = signal.set_wakeup_fd(send.fileno(), warn_on_full_buffer=False)
-    watcher = threading.Thread(
-        target=_count_ctrl_c, args=(receive, grace), name="indexer-ctrl-c", daemon=True
-    )
+    watcher = threading.Thread(target=_count_ctrl_c, args=(receive, grace), name=CTRL_C_THREAD, daemon=True)
     watcher.start()
     try:
         yield
